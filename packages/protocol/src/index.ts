@@ -1,0 +1,64 @@
+/**
+ * The Autobus wire protocol: one TypeBox schema per message, their derived
+ * TypeScript types, decoders that never throw, the error code table and the
+ * protocol's constants. No I/O. The normative text is docs/protocol.md.
+ *
+ * @example
+ * ```ts
+ * import { decodeDatagram, ProtocolError } from '@autobus/protocol'
+ *
+ * const datagram = decodeDatagram(bytes)
+ * if (datagram instanceof ProtocolError) console.warn(datagram.code)
+ * else if (datagram.command === 'add') console.log(datagram.service, datagram.info)
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { DiscoveryDefaults, DISCOVERY_PORT, Limits, META_SERVICE_ID, META_SERVICE_TYPE, PROTOCOL_VERSION } from './constants.js'
+export {
+  AddDatagram,
+  type Datagram,
+  decodeDatagram,
+  encodeDatagram,
+  QueryDatagram,
+  RemoveDatagram,
+} from './discovery.js'
+export {
+  AutobusError,
+  BusyError,
+  CallTimeoutError,
+  ClosedError,
+  ConnectionLostError,
+  ErrorCode,
+  errorFromWire,
+  errorToWire,
+  InvalidArgumentsError,
+  isErrorCode,
+  NotBoundError,
+  ProtocolError,
+  RefusedError,
+  RemoteError,
+  UnknownNameError,
+  UnknownServiceError,
+  UnsupportedError,
+  type WireError,
+} from './errors.js'
+export { type JsonObject, parseJsonObject } from './json.js'
+export {
+  checkResponse,
+  type CommandName,
+  Commands,
+  decodeFrame,
+  encodeFrame,
+  Feature,
+  isCommandName,
+  type MessageId,
+  MessageType,
+  type RequestBody,
+  type RequestMessage,
+  type ResponseBody,
+  type ResponseMessage,
+  ServiceDescription,
+  type SessionMessage,
+  WireErrorSchema,
+} from './session.js'

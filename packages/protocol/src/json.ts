@@ -1,0 +1,53 @@
+import { ErrorCode, ProtocolError } from './errors.js'
+import { Limits } from './constants.js'
+
+/** A JSON object as decoded from the wire. */
+export type JsonObject = { [key: string]: unknown }
+
+/**
+ * Parses one JSON object from text. Returns a `ProtocolError` (never throws)
+ * when the text is not JSON, is not an object, or nests deeper than
+ * `maxDepth`. Own `__proto__` keys are removed so that no later copy of the
+ * value can change an object's prototype.
+ */
+export function parseJsonObject(text: string, maxDepth: number = Limits.maxDepth): JsonObject | ProtocolError {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (cause) {
+    return new ProtocolError(ErrorCode.MalformedJson, 'not valid JSON', { cause })
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return new ProtocolError(ErrorCode.MalformedJson, 'not a JSON object')
+  }
+  // Text shorter than two brackets per level cannot be too deep, and text
+  // without the key needs no cleaning: most small messages skip the walk.
+  if (text.length > maxDepth * 2 || text.includes('__proto__')) {
+    const depthError = sanitize(value, maxDepth)
+    if (depthError) return depthError
+  }
+  return value as JsonObject
+}
+
+function sanitize(root: object, maxDepth: number): ProtocolError | undefined {
+  const stack: Array<[unknown, number]> = [[root, 1]]
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!
+    if (depth > maxDepth) {
+      return new ProtocolError(ErrorCode.TooDeep, `nesting deeper than ${maxDepth}`)
+    }
+    if (Array.isArray(node)) {
+      for (const item of node) {
+        if (typeof item === 'object' && item !== null) stack.push([item, depth + 1])
+      }
+    } else {
+      const record = node as Record<string, unknown>
+      if (Object.hasOwn(record, '__proto__')) delete record.__proto__
+      for (const key in record) {
+        const item = record[key]
+        if (typeof item === 'object' && item !== null) stack.push([item, depth + 1])
+      }
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,236 @@
+import Type, { type Static, type TSchema } from 'typebox'
+import { Compile, type Validator } from 'typebox/compile'
+import { Limits } from './constants.js'
+import { describeErrors } from './discovery.js'
+import { ErrorCode, ProtocolError, type WireError } from './errors.js'
+import { type JsonObject, parseJsonObject } from './json.js'
+
+/** `_type` values. docs/protocol.md §3.2. */
+export const MessageType = { Command: 1, Response: 2, Notification: 3 } as const
+export type MessageType = (typeof MessageType)[keyof typeof MessageType]
+
+/** A message id: chosen by the sender of a command, echoed by its response. */
+export type MessageId = number | string
+
+const Name = Type.String({ minLength: 1, maxLength: 1024 })
+const Args = Type.Array(Type.Unknown())
+const LocalId = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })
+const Empty = Type.Object({})
+
+/** The `_error` object of a failed response. */
+export const WireErrorSchema = Type.Object({
+  text: Type.String(),
+  code: Type.Optional(Type.String()),
+  name: Type.Optional(Type.String()),
+})
+
+/** Features a peer can offer at bind. docs/protocol.md §3.4. */
+export const Feature = {
+  /** Typed error codes in `_error.code`. */
+  Errors: 'errors',
+  /** The `describe` command. */
+  Describe: 'describe',
+  /** `ping` heartbeats on idle connections. */
+  Heartbeat: 'heartbeat',
+  /** Channels (`channel_open`, `channel_message`, `channel_close`). */
+  Channels: 'channels',
+  /** Byte streams (`stream_open`, `stream_data`, `stream_ack`, …). */
+  Streams: 'streams',
+} as const
+export type Feature = (typeof Feature)[keyof typeof Feature]
+
+/** JSON Schema of a value, as published by introspection. */
+const JsonSchema = Type.Record(Type.String(), Type.Unknown())
+const Doc = Type.Optional(Type.String())
+
+/** How a service describes itself. docs/protocol.md §3.8. */
+export const ServiceDescription = Type.Object({
+  service: Type.String(),
+  info: Type.Record(Type.String(), Type.Unknown()),
+  doc: Doc,
+  functions: Type.Record(
+    Type.String(),
+    Type.Object({ doc: Doc, args: Type.Optional(Type.Array(JsonSchema)), result: Type.Optional(JsonSchema) }),
+  ),
+  events: Type.Record(Type.String(), Type.Object({ doc: Doc, args: Type.Optional(Type.Array(JsonSchema)) })),
+  objects: Type.Record(Type.String(), Type.Object({ doc: Doc, value: Type.Optional(JsonSchema) })),
+  channels: Type.Record(Type.String(), Type.Object({ doc: Doc, message: Type.Optional(JsonSchema) })),
+  streams: Type.Record(Type.String(), Type.Object({ doc: Doc })),
+})
+export type ServiceDescription = Static<typeof ServiceDescription>
+
+/**
+ * Every session command: the body of its request and of its response (keys
+ * beside `_type`, `_id`, `_command`). One entry per command of
+ * docs/protocol.md §3.5–§3.8.
+ */
+export const Commands = {
+  bind: {
+    request: Type.Object({
+      service: Type.String({ maxLength: 256 }),
+      version: Type.Optional(Type.Integer()),
+      features: Type.Optional(Type.Array(Type.String(), { maxItems: 64 })),
+    }),
+    response: Type.Object({
+      version: Type.Optional(Type.Integer()),
+      features: Type.Optional(Type.Array(Type.String(), { maxItems: 64 })),
+    }),
+  },
+  call: {
+    request: Type.Object({ name: Name, args: Args }),
+    response: Type.Object({ result: Type.Optional(Type.Unknown()) }),
+  },
+  watch: {
+    request: Type.Object({ name: Name }),
+    response: Type.Object({ name: Type.Optional(Type.String()), value: Type.Optional(Type.Unknown()) }),
+  },
+  unwatch: {
+    request: Type.Object({ name: Name }),
+    response: Type.Object({ value: Type.Optional(Type.Unknown()) }),
+  },
+  changed: {
+    request: Type.Object({ name: Name, value: Type.Unknown() }),
+    response: Empty,
+  },
+  listen: { request: Type.Object({ name: Name }), response: Empty },
+  unlisten: { request: Type.Object({ name: Name }), response: Empty },
+  fired: {
+    request: Type.Object({ name: Name, args: Args }),
+    response: Empty,
+  },
+  describe: {
+    request: Empty,
+    response: Type.Object({ description: ServiceDescription }),
+  },
+  ping: { request: Empty, response: Empty },
+  channel_open: {
+    request: Type.Object({ name: Name, channel: LocalId }),
+    response: Empty,
+  },
+  channel_message: {
+    request: Type.Object({ channel: LocalId, message: Type.Unknown() }),
+    response: Empty,
+  },
+  channel_close: {
+    request: Type.Object({ channel: LocalId, reason: Type.Optional(Type.String()) }),
+    response: Empty,
+  },
+  stream_open: {
+    request: Type.Object({ name: Name, stream: LocalId, window: Type.Integer({ minimum: 1 }) }),
+    response: Type.Object({ window: Type.Integer({ minimum: 1 }) }),
+  },
+  stream_data: {
+    request: Type.Object({ stream: LocalId, data: Type.String() }),
+    response: Empty,
+  },
+  stream_ack: {
+    request: Type.Object({ stream: LocalId, bytes: Type.Integer({ minimum: 1 }) }),
+    response: Empty,
+  },
+  stream_end: { request: Type.Object({ stream: LocalId }), response: Empty },
+  stream_close: {
+    request: Type.Object({ stream: LocalId, reason: Type.Optional(Type.String()) }),
+    response: Empty,
+  },
+} as const satisfies Record<string, { request: TSchema; response: TSchema }>
+
+/** The name of a session command. */
+export type CommandName = keyof typeof Commands
+
+/** The body of a command's request. */
+export type RequestBody<C extends CommandName> = Static<(typeof Commands)[C]['request']>
+/** The body of a command's response. */
+export type ResponseBody<C extends CommandName> = Static<(typeof Commands)[C]['response']>
+
+/** A decoded command or notification (`_type` 1 or 3). */
+export type RequestMessage<C extends CommandName = CommandName> = {
+  [K in C]: RequestBody<K> & {
+    _type: typeof MessageType.Command | typeof MessageType.Notification
+    _id?: MessageId
+    _command: K
+  }
+}[C]
+
+/** A decoded response (`_type` 2). Its body is checked by `checkResponse`. */
+export type ResponseMessage = JsonObject & {
+  _type: typeof MessageType.Response
+  _id: MessageId
+  _error?: WireError
+}
+
+/** Any decoded session message. */
+export type SessionMessage = RequestMessage | ResponseMessage
+
+const requestValidators = new Map<string, Validator>()
+const responseValidators = new Map<string, Validator>()
+for (const [name, spec] of Object.entries(Commands)) {
+  requestValidators.set(name, Compile(spec.request))
+  responseValidators.set(name, Compile(spec.response))
+}
+const wireErrorValidator = Compile(WireErrorSchema)
+
+/** True if `name` is a command of this protocol. */
+export function isCommandName(name: string): name is CommandName {
+  return requestValidators.has(name)
+}
+
+/**
+ * Decodes one frame (a line without its newline). Never throws: an invalid
+ * frame comes back as a `ProtocolError` that carries `_id` and `_type` when
+ * they could be read, so the receiver can answer it.
+ */
+export function decodeFrame(text: string, maxDepth: number = Limits.maxDepth): SessionMessage | ProtocolError {
+  const value = parseJsonObject(text, maxDepth)
+  if (value instanceof ProtocolError) return value
+  const type = value._type
+  const id = value._id
+  const hasId = typeof id === 'number' || typeof id === 'string'
+  if (type !== 1 && type !== 2 && type !== 3) {
+    return new ProtocolError(ErrorCode.InvalidMessage, '"_type" must be 1, 2 or 3', hasId ? { messageId: id } : {})
+  }
+  const context = hasId ? { messageId: id, messageType: type } : { messageType: type }
+  if (id !== undefined && !hasId) {
+    return new ProtocolError(ErrorCode.InvalidMessage, '"_id" must be a number or a string', context)
+  }
+  if (type === MessageType.Response) {
+    if (!hasId) return new ProtocolError(ErrorCode.InvalidMessage, 'response without "_id"', context)
+    if (value._error !== undefined && !wireErrorValidator.Check(value._error)) {
+      return new ProtocolError(ErrorCode.InvalidMessage, '"_error" must be an object with "text"', context)
+    }
+    return value as ResponseMessage
+  }
+  if (type === MessageType.Command && !hasId) {
+    return new ProtocolError(ErrorCode.InvalidMessage, 'command without "_id"', context)
+  }
+  const command = value._command
+  if (typeof command !== 'string') {
+    return new ProtocolError(ErrorCode.InvalidMessage, 'missing "_command"', context)
+  }
+  const validator = requestValidators.get(command)
+  if (!validator) {
+    return new ProtocolError(ErrorCode.UnknownCommand, `unknown command "${command}"`, context)
+  }
+  if (!validator.Check(value)) {
+    return new ProtocolError(ErrorCode.InvalidMessage, `${command}: ${describeErrors(validator.Errors(value))}`, context)
+  }
+  return value as RequestMessage
+}
+
+/**
+ * Checks a response body against the schema of the command it answers.
+ * Returns undefined when it fits, or the `ProtocolError` describing why not.
+ */
+export function checkResponse(command: CommandName, response: ResponseMessage): ProtocolError | undefined {
+  const validator = responseValidators.get(command)!
+  const messageId = response._id
+  if (validator.Check(response)) return undefined
+  return new ProtocolError(ErrorCode.InvalidMessage, `${command} response: ${describeErrors(validator.Errors(response))}`, {
+    messageId,
+    messageType: MessageType.Response,
+  })
+}
+
+/** Encodes a message as one frame: compact JSON and a newline. */
+export function encodeFrame(message: object): string {
+  return `${JSON.stringify(message)}\n`
+}

@@ -1,0 +1,101 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import {
+  type Datagram,
+  decodeDatagram,
+  decodeFrame,
+  encodeDatagram,
+  encodeFrame,
+  ErrorCode,
+  Limits,
+  ProtocolError,
+} from '../src/index.js'
+
+// What a receiver should see: the value as sent, less any __proto__ keys.
+const expected = (value: unknown) =>
+  JSON.parse(JSON.stringify(value), (key, item) => (key === '__proto__' ? undefined : item))
+
+describe('decodeDatagram', () => {
+  it('round-trips every datagram', () => {
+    const port = fc.integer({ min: 1, max: 65535 })
+    const service = fc.string({ minLength: 1, maxLength: 64 })
+    const info = fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 })
+    const datagram: fc.Arbitrary<Datagram> = fc.oneof(
+      fc.constant({ command: 'query' as const }),
+      fc.record({ command: fc.constant('add' as const), port, service, info }),
+      fc.record({ command: fc.constant('remove' as const), port, service }),
+    )
+    fc.assert(
+      fc.property(datagram, (value) => {
+        const bytes = (() => {
+          try {
+            return encodeDatagram(value)
+          } catch (error) {
+            expect(error).toBeInstanceOf(ProtocolError)
+            return undefined
+          }
+        })()
+        if (bytes) expect(decodeDatagram(bytes)).toEqual(expected(value))
+      }),
+    )
+  })
+
+  it('turns random bytes into a ProtocolError, never an exception', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
+        const decoded = decodeDatagram(bytes)
+        if (!(decoded instanceof ProtocolError)) expect(['query', 'add', 'remove']).toContain(decoded.command)
+      }),
+    )
+  })
+
+  it('refuses to encode an info that does not fit in one datagram', () => {
+    const info = { blob: 'x'.repeat(Limits.maxDatagram) }
+    expect(() => encodeDatagram({ command: 'add', port: 1, service: 's', info })).toThrow(
+      expect.objectContaining({ code: ErrorCode.DatagramTooLarge }),
+    )
+  })
+})
+
+describe('decodeFrame', () => {
+  it('round-trips calls with any JSON arguments', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0 }), fc.string({ minLength: 1 }), fc.array(fc.jsonValue({ maxDepth: 4 })), (id, name, args) => {
+        const message = { _type: 1, _id: id, _command: 'call', name, args }
+        const line = encodeFrame(message)
+        expect(line.endsWith('\n')).toBe(true)
+        expect(decodeFrame(line.slice(0, -1))).toEqual(expected(message))
+      }),
+    )
+  })
+
+  it('turns random text into a ProtocolError, never an exception', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.json(), fc.string({ unit: 'binary' })), (text) => {
+        const decoded = decodeFrame(text)
+        if (!(decoded instanceof ProtocolError)) expect([1, 2, 3]).toContain(decoded._type)
+      }),
+    )
+  })
+
+  it('removes __proto__ keys so nothing can be polluted', () => {
+    const text = '{"_type":1,"_id":1,"_command":"call","name":"f","args":[{"__proto__":{"polluted":1},"a":1}]}'
+    const decoded = decodeFrame(text)
+    expect(decoded).not.toBeInstanceOf(ProtocolError)
+    const arg = (decoded as { args: Array<Record<string, unknown>> }).args[0]!
+    expect(Object.hasOwn(arg, '__proto__')).toBe(false)
+    expect({ ...arg }).toEqual({ a: 1 })
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+
+  it('keeps the id of an invalid command so it can be answered', () => {
+    const decoded = decodeFrame('{"_type":1,"_id":42,"_command":"launch"}')
+    expect(decoded).toBeInstanceOf(ProtocolError)
+    expect(decoded).toMatchObject({ code: ErrorCode.UnknownCommand, messageId: 42, messageType: 1 })
+  })
+
+  it('bounds nesting depth without overflowing the stack', () => {
+    const deep = `{"_type":1,"_id":1,"_command":"call","name":"f","args":${'['.repeat(100_000)}${']'.repeat(100_000)}}`
+    expect(decodeFrame(deep)).toMatchObject({ code: ErrorCode.TooDeep })
+  })
+})

@@ -1,0 +1,28 @@
+import { readdirSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { defineConfig } from 'vitest/config'
+
+const root = fileURLToPath(new URL('.', import.meta.url))
+const packages = readdirSync(`${root}packages`)
+
+// Tests import sibling packages by name; point those names at their sources
+// so the suite needs no build.
+const alias = Object.fromEntries(
+  packages.map((name) => [`@autobus/${name}`, `${root}packages/${name}/src/index.ts`]),
+)
+
+export default defineConfig({
+  resolve: { alias },
+  test: {
+    reporters: process.env.CI ? ['default'] : ['default'],
+    projects: packages.map((name) => ({
+      extends: true,
+      test: {
+        name,
+        include: [`packages/${name}/test/**/*.test.ts`],
+        testTimeout: 30_000,
+        hookTimeout: 30_000,
+      },
+    })),
+  },
+})
