@@ -38,6 +38,8 @@ export const ErrorCode = {
   Closed: 'closed',
   /** The peer did not negotiate the feature this command needs. */
   Unsupported: 'unsupported',
+  /** A connection could not be made (refused, unreachable, timed out). */
+  Unreachable: 'unreachable',
 } as const
 
 /** One of the wire error codes. */
@@ -175,6 +177,14 @@ export class UnsupportedError extends AutobusError {
   }
 }
 
+/** A connection could not be made: refused, no route, or timed out. */
+export class UnreachableError extends AutobusError {
+  override name = 'UnreachableError'
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Unreachable, message, options)
+  }
+}
+
 /** A command came before `bind`. */
 export class NotBoundError extends AutobusError {
   override name = 'NotBoundError'
@@ -222,6 +232,8 @@ export function errorFromWire(wire: WireError): AutobusError {
       return new UnsupportedError(text)
     case ErrorCode.NotBound:
       return new NotBoundError(text)
+    case ErrorCode.Unreachable:
+      return new UnreachableError(text)
     case ErrorCode.MalformedJson:
     case ErrorCode.FrameTooLarge:
     case ErrorCode.DatagramTooLarge:

@@ -40,6 +40,7 @@ export {
   RemoteError,
   UnknownNameError,
   UnknownServiceError,
+  UnreachableError,
   UnsupportedError,
   type WireError,
 } from './errors.js'

@@ -1,0 +1,235 @@
+import { EventEmitter } from 'node:events'
+import {
+  decodeFrame,
+  encodeFrame,
+  ErrorCode,
+  Limits,
+  type ProtocolError,
+  type SessionMessage,
+} from '@autobus/protocol'
+
+/** Why a connection closed. */
+export interface CloseInfo {
+  /** A short human-readable reason, e.g. "closed by peer", "slow consumer". */
+  reason: string
+  /** The error behind the close, if any. */
+  error?: Error
+}
+
+/** Options shared by every framed connection. */
+export interface ConnectionOptions {
+  /** Largest frame accepted, in bytes (default 4 MiB). */
+  maxFrame?: number
+  /** Deepest nesting accepted in a message (default 64). */
+  maxDepth?: number
+  /** Bytes queued for a peer that does not read before it is dropped (default 8 MiB). */
+  maxQueuedBytes?: number
+}
+
+/** Heartbeat settings; see {@link MessageConnection.startHeartbeat}. */
+export interface HeartbeatOptions {
+  /** Idle time after which `ping` is called (default 5 s). */
+  interval?: number
+  /** Silence after which the connection is closed as dead (default 15 s). */
+  timeout?: number
+  /** Sends one heartbeat to the peer. */
+  ping: () => void
+}
+
+/** Events of a {@link MessageConnection}. */
+export type MessageConnectionEvents = {
+  /** A valid message arrived. */
+  message: [message: SessionMessage]
+  /** A frame arrived that is not a valid message; the connection stays open. */
+  invalid: [error: ProtocolError]
+  /** Everything queued has been handed to the socket. */
+  drain: []
+  /** The connection closed; emitted exactly once. */
+  close: [info: CloseInfo]
+}
+
+/**
+ * A connection that carries protocol messages, one JSON object per line.
+ * Implemented over TCP, Unix sockets and in memory.
+ */
+export interface MessageConnection extends EventEmitter<MessageConnectionEvents> {
+  /** Address of the peer (IP address, socket path or "memory"). */
+  readonly remoteAddress: string
+  /** Port of the peer, 0 where there is none. */
+  readonly remotePort: number
+  /** True once the connection has closed. */
+  readonly isClosed: boolean
+  /** True while the peer is behind: producers should wait for `drain`. */
+  readonly needsDrain: boolean
+  /** Resolves with the close reason once the connection has closed. */
+  readonly closed: Promise<CloseInfo>
+  /** Queues one message. Returns false if the connection is closed. */
+  send(message: object): boolean
+  /** Resolves when the peer has caught up (at once if it has). */
+  drained(signal?: AbortSignal): Promise<void>
+  /** Starts application heartbeats on this connection. */
+  startHeartbeat(options: HeartbeatOptions): void
+  /** Closes the connection; idempotent. */
+  close(reason?: string, error?: Error): void
+}
+
+const NEWLINE = 0x0a
+
+/**
+ * Shared framing, queueing and heartbeat logic. Subclasses move the bytes.
+ * @internal
+ */
+export abstract class FramedConnection extends EventEmitter<MessageConnectionEvents> implements MessageConnection {
+  abstract readonly remoteAddress: string
+  abstract readonly remotePort: number
+  readonly closed: Promise<CloseInfo>
+  protected readonly maxFrame: number
+  protected readonly maxDepth: number
+  protected readonly maxQueuedBytes: number
+  #closeInfo: CloseInfo | undefined
+  #resolveClosed!: (info: CloseInfo) => void
+  #partial: Buffer[] = []
+  #partialLength = 0
+  #outbox: string[] = []
+  #flushScheduled = false
+  #lastReceived = Date.now()
+  #heartbeatTimer: NodeJS.Timeout | undefined
+
+  constructor(options: ConnectionOptions = {}) {
+    super()
+    this.maxFrame = options.maxFrame ?? Limits.maxFrame
+    this.maxDepth = options.maxDepth ?? Limits.maxDepth
+    this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
+  }
+
+  get isClosed(): boolean {
+    return this.#closeInfo !== undefined
+  }
+
+  abstract get needsDrain(): boolean
+
+  /** Bytes handed to the medium but not yet taken by the peer. */
+  protected abstract get queuedBytes(): number
+  /** Hands text to the medium. */
+  protected abstract write(text: string): void
+  /** Tears the medium down; `graceful` lets queued bytes go out first. */
+  protected abstract destroy(graceful: boolean): void
+
+  send(message: object): boolean {
+    if (this.#closeInfo) return false
+    this.#outbox.push(encodeFrame(message))
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      // Messages sent in one turn of the event loop go out in one write.
+      queueMicrotask(this.#flush)
+    }
+    return true
+  }
+
+  #flush = (): void => {
+    this.#flushScheduled = false
+    if (this.#closeInfo || this.#outbox.length === 0) return
+    const text = this.#outbox.length === 1 ? this.#outbox[0]! : this.#outbox.join('')
+    this.#outbox = []
+    this.write(text)
+    if (this.queuedBytes > this.maxQueuedBytes) {
+      this.close('slow consumer', new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`))
+    }
+  }
+
+  drained(signal?: AbortSignal): Promise<void> {
+    if (!this.needsDrain || this.#closeInfo) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        this.off('drain', done)
+        this.off('close', done)
+        signal?.removeEventListener('abort', abort)
+        resolve()
+      }
+      const abort = () => {
+        this.off('drain', done)
+        this.off('close', done)
+        reject(signal!.reason)
+      }
+      if (signal?.aborted) return abort()
+      this.on('drain', done)
+      this.on('close', done)
+      signal?.addEventListener('abort', abort, { once: true })
+    })
+  }
+
+  /** Feeds received bytes; splits them into frames and decodes each. */
+  protected receive(chunk: Buffer): void {
+    this.#lastReceived = Date.now()
+    let start = 0
+    while (!this.#closeInfo) {
+      const end = chunk.indexOf(NEWLINE, start)
+      if (end === -1) {
+        if (start < chunk.length) {
+          this.#partial.push(start === 0 ? chunk : chunk.subarray(start))
+          this.#partialLength += chunk.length - start
+          // A line that never ends is cut off as soon as it is too long.
+          if (this.#partialLength > this.maxFrame) this.#frameTooLarge()
+        }
+        return
+      }
+      let text: string
+      if (this.#partialLength > 0) {
+        if (this.#partialLength + end - start > this.maxFrame) return this.#frameTooLarge()
+        this.#partial.push(chunk.subarray(start, end))
+        text = Buffer.concat(this.#partial).toString('utf8')
+        this.#partial = []
+        this.#partialLength = 0
+      } else {
+        if (end - start > this.maxFrame) return this.#frameTooLarge()
+        text = chunk.toString('utf8', start, end)
+      }
+      start = end + 1
+      this.receiveLine(text)
+    }
+  }
+
+  /** Decodes one line and emits it. */
+  protected receiveLine(text: string): void {
+    if (text.length === 0 || text === '\r') return
+    const message = decodeFrame(text, this.maxDepth)
+    if (message instanceof Error) this.emit('invalid', message)
+    else this.emit('message', message)
+  }
+
+  #frameTooLarge(): void {
+    this.close('frame too large', new Error(`frame over the ${this.maxFrame}-byte limit (${ErrorCode.FrameTooLarge})`))
+  }
+
+  startHeartbeat(options: HeartbeatOptions): void {
+    if (this.#closeInfo || this.#heartbeatTimer) return
+    const interval = options.interval ?? Limits.heartbeatInterval
+    const timeout = options.timeout ?? Limits.heartbeatTimeout
+    const tick = Math.max(50, Math.min(interval, timeout) / 2)
+    this.#lastReceived = Date.now()
+    this.#heartbeatTimer = setInterval(() => {
+      const silent = Date.now() - this.#lastReceived
+      if (silent >= timeout) this.close('peer timeout', new Error(`nothing heard from the peer for ${silent} ms`))
+      else if (silent >= interval) options.ping()
+    }, tick)
+    this.#heartbeatTimer.unref()
+  }
+
+  close(reason = 'closed', error?: Error): void {
+    if (this.#closeInfo) return
+    const info: CloseInfo = error ? { reason, error } : { reason }
+    this.#closeInfo = info
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
+    // What was sent before close() still goes out.
+    if (this.#outbox.length > 0 && reason !== 'slow consumer') {
+      this.write(this.#outbox.join(''))
+      this.#outbox = []
+    }
+    this.destroy(reason !== 'slow consumer' && error === undefined)
+    this.#resolveClosed(info)
+    this.emit('close', info)
+  }
+}

@@ -1,0 +1,44 @@
+import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
+
+class MemoryConnection extends FramedConnection {
+  readonly remoteAddress = 'memory'
+  readonly remotePort = 0
+  peer: MemoryConnection | undefined
+
+  get needsDrain(): boolean {
+    return false
+  }
+
+  protected get queuedBytes(): number {
+    return 0
+  }
+
+  protected write(text: string): void {
+    const peer = this.peer
+    if (!peer) return
+    const bytes = Buffer.from(text, 'utf8')
+    // Delivered on a later tick, as a socket would.
+    setImmediate(() => {
+      if (!peer.isClosed) peer.receive(bytes)
+    })
+  }
+
+  protected destroy(): void {
+    const peer = this.peer
+    this.peer = undefined
+    if (peer) setImmediate(() => peer.close('closed by peer'))
+  }
+}
+
+/**
+ * Two connected in-memory message connections, for tests: what one sends,
+ * the other receives on a later tick, through the same framing and decoding
+ * as a socket.
+ */
+export function createMemoryPair(options: ConnectionOptions = {}): [MessageConnection, MessageConnection] {
+  const a = new MemoryConnection(options)
+  const b = new MemoryConnection(options)
+  a.peer = b
+  b.peer = a
+  return [a, b]
+}

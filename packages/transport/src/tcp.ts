@@ -1,0 +1,218 @@
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import { UnreachableError } from '@autobus/protocol'
+import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
+
+/** How long a graceful close waits for queued bytes before it resets. */
+const LINGER_MS = 2_000
+
+/** Options for the sockets behind framed connections. */
+export interface SocketOptions extends ConnectionOptions {
+  /** TCP keepalive probe delay in ms (default 5 s); 0 turns keepalive off. */
+  keepAlive?: number
+}
+
+class SocketConnection extends FramedConnection {
+  readonly remoteAddress: string
+  readonly remotePort: number
+  readonly #socket: net.Socket
+
+  constructor(socket: net.Socket, options: SocketOptions = {}) {
+    super(options)
+    this.#socket = socket
+    this.remoteAddress = socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
+    this.remotePort = socket.remotePort ?? 0
+    const keepAlive = options.keepAlive ?? 5_000
+    if (keepAlive > 0) socket.setKeepAlive(true, keepAlive)
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => this.receive(chunk))
+    socket.on('drain', () => this.emit('drain'))
+    socket.on('error', (error) => this.close(error.message, error))
+    socket.on('end', () => this.close('closed by peer'))
+    socket.on('close', () => this.close('closed by peer'))
+  }
+
+  get needsDrain(): boolean {
+    return this.#socket.writableNeedDrain
+  }
+
+  protected get queuedBytes(): number {
+    return this.#socket.writableLength
+  }
+
+  protected write(text: string): void {
+    if (!this.#socket.destroyed) this.#socket.write(text)
+  }
+
+  protected destroy(graceful: boolean): void {
+    const socket = this.#socket
+    if (socket.destroyed) return
+    if (!graceful) {
+      socket.destroy()
+      return
+    }
+    socket.end()
+    setTimeout(() => socket.destroy(), LINGER_MS).unref()
+  }
+}
+
+/** Wraps an already connected socket (TCP or Unix) as a message connection. */
+export function fromSocket(socket: net.Socket, options: SocketOptions = {}): MessageConnection {
+  return new SocketConnection(socket, options)
+}
+
+/** Where to connect: a TCP host and port, or a Unix socket path. */
+export type Endpoint = { host: string; port: number } | { path: string }
+
+/** Options for {@link connect}. */
+export interface ConnectOptions extends SocketOptions {
+  /** Give up after this many ms (default 10 s). */
+  timeout?: number
+  /** Abort the attempt. */
+  signal?: AbortSignal
+}
+
+/**
+ * Opens a message connection to a TCP endpoint or a Unix socket.
+ * Rejects with {@link UnreachableError} when it cannot be made in time.
+ *
+ * @example
+ * ```ts
+ * const connection = await connect({ host: '127.0.0.1', port: 4000 })
+ * connection.on('message', (message) => console.log(message))
+ * connection.send({ _type: 1, _id: 1, _command: 'bind', service: 'abc' })
+ * ```
+ */
+export function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<MessageConnection> {
+  const timeout = options.timeout ?? 10_000
+  const where = 'path' in endpoint ? endpoint.path : `${endpoint.host}:${endpoint.port}`
+  return new Promise((resolve, reject) => {
+    if (options.signal?.aborted) return reject(options.signal.reason)
+    const socket = 'path' in endpoint ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host, port: endpoint.port })
+    const timer = setTimeout(() => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)), timeout)
+    const abort = () => fail(options.signal!.reason as Error)
+    options.signal?.addEventListener('abort', abort, { once: true })
+    const cleanup = () => {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', abort)
+      socket.off('error', onError)
+      socket.off('connect', onConnect)
+    }
+    function fail(error: Error) {
+      cleanup()
+      socket.destroy()
+      reject(error)
+    }
+    function onError(error: NodeJS.ErrnoException) {
+      fail(new UnreachableError(`cannot connect to ${where}: ${error.code ?? error.message}`, { cause: error }))
+    }
+    function onConnect() {
+      cleanup()
+      resolve(new SocketConnection(socket, options))
+    }
+    socket.once('error', onError)
+    socket.once('connect', onConnect)
+  })
+}
+
+/** Events of a {@link MessageServer}. */
+export type MessageServerEvents = {
+  /** A peer connected. */
+  connection: [connection: MessageConnection]
+  /** Accepting failed (e.g. EMFILE); the server keeps listening. */
+  warning: [error: Error]
+}
+
+/** Options for {@link listen}. */
+export interface ListenOptions extends SocketOptions {
+  /** TCP port (0 picks a free one); ignored with `path`. */
+  port?: number
+  /** Address to bind (default all IPv4 addresses). */
+  host?: string
+  /** Unix socket path instead of TCP. */
+  path?: string
+}
+
+/** A listener that accepts message connections. */
+export interface MessageServer extends EventEmitter<MessageServerEvents> {
+  /** The bound TCP port (0 for Unix sockets). */
+  readonly port: number
+  /** Stops accepting and closes every open connection; idempotent. */
+  close(reason?: string): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+class SocketServer extends EventEmitter<MessageServerEvents> implements MessageServer {
+  readonly #server: net.Server
+  readonly #connections = new Set<MessageConnection>()
+  #closing: Promise<void> | undefined
+  #backoff = 0
+
+  constructor(server: net.Server, options: ListenOptions) {
+    super()
+    this.#server = server
+    server.on('connection', (socket) => {
+      this.#backoff = 0
+      const connection = new SocketConnection(socket, options)
+      this.#connections.add(connection)
+      connection.once('close', () => this.#connections.delete(connection))
+      this.emit('connection', connection)
+    })
+    server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
+  }
+
+  // Out of descriptors: stop accepting for a while rather than spin, then retry.
+  #acceptFailed(error: NodeJS.ErrnoException): void {
+    this.emit('warning', error)
+    if (error.code !== 'EMFILE' && error.code !== 'ENFILE') return
+    this.#backoff = Math.min(1_000, Math.max(10, this.#backoff * 2))
+    const handle = (this.#server as unknown as { _handle?: { onconnection?: unknown } })._handle
+    if (!handle) return
+    const onconnection = handle.onconnection
+    handle.onconnection = () => {}
+    setTimeout(() => {
+      handle.onconnection = onconnection
+    }, this.#backoff).unref()
+  }
+
+  get port(): number {
+    const address = this.#server.address()
+    return typeof address === 'object' && address ? address.port : 0
+  }
+
+  close(reason = 'server closing'): Promise<void> {
+    this.#closing ??= new Promise((resolve) => {
+      this.#server.close(() => resolve())
+      for (const connection of this.#connections) connection.close(reason)
+    })
+    return this.#closing
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+
+/**
+ * Listens for message connections on a TCP port or a Unix socket path.
+ *
+ * @example
+ * ```ts
+ * const server = await listen({ port: 0 })
+ * server.on('connection', (connection) => connection.on('message', console.log))
+ * ```
+ */
+export function listen(options: ListenOptions = {}): Promise<MessageServer> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer({ noDelay: true })
+    const onError = (error: Error) => reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
+    server.once('error', onError)
+    const ready = () => {
+      server.off('error', onError)
+      resolve(new SocketServer(server, options))
+    }
+    if (options.path) server.listen({ path: options.path }, ready)
+    else server.listen({ port: options.port ?? 0, host: options.host ?? '0.0.0.0', backlog: 1024 }, ready)
+  })
+}
+
