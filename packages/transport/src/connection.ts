@@ -65,6 +65,11 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly closed: Promise<CloseInfo>
   /** Queues one message. Returns false if the connection is closed. */
   send(message: object): boolean
+  /**
+   * Queues a message already encoded as one frame (JSON and a newline), so
+   * a message sent to many peers is encoded once.
+   */
+  sendEncoded(frame: string): boolean
   /** Resolves when the peer has caught up (at once if it has). */
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
@@ -119,8 +124,12 @@ export abstract class FramedConnection extends EventEmitter<MessageConnectionEve
   protected abstract destroy(graceful: boolean): void
 
   send(message: object): boolean {
+    return this.sendEncoded(encodeFrame(message))
+  }
+
+  sendEncoded(frame: string): boolean {
     if (this.#closeInfo) return false
-    this.#outbox.push(encodeFrame(message))
+    this.#outbox.push(frame)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       // Messages sent in one turn of the event loop go out in one write.

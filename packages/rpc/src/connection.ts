@@ -1,0 +1,364 @@
+import {
+  ClosedError,
+  Feature,
+  Limits,
+  PROTOCOL_VERSION,
+  type RequestMessage,
+  type ServiceDescription,
+  UnsupportedError,
+} from '@autobus/protocol'
+import { type CloseInfo, type ConnectOptions, connect, type MessageConnection } from '@autobus/transport'
+import type { Channel } from './channel.js'
+import { SUPPORTED_FEATURES } from './server.js'
+import { type RequestOptions, Session, type SessionLimits } from './session.js'
+import type { ByteStream } from './stream.js'
+
+/** Undoes a listen or a watch. */
+export interface Subscription {
+  /** Stops delivery at once; tells the service when this was the last one. */
+  close(): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
+}
+
+/** Receives an event's arguments. */
+export type EventHandler = (...args: unknown[]) => void
+/** Receives an object's value: the initial one, each change, then null when the connection dies. */
+export type WatchHandler = (value: unknown) => void
+
+/** Options for {@link connectService}. */
+export interface ConnectServiceOptions extends ConnectOptions, SessionLimits {
+  /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
+  heartbeatInterval?: number
+  heartbeatTimeout?: number
+  /** Features to offer; default all. An empty list binds like an original Autobus 2 client. */
+  features?: readonly string[]
+}
+
+/** Where a service is: host and port (or a Unix socket path) and its id. */
+export type ServiceAddress = ({ host: string; port: number } | { path: string }) & { service: string }
+
+/**
+ * A connection to one service. It never reconnects: when it dies, pending
+ * calls fail with `ConnectionLostError`, watchers get null, channels and
+ * streams close, and close listeners fire. Proxies do the rebinding.
+ *
+ * @example
+ * ```ts
+ * const connection = await connectService({ host: '127.0.0.1', port: 4000, service: id })
+ * console.log(await connection.call('add', [1, 2]))
+ * connection.onClose((info) => console.log('gone:', info.reason))
+ * ```
+ */
+export class Connection {
+  /** The id of the service this connection is bound to. */
+  readonly service: string
+  /** Features both ends agreed on at bind. */
+  readonly features: ReadonlySet<string>
+  /** Resolves with the reason once the connection has closed. */
+  readonly closed: Promise<CloseInfo>
+  readonly #session: ClientSession
+
+  /** @internal Use {@link connectService}. */
+  constructor(session: ClientSession, service: string, features: ReadonlySet<string>) {
+    this.#session = session
+    this.service = service
+    this.features = features
+    this.closed = session.connection.closed
+  }
+
+  /** Host (or socket path) and port of the service. */
+  get remoteAddress(): string {
+    return this.#session.connection.remoteAddress
+  }
+
+  get remotePort(): number {
+    return this.#session.connection.remotePort
+  }
+
+  /** True once the connection has closed. */
+  get isClosed(): boolean {
+    return this.#session.isClosed
+  }
+
+  /**
+   * Calls a function and resolves with its result. Rejects with
+   * `RemoteError` if it threw, `InvalidArgumentsError`, `UnknownNameError`,
+   * `CallTimeoutError` (default 30 s) or `ConnectionLostError`.
+   */
+  async call(name: string, args: readonly unknown[] = [], options: RequestOptions = {}): Promise<unknown> {
+    checkName(name)
+    const response = await this.#session.request('call', { name, args: [...args] }, options)
+    return response.result ?? null
+  }
+
+  /** Calls a function without waiting: no response is sent or awaited. */
+  notify(name: string, args: readonly unknown[] = []): void {
+    checkName(name)
+    if (!this.#session.notify('call', { name, args: [...args] })) {
+      throw new ClosedError('connection is closed')
+    }
+  }
+
+  /** Calls a function and hands the outcome to one of two callbacks. */
+  callback(
+    name: string,
+    args: readonly unknown[],
+    onResult: (result: unknown) => void,
+    onError: (error: Error) => void = () => {},
+    options: RequestOptions = {},
+  ): void {
+    this.call(name, args, options).then(onResult, onError)
+  }
+
+  /** Listens to an event until the returned subscription is closed. */
+  listen(name: string, handler: EventHandler, options: RequestOptions = {}): Promise<Subscription> {
+    checkName(name)
+    return this.#session.listen(name, handler, options)
+  }
+
+  /**
+   * Watches an object: the handler gets its current value, then each change,
+   * then null if the connection dies.
+   */
+  watch(name: string, handler: WatchHandler, options: RequestOptions = {}): Promise<Subscription> {
+    checkName(name)
+    return this.#session.watch(name, handler, options)
+  }
+
+  /** Opens a channel; rejects with `RefusedError` if the service refuses. */
+  openChannel(name: string, options: RequestOptions = {}): Promise<Channel> {
+    checkName(name)
+    return this.#session.openChannel(name, options)
+  }
+
+  /** Opens a byte stream (a Node Duplex with end-to-end backpressure). */
+  openStream(name: string, options: RequestOptions = {}): Promise<ByteStream> {
+    checkName(name)
+    return this.#session.openStream(name, options)
+  }
+
+  /** The service's functions, events, objects, channels and streams. */
+  async describe(options: RequestOptions = {}): Promise<ServiceDescription> {
+    if (!this.features.has(Feature.Describe)) throw new UnsupportedError('the service does not support "describe"')
+    return (await this.#session.request('describe', {}, options)).description
+  }
+
+  /**
+   * Calls `listener` once the connection has closed — at once (on a later
+   * tick) if it already has. Returns a function that removes it.
+   */
+  onClose(listener: (info: CloseInfo) => void): () => void {
+    let active = true
+    this.closed.then((info) => {
+      if (active) listener(info)
+    })
+    return () => {
+      active = false
+    }
+  }
+
+  /** Closes the connection; idempotent. */
+  close(reason = 'closed by client'): Promise<CloseInfo> {
+    this.#session.connection.close(reason)
+    return this.closed
+  }
+
+  [Symbol.asyncDispose](): Promise<unknown> {
+    return this.close()
+  }
+}
+
+function checkName(name: unknown): void {
+  if (typeof name !== 'string' || name.length === 0) throw new TypeError('name must be a non-empty string')
+}
+
+class ClientSession extends Session {
+  #listeners = new Map<string, Set<EventHandler>>()
+  #watchers = new Map<string, { handlers: Set<WatchHandler>; value: unknown; ready: Promise<unknown> }>()
+  #nextLocalId = 1
+
+  protected handle(message: RequestMessage): unknown {
+    if (this.handleTraffic(message)) return undefined
+    switch (message._command) {
+      case 'fired': {
+        const handlers = this.#listeners.get(message.name)
+        if (handlers) for (const handler of [...handlers]) safely(() => handler(...message.args))
+        return {}
+      }
+      case 'changed': {
+        const entry = this.#watchers.get(message.name)
+        if (entry) {
+          entry.value = message.value
+          for (const handler of [...entry.handlers]) safely(() => handler(message.value))
+        }
+        return {}
+      }
+      case 'ping':
+        return {}
+      default:
+        throw new UnsupportedError(`"${message._command}" is not a service command`)
+    }
+  }
+
+  async listen(name: string, handler: EventHandler, options: RequestOptions): Promise<Subscription> {
+    let handlers = this.#listeners.get(name)
+    if (!handlers) {
+      handlers = new Set()
+      this.#listeners.set(name, handlers)
+      try {
+        await this.request('listen', { name }, options)
+      } catch (error) {
+        if (handlers.size === 0) this.#listeners.delete(name)
+        throw error
+      }
+    }
+    handlers.add(handler)
+    return subscription(async () => {
+      if (!handlers.delete(handler) || handlers.size > 0) return
+      this.#listeners.delete(name)
+      if (!this.isClosed) await this.request('unlisten', { name }).catch(() => {})
+    })
+  }
+
+  async watch(name: string, handler: WatchHandler, options: RequestOptions): Promise<Subscription> {
+    let entry = this.#watchers.get(name)
+    if (!entry) {
+      const created = { handlers: new Set<WatchHandler>(), value: null as unknown, ready: Promise.resolve() as Promise<unknown> }
+      created.ready = this.request('watch', { name }, options).then((response) => {
+        created.value = response.value ?? null
+      })
+      entry = created
+      this.#watchers.set(name, entry)
+      try {
+        await entry.ready
+      } catch (error) {
+        this.#watchers.delete(name)
+        throw error
+      }
+    } else {
+      await entry.ready
+    }
+    const watched = entry
+    watched.handlers.add(handler)
+    handler(watched.value)
+    return subscription(async () => {
+      if (!watched.handlers.delete(handler) || watched.handlers.size > 0) return
+      this.#watchers.delete(name)
+      if (!this.isClosed) await this.request('unwatch', { name }).catch(() => {})
+    })
+  }
+
+  async openChannel(name: string, options: RequestOptions): Promise<Channel> {
+    if (!this.features.has(Feature.Channels)) throw new UnsupportedError('the service does not support channels')
+    const id = this.#nextLocalId++
+    const channel = this.addChannel(id, name)
+    try {
+      await this.request('channel_open', { name, channel: id }, options)
+    } catch (error) {
+      channel.finish('refused', false)
+      throw error
+    }
+    return channel
+  }
+
+  async openStream(name: string, options: RequestOptions): Promise<import('./stream.js').ByteStream> {
+    if (!this.features.has(Feature.Streams)) throw new UnsupportedError('the service does not support streams')
+    const id = this.#nextLocalId++
+    const receiveWindow = Limits.streamWindow
+    let stream: ByteStream | undefined
+    // Register first so data that follows the response at once is not lost.
+    stream = this.addStream(id, name, 0, receiveWindow)
+    try {
+      const response = await this.request('stream_open', { name, stream: id, window: receiveWindow }, options)
+      stream.credit(response.window)
+    } catch (error) {
+      this.streams.delete(id)
+      stream.destroy()
+      throw error
+    }
+    return stream
+  }
+
+  features: ReadonlySet<string> = new Set()
+
+  protected cleanup(): void {
+    this.#listeners.clear()
+    for (const entry of this.#watchers.values()) {
+      for (const handler of entry.handlers) safely(() => handler(null))
+    }
+    this.#watchers.clear()
+  }
+}
+
+function safely(run: () => void): void {
+  try {
+    run()
+  } catch (error) {
+    // A user's handler that throws must not break the session; report it.
+    queueMicrotask(() => {
+      throw error
+    })
+  }
+}
+
+function subscription(close: () => Promise<void>): Subscription {
+  let closing: Promise<void> | undefined
+  const once = () => {
+    closing ??= close()
+    return closing
+  }
+  return { close: once, [Symbol.asyncDispose]: once }
+}
+
+/**
+ * Binds a connection to a service over an existing message connection (any
+ * transport, e.g. an in-memory pair).
+ */
+export async function bindService(
+  connection: MessageConnection,
+  service: string,
+  options: Omit<ConnectServiceOptions, keyof ConnectOptions> & RequestOptions = {},
+): Promise<Connection> {
+  const session = new ClientSession(connection, options)
+  const offered = options.features ?? SUPPORTED_FEATURES
+  try {
+    const response = await session.request(
+      'bind',
+      offered.length > 0 ? { service, version: PROTOCOL_VERSION, features: [...offered] } : { service },
+      { timeout: options.timeout ?? Limits.bindTimeout, signal: options.signal },
+    )
+    const features = new Set((response.features ?? []).filter((feature) => offered.includes(feature)))
+    session.features = features
+    if (features.has(Feature.Heartbeat)) {
+      connection.startHeartbeat({
+        interval: options.heartbeatInterval,
+        timeout: options.heartbeatTimeout,
+        ping: () => {
+          session.request('ping', {}).catch(() => {})
+        },
+      })
+    }
+    return new Connection(session, service, features)
+  } catch (error) {
+    connection.close('bind failed')
+    throw error
+  }
+}
+
+/**
+ * Connects to a service by host, port and id (or socket path and id) and
+ * binds to it.
+ *
+ * @example
+ * ```ts
+ * const connection = await connectService({ host: '192.168.1.20', port: 4000, service: 'c0ffee' })
+ * ```
+ */
+export async function connectService(address: ServiceAddress, options: ConnectServiceOptions = {}): Promise<Connection> {
+  if (typeof address?.service !== 'string' || address.service.length === 0) {
+    throw new TypeError('a service id is needed')
+  }
+  const endpoint = 'path' in address ? { path: address.path } : { host: address.host, port: address.port }
+  const connection = await connect(endpoint, options)
+  return bindService(connection, address.service, options)
+}

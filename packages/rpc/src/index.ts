@@ -1,0 +1,48 @@
+/**
+ * Autobus RPC: define a service (functions, events, objects, channels, byte
+ * streams, with TypeBox schemas and docs) and serve it; connect to a service
+ * by host, port and id and use all of it. Works without discovery or a Bus.
+ *
+ * @example
+ * ```ts
+ * import Type from 'typebox'
+ * import { connectService, createService, serve } from '@autobus/rpc'
+ *
+ * const service = createService({ info: { type: 'calculator' } })
+ * service.addFunction('add', { args: [Type.Number(), Type.Number()] }, (a, b) => a + b)
+ * const server = await serve([service], { port: 0 })
+ *
+ * const connection = await connectService({ host: '127.0.0.1', port: server.port, service: service.id })
+ * console.log(await connection.call('add', [1, 2])) // 3
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { Channel, type ChannelCloseInfo, type ChannelEvents } from './channel.js'
+export {
+  bindService,
+  Connection,
+  type ConnectServiceOptions,
+  connectService,
+  type EventHandler,
+  type ServiceAddress,
+  type Subscription,
+  type WatchHandler,
+} from './connection.js'
+export { RpcServer, type ServeOptions, SUPPORTED_FEATURES, serve } from './server.js'
+export {
+  type ChannelSpec,
+  createService,
+  type EventSpec,
+  type FunctionSpec,
+  newServiceId,
+  type ObjectSpec,
+  Service,
+  type ServiceEvent,
+  type ServiceObject,
+  type ServiceOptions,
+  type StaticArgs,
+  type StreamSpec,
+} from './service.js'
+export type { RequestOptions, SessionLimits } from './session.js'
+export { ByteStream } from './stream.js'

@@ -1,0 +1,306 @@
+import { EventEmitter } from 'node:events'
+import {
+  BusyError,
+  Feature,
+  Limits,
+  NotBoundError,
+  PROTOCOL_VERSION,
+  RefusedError,
+  type RequestMessage,
+  UnknownServiceError,
+  UnsupportedError,
+} from '@autobus/protocol'
+import {
+  type CloseInfo,
+  type ListenOptions,
+  listen,
+  type MessageConnection,
+  type MessageServer,
+} from '@autobus/transport'
+import { checkArgs, type Service, type Subscriber } from './service.js'
+import { Session, type SessionLimits } from './session.js'
+
+/** Features this implementation offers at bind. */
+export const SUPPORTED_FEATURES: readonly string[] = [
+  Feature.Errors,
+  Feature.Describe,
+  Feature.Heartbeat,
+  Feature.Channels,
+  Feature.Streams,
+]
+
+/** Where a server session finds services by id. @internal */
+export interface ServiceRegistry {
+  get(id: string): Service | undefined
+}
+
+/** Options for serving services. */
+export interface ServeOptions extends SessionLimits {
+  /** How long a connection may take to bind (default 10 s). */
+  bindTimeout?: number
+  /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
+  heartbeatInterval?: number
+  heartbeatTimeout?: number
+}
+
+/** The service side of one client connection. */
+class ServerSession extends Session implements Subscriber {
+  readonly #registry: ServiceRegistry
+  readonly #options: ServeOptions
+  #service: Service | undefined
+  #features = new Set<string>()
+  #watching = new Set<string>()
+  #listening = new Set<string>()
+  #bindTimer: NodeJS.Timeout | undefined
+
+  constructor(connection: MessageConnection, registry: ServiceRegistry, options: ServeOptions) {
+    super(connection, options)
+    this.#registry = registry
+    this.#options = options
+    this.#bindTimer = setTimeout(
+      () => connection.close('bind timeout'),
+      options.bindTimeout ?? Limits.bindTimeout,
+    )
+    this.#bindTimer.unref()
+  }
+
+  /** The id of the service this session is bound to, once bound. */
+  get boundTo(): string | undefined {
+    return this.#service?.id
+  }
+
+  protected override get exposeStacks(): boolean {
+    return this.#service?.exposeStacks ?? false
+  }
+
+  sendEncoded(frame: string): boolean {
+    return this.connection.sendEncoded(frame)
+  }
+
+  #require(feature: string): void {
+    if (!this.#features.has(feature)) throw new UnsupportedError(`the client did not negotiate "${feature}"`)
+  }
+
+  protected handle(message: RequestMessage): unknown {
+    const service = this.#service
+    if (message._command === 'bind') return this.#bind(message.service, message.features)
+    if (message._command === 'ping') return {}
+    if (!service) {
+      if (message._command === 'changed' || message._command === 'fired') return {}
+      throw new NotBoundError(`"${message._command}" before "bind"`)
+    }
+    if (this.handleTraffic(message)) return undefined
+    switch (message._command) {
+      case 'call': {
+        const entry = service.lookup(service.functions, 'function', message.name)
+        checkArgs('function', message.name, entry.validators, message.args)
+        const result = entry.handler(...message.args)
+        if (result instanceof Promise) return result.then((value) => ({ result: value ?? null }))
+        return { result: result ?? null }
+      }
+      case 'watch': {
+        const entry = service.lookup(service.objects, 'object', message.name)
+        if (!this.#watching.has(message.name)) {
+          if (this.#watching.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} objects already watched`)
+          this.#watching.add(message.name)
+          entry.watchers.add(this)
+        }
+        return { name: message.name, value: entry.value }
+      }
+      case 'unwatch': {
+        const entry = service.lookup(service.objects, 'object', message.name)
+        this.#watching.delete(message.name)
+        entry.watchers.delete(this)
+        return { name: message.name, value: null }
+      }
+      case 'listen': {
+        const entry = service.lookup(service.events, 'event', message.name)
+        if (!this.#listening.has(message.name)) {
+          if (this.#listening.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} events already listened to`)
+          this.#listening.add(message.name)
+          entry.listeners.add(this)
+        }
+        return {}
+      }
+      case 'unlisten': {
+        const entry = service.lookup(service.events, 'event', message.name)
+        this.#listening.delete(message.name)
+        entry.listeners.delete(this)
+        return {}
+      }
+      case 'describe':
+        this.#require(Feature.Describe)
+        return { description: service.describe() }
+      case 'channel_open':
+        return this.#openChannel(service, message.name, message.channel)
+      case 'stream_open':
+        return this.#openStream(service, message.name, message.stream, message.window)
+      // A client has nothing to tell a service with these; an original peer
+      // may still send them as commands, and they are answered.
+      case 'changed':
+      case 'fired':
+        return {}
+      default:
+        throw new NotBoundError(`"${message._command}" is not a client command`)
+    }
+  }
+
+  #bind(id: string, offered: string[] | undefined) {
+    if (this.#service) throw new NotBoundError(`already bound to ${this.#service.id}`)
+    const service = this.#registry.get(id)
+    if (!service) {
+      // The spec says the connection closes after the error response.
+      setImmediate(() => this.connection.close('unknown service'))
+      throw new UnknownServiceError(`no service "${id}" here`)
+    }
+    clearTimeout(this.#bindTimer)
+    this.#service = service
+    if (!offered) return {}
+    this.#features = new Set(offered.filter((feature) => SUPPORTED_FEATURES.includes(feature)))
+    if (this.#features.has(Feature.Heartbeat)) {
+      this.connection.startHeartbeat({
+        interval: this.#options.heartbeatInterval,
+        timeout: this.#options.heartbeatTimeout,
+        ping: () => {
+          this.request('ping', {}).catch(() => {})
+        },
+      })
+    }
+    return { version: PROTOCOL_VERSION, features: [...this.#features] }
+  }
+
+  async #openChannel(service: Service, name: string, id: number) {
+    this.#require(Feature.Channels)
+    const entry = service.lookup(service.channels, 'channel', name)
+    if (this.channels.has(id)) throw new RefusedError(`channel ${id} is already open`)
+    const channel = this.addChannel(id, name)
+    try {
+      await entry.onOpen(channel)
+    } catch (error) {
+      channel.finish('refused', false)
+      throw new RefusedError(`channel "${name}" refused: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    return {}
+  }
+
+  protected override deliverChannelMessage(id: number, message: unknown): void {
+    const channel = this.channels.get(id)
+    if (!channel) return
+    const validator = this.#service?.channels.get(channel.name)?.validator
+    if (validator && !validator.Check(message)) {
+      channel.close('invalid message: does not match the channel schema')
+      return
+    }
+    channel.deliver(message)
+  }
+
+  async #openStream(service: Service, name: string, id: number, window: number) {
+    this.#require(Feature.Streams)
+    const entry = service.lookup(service.streams, 'stream', name)
+    if (this.streams.has(id)) throw new RefusedError(`stream ${id} is already open`)
+    const stream = this.addStream(id, name, window, Limits.streamWindow)
+    try {
+      await entry.onOpen(stream)
+    } catch (error) {
+      this.streams.delete(id)
+      throw new RefusedError(`stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`)
+    }
+    return { window: Limits.streamWindow }
+  }
+
+  protected cleanup(_info: CloseInfo): void {
+    clearTimeout(this.#bindTimer)
+    const service = this.#service
+    if (!service) return
+    for (const name of this.#watching) service.objects.get(name)?.watchers.delete(this)
+    for (const name of this.#listening) service.events.get(name)?.listeners.delete(this)
+  }
+}
+
+/**
+ * Serves services to clients: one listener, many services, chosen by each
+ * connection's `bind`.
+ */
+export class RpcServer extends EventEmitter<{ connection: [MessageConnection] }> implements ServiceRegistry {
+  readonly #services = new Map<string, Service>()
+  readonly #options: ServeOptions
+  readonly #listener: MessageServer | undefined
+  readonly #sessions = new Set<ServerSession>()
+  #closing: Promise<void> | undefined
+
+  /** @internal Use {@link serve}. */
+  constructor(listener: MessageServer | undefined, options: ServeOptions = {}) {
+    super()
+    this.#listener = listener
+    this.#options = options
+    listener?.on('connection', (connection) => this.accept(connection))
+  }
+
+  /** The TCP port clients connect to (0 without a listener). */
+  get port(): number {
+    return this.#listener?.port ?? 0
+  }
+
+  /** The services served, by id. */
+  get services(): ReadonlyMap<string, Service> {
+    return this.#services
+  }
+
+  get(id: string): Service | undefined {
+    return this.#services.get(id)
+  }
+
+  /** Starts serving a service. */
+  add(service: Service): void {
+    if (this.#services.has(service.id)) throw new TypeError(`a service with id "${service.id}" is already served`)
+    this.#services.set(service.id, service)
+  }
+
+  /** Stops serving a service; connections bound to it are closed. */
+  remove(id: string, reason = 'service removed'): boolean {
+    if (!this.#services.delete(id)) return false
+    for (const session of this.#sessions) if (session.boundTo === id) session.connection.close(reason)
+    return true
+  }
+
+  /** Serves one connection, e.g. one end of an in-memory pair. */
+  accept(connection: MessageConnection): void {
+    if (this.#closing) {
+      connection.close('server closing')
+      return
+    }
+    const session = new ServerSession(connection, this, this.#options)
+    this.#sessions.add(session)
+    connection.once('close', () => this.#sessions.delete(session))
+    this.emit('connection', connection)
+  }
+
+  /** Closes the listener and every connection; idempotent. */
+  close(reason = 'server closing'): Promise<void> {
+    this.#closing ??= (async () => {
+      for (const session of this.#sessions) session.connection.close(reason)
+      await this.#listener?.close(reason)
+    })()
+    return this.#closing
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close()
+  }
+}
+
+/**
+ * Serves services on a TCP port (or Unix socket) without discovery.
+ *
+ * @example
+ * ```ts
+ * const server = await serve([service], { port: 4000 })
+ * console.log(`serving ${service.id} on port ${server.port}`)
+ * ```
+ */
+export async function serve(services: Service[], options: ServeOptions & ListenOptions = {}): Promise<RpcServer> {
+  const listener = await listen(options)
+  const server = new RpcServer(listener, options)
+  for (const service of services) server.add(service)
+  return server
+}

@@ -1,0 +1,343 @@
+import { randomUUID } from 'node:crypto'
+import {
+  encodeFrame,
+  InvalidArgumentsError,
+  MessageType,
+  type ServiceDescription,
+  UnknownNameError,
+} from '@autobus/protocol'
+import type { Static, TSchema } from 'typebox'
+import { Compile, type Validator } from 'typebox/compile'
+import type { Channel } from './channel.js'
+import type { ByteStream } from './stream.js'
+
+/** The static types of a tuple of argument schemas. */
+export type StaticArgs<A extends readonly TSchema[]> = { -readonly [K in keyof A]: A[K] extends TSchema ? Static<A[K]> : never }
+
+/** Declares a function. */
+export interface FunctionSpec<A extends readonly TSchema[] = readonly TSchema[], R extends TSchema = TSchema> {
+  /** What the function does, for introspection. */
+  doc?: string
+  /** One schema per argument; calls that do not match are refused before the handler runs. */
+  args?: A
+  /** Schema of the result, for introspection. */
+  result?: R
+}
+
+/** Declares an event. */
+export interface EventSpec<A extends readonly TSchema[] = readonly TSchema[]> {
+  doc?: string
+  /** One schema per argument of the event. */
+  args?: A
+}
+
+/** Declares an object (a named value that clients watch). */
+export interface ObjectSpec<T extends TSchema = TSchema> {
+  doc?: string
+  /** Schema of the value. */
+  value?: T
+}
+
+/** Declares a channel. */
+export interface ChannelSpec<M extends TSchema = TSchema> {
+  doc?: string
+  /** Schema of the messages a client may send; others close the channel. */
+  message?: M
+}
+
+/** Declares a byte stream. */
+export interface StreamSpec {
+  doc?: string
+}
+
+/** Something that receives a service's notifications: one client session. @internal */
+export interface Subscriber {
+  sendEncoded(frame: string): boolean
+}
+
+/** @internal */
+export interface FunctionEntry {
+  spec: FunctionSpec
+  validators: Validator[] | undefined
+  handler: (...args: any[]) => unknown
+}
+
+/** @internal */
+export interface ObjectEntry {
+  spec: ObjectSpec
+  value: unknown
+  watchers: Set<Subscriber>
+}
+
+/** @internal */
+export interface EventEntry {
+  spec: EventSpec
+  validators: Validator[] | undefined
+  listeners: Set<Subscriber>
+}
+
+/** @internal */
+export interface ChannelEntry {
+  spec: ChannelSpec
+  validator: Validator | undefined
+  onOpen: (channel: Channel) => void | Promise<void>
+}
+
+/** @internal */
+export interface StreamEntry {
+  spec: StreamSpec
+  onOpen: (stream: ByteStream) => void | Promise<void>
+}
+
+/** A handle to fire one event. */
+export interface ServiceEvent<A extends readonly unknown[] = unknown[]> {
+  readonly name: string
+  /** Fires the event at every listening client. Throws `InvalidArgumentsError` if args do not match. */
+  fire(...args: A): void
+  /** How many clients listen. */
+  readonly listenerCount: number
+}
+
+/** A handle to one object's value. */
+export interface ServiceObject<T = unknown> {
+  readonly name: string
+  /** The current value. */
+  readonly value: T
+  /** Sets the value and notifies every watcher. */
+  set(value: T): void
+  /** How many clients watch. */
+  readonly watcherCount: number
+}
+
+/** Options for {@link createService}. */
+export interface ServiceOptions {
+  /** The service id; a random one by default. Ids must not collide on a network. */
+  id?: string
+  /** The info object announced by discovery; it never changes while the service lives. */
+  info?: Record<string, unknown>
+  /** What the service is, for introspection. */
+  doc?: string
+  /** Send thrown errors' stacks to clients (default false). */
+  exposeStacks?: boolean
+}
+
+/** Makes a service id that will not collide. */
+export function newServiceId(): string {
+  return randomUUID()
+}
+
+function compileArgs(args: readonly TSchema[] | undefined): Validator[] | undefined {
+  return args?.map((schema) => Compile(schema))
+}
+
+/** @internal Checks arguments against their validators. */
+export function checkArgs(kind: string, name: string, validators: Validator[] | undefined, args: unknown[]): void {
+  if (!validators) return
+  if (args.length > validators.length) {
+    throw new InvalidArgumentsError(`${kind} "${name}" takes ${validators.length} arguments, got ${args.length}`)
+  }
+  for (let i = 0; i < validators.length; i++) {
+    const validator = validators[i]!
+    if (!validator.Check(args[i])) {
+      const error = validator.Errors(args[i])[0]
+      const detail = error ? `${error.instancePath || ''} ${error.message}`.trim() : 'invalid'
+      throw new InvalidArgumentsError(`${kind} "${name}" argument ${i + 1}: ${detail}`)
+    }
+  }
+}
+
+/**
+ * A service: functions, events, objects, channels and byte streams under one
+ * id, with an info object. Serve it with a Bus, or with `serve()` alone.
+ */
+export class Service {
+  readonly id: string
+  readonly info: Readonly<Record<string, unknown>>
+  readonly doc: string | undefined
+  readonly exposeStacks: boolean
+  /** @internal */ readonly functions = new Map<string, FunctionEntry>()
+  /** @internal */ readonly events = new Map<string, EventEntry>()
+  /** @internal */ readonly objects = new Map<string, ObjectEntry>()
+  /** @internal */ readonly channels = new Map<string, ChannelEntry>()
+  /** @internal */ readonly streams = new Map<string, StreamEntry>()
+
+  /** @internal Use {@link createService}. */
+  constructor(options: ServiceOptions = {}) {
+    this.id = options.id ?? newServiceId()
+    this.info = Object.freeze(structuredClone(options.info ?? {}))
+    this.doc = options.doc
+    this.exposeStacks = options.exposeStacks ?? false
+  }
+
+  #claim(map: Map<string, unknown>, kind: string, name: string): void {
+    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${kind} name must be a non-empty string`)
+    if (map.has(name)) throw new TypeError(`${kind} "${name}" is already defined`)
+  }
+
+  /**
+   * Defines a function. With `args` schemas, calls are validated first and
+   * the handler's parameters are typed from them.
+   *
+   * @example
+   * ```ts
+   * service.addFunction('add', { doc: 'Adds two numbers', args: [Type.Number(), Type.Number()] }, (a, b) => a + b)
+   * ```
+   */
+  addFunction<const A extends readonly TSchema[], R>(
+    name: string,
+    spec: FunctionSpec<A> & { args: A },
+    handler: (...args: StaticArgs<A>) => R | Promise<R>,
+  ): this
+  addFunction(name: string, spec: FunctionSpec, handler: (...args: any[]) => unknown): this
+  addFunction(name: string, spec: FunctionSpec, handler: (...args: any[]) => unknown): this {
+    this.#claim(this.functions, 'function', name)
+    if (typeof handler !== 'function') throw new TypeError(`function "${name}" needs a handler`)
+    this.functions.set(name, { spec, validators: compileArgs(spec.args), handler })
+    return this
+  }
+
+  /**
+   * Defines an event and returns the handle that fires it.
+   *
+   * @example
+   * ```ts
+   * const ticked = service.addEvent('ticked', { args: [Type.Integer()] })
+   * ticked.fire(1)
+   * ```
+   */
+  addEvent<const A extends readonly TSchema[]>(name: string, spec: EventSpec<A> & { args: A }): ServiceEvent<StaticArgs<A>>
+  addEvent(name: string, spec?: EventSpec): ServiceEvent<unknown[]>
+  addEvent(name: string, spec: EventSpec = {}): ServiceEvent<unknown[]> {
+    this.#claim(this.events, 'event', name)
+    const entry: EventEntry = { spec, validators: compileArgs(spec.args), listeners: new Set() }
+    this.events.set(name, entry)
+    return {
+      name,
+      fire: (...args: unknown[]) => {
+        checkArgs('event', name, entry.validators, args)
+        if (entry.listeners.size === 0) return
+        const frame = encodeFrame({ _type: MessageType.Notification, _command: 'fired', name, args })
+        for (const listener of entry.listeners) listener.sendEncoded(frame)
+      },
+      get listenerCount() {
+        return entry.listeners.size
+      },
+    }
+  }
+
+  /**
+   * Defines an object with its initial value and returns the handle that
+   * sets it; every watcher is told of each change.
+   *
+   * @example
+   * ```ts
+   * const counter = service.addObject('counter', { value: Type.Integer() }, 0)
+   * counter.set(counter.value + 1)
+   * ```
+   */
+  addObject<T extends TSchema>(name: string, spec: ObjectSpec<T> & { value: T }, initial: Static<T>): ServiceObject<Static<T>>
+  addObject<T = unknown>(name: string, spec: ObjectSpec, initial: T): ServiceObject<T>
+  addObject(name: string, spec: ObjectSpec, initial: unknown): ServiceObject<unknown> {
+    this.#claim(this.objects, 'object', name)
+    const validator = spec.value ? Compile(spec.value) : undefined
+    const check = (value: unknown) => {
+      if (validator && !validator.Check(value)) {
+        throw new InvalidArgumentsError(`object "${name}": value does not match its schema`)
+      }
+    }
+    check(initial)
+    const entry: ObjectEntry = { spec, value: initial === undefined ? null : initial, watchers: new Set() }
+    this.objects.set(name, entry)
+    return {
+      name,
+      get value() {
+        return entry.value
+      },
+      set: (value: unknown) => {
+        check(value)
+        entry.value = value === undefined ? null : value
+        if (entry.watchers.size === 0) return
+        const frame = encodeFrame({ _type: MessageType.Notification, _command: 'changed', name, value: entry.value })
+        for (const watcher of entry.watchers) watcher.sendEncoded(frame)
+      },
+      get watcherCount() {
+        return entry.watchers.size
+      },
+    }
+  }
+
+  /**
+   * Defines a channel. `onOpen` runs for each client that opens it; throwing
+   * (or rejecting) refuses the open with that error.
+   *
+   * @example
+   * ```ts
+   * service.addChannel('echo', { doc: 'Echoes messages' }, (channel) => {
+   *   channel.on('message', (message) => channel.send(message))
+   * })
+   * ```
+   */
+  addChannel(name: string, spec: ChannelSpec, onOpen: (channel: Channel) => void | Promise<void>): this {
+    this.#claim(this.channels, 'channel', name)
+    this.channels.set(name, { spec, validator: spec.message ? Compile(spec.message) : undefined, onOpen })
+    return this
+  }
+
+  /**
+   * Defines a byte stream. `onOpen` gets a Node `Duplex` for each client that
+   * opens it; throwing refuses the open.
+   *
+   * @example
+   * ```ts
+   * service.addStream('echo', { doc: 'Echoes bytes' }, (stream) => stream.pipe(stream))
+   * ```
+   */
+  addStream(name: string, spec: StreamSpec, onOpen: (stream: ByteStream) => void | Promise<void>): this {
+    this.#claim(this.streams, 'stream', name)
+    this.streams.set(name, { spec, onOpen })
+    return this
+  }
+
+  /** @internal */
+  lookup<T>(map: Map<string, T>, kind: string, name: string): T {
+    const entry = map.get(name)
+    if (!entry) throw new UnknownNameError(`service ${this.id} has no ${kind} "${name}"`)
+    return entry
+  }
+
+  /** The service's description, as introspection publishes it. */
+  describe(): ServiceDescription {
+    const pick = <T>(map: Map<string, T>, shape: (entry: T) => Record<string, unknown>) =>
+      Object.fromEntries([...map].map(([name, entry]) => [name, withoutUndefined(shape(entry))])) as any
+    const schemas = (list: readonly TSchema[] | undefined) => list?.map((schema) => ({ ...schema }))
+    return withoutUndefined({
+      service: this.id,
+      info: { ...this.info },
+      doc: this.doc,
+      functions: pick(this.functions, (e) => ({ doc: e.spec.doc, args: schemas(e.spec.args), result: e.spec.result })),
+      events: pick(this.events, (e) => ({ doc: e.spec.doc, args: schemas(e.spec.args) })),
+      objects: pick(this.objects, (e) => ({ doc: e.spec.doc, value: e.spec.value })),
+      channels: pick(this.channels, (e) => ({ doc: e.spec.doc, message: e.spec.message })),
+      streams: pick(this.streams, (e) => ({ doc: e.spec.doc })),
+    }) as ServiceDescription
+  }
+}
+
+function withoutUndefined<T extends Record<string, unknown>>(value: T): T {
+  for (const key of Object.keys(value)) if (value[key] === undefined) delete value[key]
+  return value
+}
+
+/**
+ * Creates a service to define functions, events, objects, channels and
+ * streams on.
+ *
+ * @example
+ * ```ts
+ * const service = createService({ info: { type: 'greeter' }, doc: 'Says hello' })
+ * service.addFunction('hello', { args: [Type.String()] }, (name) => `Hello, ${name}!`)
+ * ```
+ */
+export function createService(options: ServiceOptions = {}): Service {
+  return new Service(options)
+}

@@ -1,0 +1,296 @@
+import {
+  BusyError,
+  CallTimeoutError,
+  type CommandName,
+  ClosedError,
+  checkResponse,
+  ConnectionLostError,
+  errorFromWire,
+  errorToWire,
+  Limits,
+  type MessageId,
+  MessageType,
+  type ProtocolError,
+  type RequestBody,
+  type RequestMessage,
+  type ResponseBody,
+  type ResponseMessage,
+  type SessionMessage,
+} from '@autobus/protocol'
+import type { CloseInfo, MessageConnection } from '@autobus/transport'
+import { Channel, type ChannelLink } from './channel.js'
+import { ByteStream, type StreamLink } from './stream.js'
+
+/** Options every request may take. */
+export interface RequestOptions {
+  /** Give up after this many ms (default 30 s); the command may still run. */
+  timeout?: number
+  /** Cancel waiting; the command may still run. */
+  signal?: AbortSignal
+}
+
+interface Pending {
+  command: CommandName
+  resolve: (body: any) => void
+  reject: (error: Error) => void
+  timer: NodeJS.Timeout | undefined
+  signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+}
+
+/** Session limits. */
+export interface SessionLimits {
+  /** Commands awaiting a response, per direction (default 10,000). */
+  maxPendingCalls?: number
+  /** Watches, listens, channels and streams, each (default 1,024). */
+  maxSubscriptions?: number
+  /** Default time a request waits (default 30 s). */
+  callTimeout?: number
+}
+
+/**
+ * What both ends of a session share: sending commands and matching their
+ * responses, answering invalid frames, and the channels and streams
+ * multiplexed over the connection.
+ * @internal
+ */
+export abstract class Session implements ChannelLink, StreamLink {
+  readonly connection: MessageConnection
+  protected readonly maxPendingCalls: number
+  protected readonly maxSubscriptions: number
+  protected readonly callTimeout: number
+  protected readonly channels = new Map<number, Channel>()
+  protected readonly streams = new Map<number, ByteStream>()
+  #nextId = 1
+  #pending = new Map<MessageId, Pending>()
+
+  constructor(connection: MessageConnection, limits: SessionLimits = {}) {
+    this.connection = connection
+    this.maxPendingCalls = limits.maxPendingCalls ?? Limits.maxPendingCalls
+    this.maxSubscriptions = limits.maxSubscriptions ?? Limits.maxSubscriptions
+    this.callTimeout = limits.callTimeout ?? Limits.callTimeout
+    connection.on('message', (message) => this.#receive(message))
+    connection.on('invalid', (error) => this.#invalid(error))
+    connection.on('close', (info) => this.#closed(info))
+  }
+
+  /** Handles a command or notification from the peer; the result is the response body. */
+  protected abstract handle(message: RequestMessage): unknown | Promise<unknown>
+  /** Called once when the connection closes, after pending requests are rejected. */
+  protected abstract cleanup(info: CloseInfo): void
+
+  get isClosed(): boolean {
+    return this.connection.isClosed
+  }
+
+  /** Sends a command and resolves with its response body. */
+  request<C extends CommandName>(command: C, body: RequestBody<C>, options: RequestOptions = {}): Promise<ResponseBody<C>> {
+    if (this.connection.isClosed) {
+      return Promise.reject(new ConnectionLostError(`connection is closed; "${command}" was not sent`))
+    }
+    if (this.#pending.size >= this.maxPendingCalls) {
+      return Promise.reject(new BusyError(`${this.maxPendingCalls} commands already await a response`))
+    }
+    const signal = options.signal
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    const id = this.#nextId++
+    return new Promise((resolve, reject) => {
+      const timeout = options.timeout ?? this.callTimeout
+      const pending: Pending = { command, resolve, reject, timer: undefined, signal, onAbort: undefined }
+      if (timeout > 0 && Number.isFinite(timeout)) {
+        pending.timer = setTimeout(() => {
+          this.#settle(id)
+          reject(new CallTimeoutError(`no response to "${command}" within ${timeout} ms; it may have run`))
+        }, timeout)
+      }
+      if (signal) {
+        pending.onAbort = () => {
+          this.#settle(id)
+          reject(signal.reason)
+        }
+        signal.addEventListener('abort', pending.onAbort, { once: true })
+      }
+      this.#pending.set(id, pending)
+      this.connection.send({ _type: MessageType.Command, _id: id, _command: command, ...body })
+    })
+  }
+
+  /** Sends a notification (a command that gets no response). */
+  notify<C extends CommandName>(command: C, body: RequestBody<C>): boolean {
+    return this.connection.send({ _type: MessageType.Notification, _id: this.#nextId++, _command: command, ...body })
+  }
+
+  #settle(id: MessageId): Pending | undefined {
+    const pending = this.#pending.get(id)
+    if (!pending) return undefined
+    this.#pending.delete(id)
+    if (pending.timer) clearTimeout(pending.timer)
+    if (pending.onAbort) pending.signal!.removeEventListener('abort', pending.onAbort)
+    return pending
+  }
+
+  #receive(message: SessionMessage): void {
+    if (message._type === MessageType.Response) return this.#response(message)
+    let result: unknown
+    try {
+      result = this.handle(message)
+    } catch (error) {
+      return this.#answer(message, undefined, error)
+    }
+    if (result instanceof Promise) {
+      result.then(
+        (body) => this.#answer(message, body, undefined),
+        (error) => this.#answer(message, undefined, error),
+      )
+    } else {
+      this.#answer(message, result, undefined)
+    }
+  }
+
+  #answer(message: RequestMessage, body: unknown, error: unknown): void {
+    if (message._type !== MessageType.Command) return
+    if (error !== undefined) {
+      this.connection.send({ _type: MessageType.Response, _id: message._id, _error: errorToWire(error, { stack: this.exposeStacks }) })
+    } else {
+      this.connection.send({ _type: MessageType.Response, _id: message._id, ...(body as object | undefined) })
+    }
+  }
+
+  protected get exposeStacks(): boolean {
+    return false
+  }
+
+  #response(message: ResponseMessage): void {
+    const pending = this.#settle(message._id)
+    if (!pending) return
+    if (message._error) return pending.reject(errorFromWire(message._error))
+    const invalid = checkResponse(pending.command, message)
+    if (invalid) return pending.reject(invalid)
+    pending.resolve(message)
+  }
+
+  // A frame that could be read far enough to have an id gets an error answer.
+  #invalid(error: ProtocolError): void {
+    if (error.messageType === MessageType.Command && error.messageId !== undefined) {
+      this.connection.send({ _type: MessageType.Response, _id: error.messageId, _error: errorToWire(error) })
+    } else if (error.messageType === MessageType.Response && error.messageId !== undefined) {
+      this.#settle(error.messageId)?.reject(error)
+    }
+    this.onInvalid(error)
+  }
+
+  /** Hook for invalid frames (e.g. counting them). */
+  protected onInvalid(_error: ProtocolError): void {}
+
+  #closed(info: CloseInfo): void {
+    const pending = [...this.#pending.keys()]
+    for (const id of pending) {
+      const entry = this.#settle(id)!
+      entry.reject(
+        new ConnectionLostError(`connection lost (${info.reason}) while awaiting "${entry.command}"; it may have run`, {
+          cause: info.error,
+        }),
+      )
+    }
+    for (const channel of this.channels.values()) channel.finish(`connection lost: ${info.reason}`, true)
+    this.channels.clear()
+    const error = new ConnectionLostError(`connection lost: ${info.reason}`)
+    for (const stream of this.streams.values()) stream.abort(error)
+    this.streams.clear()
+    this.cleanup(info)
+  }
+
+  // Channel and stream traffic, the same in both directions.
+
+  sendMessage(channel: number, message: unknown): boolean {
+    return this.notify('channel_message', { channel, message })
+  }
+
+  sendClose(channel: number, reason: string): void {
+    this.channels.delete(channel)
+    this.notify('channel_close', { channel, reason })
+  }
+
+  sendData(stream: number, data: string): boolean {
+    return this.notify('stream_data', { stream, data })
+  }
+
+  sendAck(stream: number, bytes: number): void {
+    this.notify('stream_ack', { stream, bytes })
+  }
+
+  sendEnd(stream: number): void {
+    this.notify('stream_end', { stream })
+  }
+
+  drained(): Promise<void> {
+    return this.connection.drained()
+  }
+
+  protected addChannel(id: number, name: string): Channel {
+    if (this.channels.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} channels already open`)
+    const channel = new Channel(this, id, name)
+    this.channels.set(id, channel)
+    channel.once('close', () => this.channels.delete(id))
+    return channel
+  }
+
+  protected addStream(id: number, name: string, sendWindow: number, receiveWindow: number): ByteStream {
+    if (this.streams.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} streams already open`)
+    const stream = new ByteStream(
+      {
+        sendData: (s, d) => this.sendData(s, d),
+        sendAck: (s, b) => this.sendAck(s, b),
+        sendEnd: (s) => this.sendEnd(s),
+        sendClose: (s, reason) => {
+          this.streams.delete(s)
+          this.notify('stream_close', { stream: s, reason })
+        },
+        drained: () => this.drained(),
+      },
+      id,
+      name,
+      sendWindow,
+      receiveWindow,
+    )
+    this.streams.set(id, stream)
+    stream.once('close', () => this.streams.delete(id))
+    return stream
+  }
+
+  /** Handles the channel and stream commands; returns false for any other. */
+  protected handleTraffic(message: RequestMessage): boolean {
+    switch (message._command) {
+      case 'channel_message':
+        this.deliverChannelMessage(message.channel, message.message)
+        return true
+      case 'channel_close': {
+        const channel = this.channels.get(message.channel)
+        this.channels.delete(message.channel)
+        channel?.finish(message.reason ?? 'closed by peer', true)
+        return true
+      }
+      case 'stream_data':
+        this.streams.get(message.stream)?.deliver(message.data)
+        return true
+      case 'stream_ack':
+        this.streams.get(message.stream)?.credit(message.bytes)
+        return true
+      case 'stream_end':
+        this.streams.get(message.stream)?.remoteEnd()
+        return true
+      case 'stream_close': {
+        const stream = this.streams.get(message.stream)
+        this.streams.delete(message.stream)
+        stream?.abort(new ClosedError(`stream closed by peer: ${message.reason ?? 'closed'}`))
+        return true
+      }
+      default:
+        return false
+    }
+  }
+
+  protected deliverChannelMessage(id: number, message: unknown): void {
+    this.channels.get(id)?.deliver(message)
+  }
+}

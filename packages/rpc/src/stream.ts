@@ -1,0 +1,136 @@
+import { Duplex } from 'node:stream'
+import { ClosedError, Limits } from '@autobus/protocol'
+
+/** What a byte stream needs from its connection. @internal */
+export interface StreamLink {
+  sendData(stream: number, data: string): boolean
+  sendAck(stream: number, bytes: number): void
+  sendEnd(stream: number): void
+  sendClose(stream: number, reason: string): void
+  /** Resolves when the connection can take more. */
+  drained(): Promise<void>
+}
+
+/** Largest piece of a stream sent in one `stream_data` message. */
+const MAX_PIECE = 64 * 1024
+
+/**
+ * A byte stream between a client and a service: a Node `Duplex` whose
+ * backpressure reaches across the network. Each end may have at most the
+ * other end's window of bytes unacknowledged; the receiver acknowledges bytes
+ * as its reader takes them, so a slow reader slows the writer down. When the
+ * other end aborts or the connection dies the stream is destroyed with an
+ * error (`ConnectionLostError` or `ClosedError`); an unheard error never
+ * crashes the process.
+ */
+export class ByteStream extends Duplex {
+  /** The stream's name on the service. */
+  readonly name: string
+  /** @internal */
+  readonly id: number
+  #link: StreamLink
+  #credit: number
+  #creditWaiter: (() => void) | undefined
+  #unacked = 0
+  #receiveWindow: number
+  #finished = false
+  #remoteEnded = false
+
+  /** @internal */
+  constructor(link: StreamLink, id: number, name: string, sendWindow: number, receiveWindow: number = Limits.streamWindow) {
+    super({ allowHalfOpen: true, readableHighWaterMark: receiveWindow })
+    this.#link = link
+    this.id = id
+    this.name = name
+    this.#credit = sendWindow
+    this.#receiveWindow = receiveWindow
+    // A dead peer must never crash the process through an unheard 'error':
+    // the error stays visible as `errored` and to any listener added.
+    this.on('error', () => {})
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.#send(chunk).then(() => callback(), callback)
+  }
+
+  async #send(chunk: Buffer): Promise<void> {
+    for (let offset = 0; offset < chunk.length; ) {
+      while (this.#credit <= 0) {
+        if (this.#finished) throw new ClosedError(`stream "${this.name}" is closed`)
+        await new Promise<void>((resolve) => {
+          this.#creditWaiter = resolve
+        })
+      }
+      if (this.#finished) throw new ClosedError(`stream "${this.name}" is closed`)
+      const size = Math.min(MAX_PIECE, this.#credit, chunk.length - offset)
+      const piece = chunk.subarray(offset, offset + size)
+      offset += size
+      this.#credit -= size
+      if (!this.#link.sendData(this.id, piece.toString('base64'))) {
+        throw new ClosedError(`stream "${this.name}" is closed: connection closed`)
+      }
+      await this.#link.drained()
+    }
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.#finished) this.#link.sendEnd(this.id)
+    callback()
+  }
+
+  override _read(): void {
+    this.#ack()
+  }
+
+  #ack(): void {
+    if (this.#unacked > 0 && !this.#finished) {
+      this.#link.sendAck(this.id, this.#unacked)
+      this.#unacked = 0
+    }
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (!this.#finished) {
+      this.#finished = true
+      // Both ends said stream_end: the stream is complete, nothing to abort.
+      if (error || !(this.#remoteEnded && this.writableFinished)) {
+        this.#link.sendClose(this.id, error ? error.message : 'closed')
+      }
+    }
+    this.#creditWaiter?.()
+    callback(error)
+  }
+
+  /** @internal Bytes from the other end. */
+  deliver(data: string): void {
+    if (this.#finished || this.destroyed) return
+    const bytes = Buffer.from(data, 'base64')
+    this.#unacked += bytes.length
+    // Acknowledge at once while the reader keeps up; otherwise _read will.
+    if (this.push(bytes) || this.#unacked >= this.#receiveWindow / 2) {
+      if (this.readableLength < this.#receiveWindow) this.#ack()
+    }
+  }
+
+  /** @internal The other end granted more credit. */
+  credit(bytes: number): void {
+    this.#credit += bytes
+    const waiter = this.#creditWaiter
+    this.#creditWaiter = undefined
+    waiter?.()
+  }
+
+  /** @internal The other end will send no more. */
+  remoteEnd(): void {
+    this.#remoteEnded = true
+    if (!this.destroyed) this.push(null)
+  }
+
+  /** @internal The other end aborted, or the connection died. */
+  abort(error: Error): void {
+    if (this.#finished) return
+    this.#finished = true
+    this.#creditWaiter?.()
+    this.destroy(error)
+  }
+}
