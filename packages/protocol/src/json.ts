@@ -24,7 +24,14 @@ export function parseJsonObject(text: string, maxDepth: number = Limits.maxDepth
   // without the key needs no cleaning: most small messages skip the walk.
   if (text.length > maxDepth * 2 || text.includes('__proto__')) {
     const depthError = sanitize(value, maxDepth)
-    if (depthError) return depthError
+    if (depthError) {
+      // Keep what identifies the message so that it can still be answered.
+      const { _id: id, _type: type } = value as JsonObject
+      return new ProtocolError(depthError.code, depthError.message, {
+        ...(typeof id === 'number' || typeof id === 'string' ? { messageId: id } : {}),
+        ...(typeof type === 'number' ? { messageType: type } : {}),
+      })
+    }
   }
   return value as JsonObject
 }

@@ -154,7 +154,8 @@ export type RequestMessage<C extends CommandName = CommandName> = {
 /** A decoded response (`_type` 2). Its body is checked by `checkResponse`. */
 export type ResponseMessage = JsonObject & {
   _type: typeof MessageType.Response
-  _id: MessageId
+  /** null in an error report about a frame whose id could not be read. */
+  _id: MessageId | null
   _error?: WireError
 }
 
@@ -189,11 +190,11 @@ export function decodeFrame(text: string, maxDepth: number = Limits.maxDepth): S
     return new ProtocolError(ErrorCode.InvalidMessage, '"_type" must be 1, 2 or 3', hasId ? { messageId: id } : {})
   }
   const context = hasId ? { messageId: id, messageType: type } : { messageType: type }
-  if (id !== undefined && !hasId) {
+  if (id !== undefined && !hasId && !(id === null && type === MessageType.Response)) {
     return new ProtocolError(ErrorCode.InvalidMessage, '"_id" must be a number or a string', context)
   }
   if (type === MessageType.Response) {
-    if (!hasId) return new ProtocolError(ErrorCode.InvalidMessage, 'response without "_id"', context)
+    if (!hasId && id !== null) return new ProtocolError(ErrorCode.InvalidMessage, 'response without "_id"', context)
     if (value._error !== undefined && !wireErrorValidator.Check(value._error)) {
       return new ProtocolError(ErrorCode.InvalidMessage, '"_error" must be an object with "text"', context)
     }
@@ -225,7 +226,7 @@ export function checkResponse(command: CommandName, response: ResponseMessage): 
   const messageId = response._id
   if (validator.Check(response)) return undefined
   return new ProtocolError(ErrorCode.InvalidMessage, `${command} response: ${describeErrors(validator.Errors(response))}`, {
-    messageId,
+    ...(messageId === null ? {} : { messageId }),
     messageType: MessageType.Response,
   })
 }

@@ -161,6 +161,7 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   #response(message: ResponseMessage): void {
+    if (message._id === null) return this.onErrorReport(message)
     const pending = this.#settle(message._id)
     if (!pending) return
     if (message._error) return pending.reject(errorFromWire(message._error))
@@ -169,15 +170,22 @@ export abstract class Session implements ChannelLink, StreamLink {
     pending.resolve(message)
   }
 
-  // A frame that could be read far enough to have an id gets an error answer.
+  // A command gets its error as its response; a frame whose id could not be
+  // read gets an error report (a response with a null id).
   #invalid(error: ProtocolError): void {
-    if (error.messageType === MessageType.Command && error.messageId !== undefined) {
-      this.connection.send({ _type: MessageType.Response, _id: error.messageId, _error: errorToWire(error) })
-    } else if (error.messageType === MessageType.Response && error.messageId !== undefined) {
-      this.#settle(error.messageId)?.reject(error)
+    const { messageId: id, messageType: type } = error
+    if (type === MessageType.Command && id !== undefined) {
+      this.connection.send({ _type: MessageType.Response, _id: id, _error: errorToWire(error) })
+    } else if (type === MessageType.Response && id !== undefined) {
+      this.#settle(id)?.reject(error)
+    } else if (type !== MessageType.Notification) {
+      this.connection.send({ _type: MessageType.Response, _id: null, _error: errorToWire(error) })
     }
     this.onInvalid(error)
   }
+
+  /** Hook for error reports from the peer about frames it could not read. */
+  protected onErrorReport(_report: ResponseMessage): void {}
 
   /** Hook for invalid frames (e.g. counting them). */
   protected onInvalid(_error: ProtocolError): void {}
