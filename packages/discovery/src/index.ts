@@ -1,0 +1,55 @@
+/**
+ * Autobus discovery: services announce themselves by UDP broadcast and are
+ * found with no server and no configuration. A {@link Publisher} announces
+ * local services; a {@link Discoverer} keeps the table of services on the
+ * network. Each works alone.
+ *
+ * @example
+ * ```ts
+ * import { createDiscoverer } from '@autobus/discovery'
+ *
+ * await using discoverer = await createDiscoverer()
+ * await new Promise((resolve) => setTimeout(resolve, 500))
+ * console.table(discoverer.snapshot({ type: 'speaker' }))
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { type Clock, type Random, systemClock } from './clock.js'
+export {
+  createDiscoverer,
+  type DiscoveredService,
+  type Discoverer,
+  type DiscovererEvents,
+  type DiscovererOptions,
+  type DiscovererTimings,
+  type ServiceChange,
+} from './discoverer.js'
+export {
+  absent,
+  jsonEqual,
+  type Matcher,
+  matchesFilter,
+  notEqual,
+  oneOf,
+  present,
+  type ServiceFilter,
+} from './filter.js'
+export {
+  broadcastAddresses,
+  type DatagramHandler,
+  type DatagramSource,
+  type DiscoveryLink,
+  type DiscoveryNetwork,
+  type UdpNetworkOptions,
+  udpNetwork,
+} from './network.js'
+export { type Probe, probeService } from './probe.js'
+export {
+  createPublisher,
+  type Publication,
+  type Published,
+  type Publisher,
+  type PublisherOptions,
+  type PublisherTimings,
+} from './publisher.js'

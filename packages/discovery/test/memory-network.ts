@@ -1,0 +1,63 @@
+import type { DatagramHandler, DiscoveryLink, DiscoveryNetwork } from '../src/index.js'
+
+interface Member {
+  host: string
+  port: number
+  handler: DatagramHandler
+}
+
+/** Records one sent datagram. */
+export interface Sent {
+  at: number
+  from: string
+  to: string
+  datagram: Record<string, unknown>
+}
+
+/**
+ * An in-memory broadcast network of several hosts. Delivery is synchronous
+ * so that fake time alone decides when things happen.
+ */
+export class MemoryNetwork {
+  readonly members = new Set<Member>()
+  readonly sent: Sent[] = []
+  #nextPort = 40_000
+
+  host(address: string): DiscoveryNetwork {
+    return {
+      open: async (handler) => {
+        const member: Member = { host: address, port: this.#nextPort++, handler }
+        this.members.add(member)
+        const deliver = (bytes: Buffer, to: Member) => to.handler(bytes, { address: member.host, port: member.port })
+        const record = (bytes: Buffer, to: string) => {
+          this.sent.push({ at: Date.now(), from: `${member.host}:${member.port}`, to, datagram: JSON.parse(bytes.toString()) })
+        }
+        const link: DiscoveryLink = {
+          privatePort: member.port,
+          sendFailures: 0,
+          broadcast: (bytes) => {
+            record(bytes, '*')
+            for (const other of [...this.members]) deliver(bytes, other)
+          },
+          unicast: (bytes, host, port) => {
+            record(bytes, `${host}:${port}`)
+            for (const other of [...this.members]) if (other.host === host && other.port === port) deliver(bytes, other)
+          },
+          close: async () => {
+            this.members.delete(member)
+          },
+        }
+        return link
+      },
+    }
+  }
+
+  /** Injects raw bytes as if broadcast from `host`. */
+  inject(bytes: Buffer | string, host = '10.0.0.99', port = 50_000): void {
+    for (const member of [...this.members]) member.handler(Buffer.from(bytes), { address: host, port })
+  }
+
+  commands(command: string): Sent[] {
+    return this.sent.filter((sent) => sent.datagram.command === command)
+  }
+}
