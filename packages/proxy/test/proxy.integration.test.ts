@@ -1,0 +1,135 @@
+import { EventEmitter } from 'node:events'
+import Type from 'typebox'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type DiscoveredService, type DiscovererEvents, matchesFilter, type ServiceFilter } from '@autobus/discovery'
+import { UnreachableError } from '@autobus/protocol'
+import { connectService, createService, type RpcServer, serve } from '@autobus/rpc'
+import { createMultiServiceProxy, createSingleServiceProxy, type ServiceDirectory } from '../src/index.js'
+
+/** A directory the test fills by hand. */
+class Directory extends EventEmitter<DiscovererEvents> implements ServiceDirectory {
+  readonly table = new Map<string, DiscoveredService>()
+  add(service: DiscoveredService) {
+    this.table.set(service.service, service)
+    this.emit('appeared', service)
+  }
+  remove(id: string) {
+    const service = this.table.get(id)
+    if (!service) return
+    this.table.delete(id)
+    this.emit('disappeared', service)
+  }
+  snapshot(filter?: ServiceFilter) {
+    return [...this.table.values()].filter((service) => !filter || matchesFilter(service.info, filter))
+  }
+}
+
+const servers: RpcServer[] = []
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => server.close()))
+})
+
+async function thermometer(name: string, reading: number) {
+  const service = createService({ info: { type: 'thermometer', name } })
+  const temperature = service.addObject('temperature', { value: Type.Number() }, reading)
+  const alarm = service.addEvent('alarm')
+  service.addFunction('name', {}, () => name)
+  service.addFunction('fail', {}, () => {
+    throw new Error(`${name} failed`)
+  })
+  const server = await serve([service], { host: '127.0.0.1' })
+  servers.push(server)
+  const entry: DiscoveredService = {
+    host: '127.0.0.1',
+    port: server.port,
+    service: service.id,
+    info: { ...service.info, host: '127.0.0.1', port: server.port, service: service.id },
+  }
+  return { service, server, temperature, alarm, entry }
+}
+
+const connect = (service: DiscoveredService, options: { signal?: AbortSignal }) => connectService(service, options)
+
+describe('SingleServiceProxy', () => {
+  it('binds, rebinds when its service dies, and keeps listeners and watchers across rebinds', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    const hall = await thermometer('hall', 15)
+    directory.add(kitchen.entry)
+    directory.add(hall.entry)
+    const proxy = createSingleServiceProxy({ directory, connect, filter: { type: 'thermometer' } })
+    await proxy.waitForBind()
+    expect(await proxy.call('name')).toBe('kitchen')
+    const values: unknown[] = []
+    await proxy.watch('temperature', (value) => values.push(value))
+    const alarms: unknown[] = []
+    await proxy.listen('alarm', (...args) => alarms.push(args))
+    kitchen.temperature.set(21)
+    kitchen.alarm.fire('hot')
+    await expect.poll(() => alarms).toEqual([['hot']])
+
+    // The kitchen service dies without a goodbye: its connection drops.
+    const rebound = new Promise((resolve) => proxy.once('bound', resolve))
+    await kitchen.server.close()
+    await rebound
+    expect(await proxy.call('name')).toBe('hall')
+    expect(values).toEqual([20, 21, null, 15])
+    hall.alarm.fire('cold')
+    await expect.poll(() => alarms).toEqual([['hot'], ['cold']])
+    await proxy.close()
+  })
+
+  it('waits for a bind on call, or fails at once when asked to', async () => {
+    const directory = new Directory()
+    const proxy = createSingleServiceProxy({ directory, connect, filter: { type: 'thermometer' } })
+    await expect(proxy.call('name', [], { waitForBind: false })).rejects.toBeInstanceOf(UnreachableError)
+    await expect(proxy.call('name', [], { timeout: 50 })).rejects.toBeInstanceOf(UnreachableError)
+    const values: unknown[] = []
+    await proxy.watch('temperature', (value) => values.push(value))
+    const pending = proxy.call('name')
+    const cellar = await thermometer('cellar', 12)
+    directory.add(cellar.entry)
+    expect(await pending).toBe('cellar')
+    await expect.poll(() => values).toEqual([null, 12])
+    directory.remove(cellar.entry.service)
+    await expect.poll(() => proxy.isBound).toBe(false)
+    expect(values).toEqual([null, 12, null])
+    await proxy.close()
+    await expect(proxy.waitForBind()).rejects.toBeInstanceOf(UnreachableError)
+  })
+})
+
+describe('MultiServiceProxy', () => {
+  it('fans out calls, tags events and keeps a live map of values', async () => {
+    const directory = new Directory()
+    const a = await thermometer('a', 1)
+    const b = await thermometer('b', 2)
+    directory.add(a.entry)
+    const proxy = createMultiServiceProxy({ directory, connect, filter: { type: 'thermometer' } })
+    const bound: string[] = []
+    proxy.on('bound', (service) => bound.push(service.info.name as string))
+    directory.add(b.entry)
+    await expect.poll(() => proxy.services.size).toBe(2)
+    const outcomes = await proxy.call('name')
+    expect(outcomes.get(a.service.id)).toEqual({ ok: true, value: 'a' })
+    expect(outcomes.get(b.service.id)).toEqual({ ok: true, value: 'b' })
+    const failures = await proxy.call('fail')
+    expect(failures.get(a.service.id)).toMatchObject({ ok: false, error: { message: 'a failed' } })
+
+    const events: string[] = []
+    await proxy.listen('alarm', (source, ...args) => events.push(`${source.info.name}:${args[0]}`))
+    await proxy.watch('temperature', () => {})
+    a.alarm.fire('x')
+    b.alarm.fire('y')
+    await expect.poll(() => events.sort()).toEqual(['a:x', 'b:y'])
+    b.temperature.set(5)
+    await expect.poll(() => Object.fromEntries(proxy.values('temperature'))).toEqual({ [a.service.id]: 1, [b.service.id]: 5 })
+
+    const unbound = new Promise((resolve) => proxy.once('unbound', resolve))
+    directory.remove(a.entry.service)
+    await unbound
+    expect([...proxy.values('temperature').keys()]).toEqual([b.service.id])
+    expect(proxy.notify('name')).toBe(1)
+    await proxy.close()
+  })
+})
