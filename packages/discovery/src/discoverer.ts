@@ -1,5 +1,6 @@
-import { EventEmitter, on } from 'node:events'
+import { EventEmitter } from 'node:events'
 import { DiscoveryDefaults, decodeDatagram, encodeDatagram, Limits, ProtocolError } from '@autobus/protocol'
+import { serviceChanges } from './changes.js'
 import { type Clock, systemClock } from './clock.js'
 import { matchesFilter, jsonEqual, type ServiceFilter } from './filter.js'
 import { type DatagramSource, type DiscoveryLink, type DiscoveryNetwork, udpNetwork } from './network.js'
@@ -22,12 +23,17 @@ export type ServiceChange =
   | { type: 'down'; service: DiscoveredService }
   | { type: 'changed'; service: DiscoveredService; previous: DiscoveredService }
 
+/** Why a service appeared: new, or re-added after its info changed. */
+export type AppearCause = 'new' | 'changed'
+/** Why a service disappeared: a goodbye, a failed probe, or a change of info. */
+export type DisappearCause = 'goodbye' | 'expired' | 'changed'
+
 /** Events of a {@link Discoverer}. */
 export type DiscovererEvents = {
   /** A service appeared (also after a change, following `disappeared`). */
-  appeared: [service: DiscoveredService]
+  appeared: [service: DiscoveredService, cause: AppearCause]
   /** A service went away: goodbye, failed probe, or before a change. */
-  disappeared: [service: DiscoveredService]
+  disappeared: [service: DiscoveredService, cause: DisappearCause]
   /** A service's info or port changed; emitted after disappeared + appeared. */
   changed: [service: DiscoveredService, previous: DiscoveredService]
 }
@@ -90,7 +96,6 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   #malformed = 0
   #overCapacity = 0
   #closing: Promise<void> | undefined
-  #changingNow: string | undefined
   readonly #closed = new AbortController()
 
   constructor(options: DiscovererOptions) {
@@ -134,38 +139,9 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
   }
 
-  async *changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
+  changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
     const signal = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal
-    const relay = new EventEmitter<{ change: [ServiceChange] }>()
-    const filter = options.filter
-    const keep = (service: DiscoveredService) => !filter || matchesFilter(service.info, filter)
-    // A changed info is relayed as one "changed", not as down and up; seen
-    // through a filter it is an up or a down when only one side matches.
-    const up = (service: DiscoveredService) => {
-      if (this.#changingNow !== service.service && keep(service)) relay.emit('change', { type: 'up', service })
-    }
-    const down = (service: DiscoveredService) => {
-      if (this.#changingNow !== service.service && keep(service)) relay.emit('change', { type: 'down', service })
-    }
-    const changed = (service: DiscoveredService, previous: DiscoveredService) => {
-      const now = keep(service)
-      const before = keep(previous)
-      if (now && before) relay.emit('change', { type: 'changed', service, previous })
-      else if (now) relay.emit('change', { type: 'up', service })
-      else if (before) relay.emit('change', { type: 'down', service: previous })
-    }
-    this.on('appeared', up)
-    this.on('disappeared', down)
-    this.on('changed', changed)
-    try {
-      for await (const [change] of on(relay, 'change', { signal })) yield change as ServiceChange
-    } catch (error) {
-      if (!signal.aborted) throw error
-    } finally {
-      this.off('appeared', up)
-      this.off('disappeared', down)
-      this.off('changed', changed)
-    }
+    return serviceChanges(this, { signal, filter: options.filter })
   }
 
   /** @internal */
@@ -197,27 +173,25 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
       const next: Entry = { service, announced: datagram.info, lastSeen: this.#clock.now(), interval, probing: false }
       if (entry) {
         // Info never changes while a service lives: a change is a restart.
-        this.#changingNow = datagram.service
         this.#table.delete(datagram.service)
-        this.emit('disappeared', entry.service)
+        this.emit('disappeared', entry.service, 'changed')
         this.#table.set(datagram.service, next)
-        this.emit('appeared', service)
-        this.#changingNow = undefined
+        this.emit('appeared', service, 'changed')
         this.emit('changed', service, entry.service)
       } else {
         this.#table.set(datagram.service, next)
-        this.emit('appeared', service)
+        this.emit('appeared', service, 'new')
       }
     } else if (datagram.command === 'remove') {
       const entry = this.#table.get(datagram.service)
-      if (entry && entry.service.port === datagram.port) this.#remove(entry)
+      if (entry && entry.service.port === datagram.port) this.#remove(entry, 'goodbye')
     }
   }
 
-  #remove(entry: Entry): void {
+  #remove(entry: Entry, cause: DisappearCause): void {
     if (this.#table.get(entry.service.service) !== entry) return
     this.#table.delete(entry.service.service)
-    this.emit('disappeared', entry.service)
+    this.emit('disappeared', entry.service, cause)
   }
 
   #scheduleSweep(): void {
@@ -242,7 +216,7 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
           entry.probing = false
           if (this.#closing) return
           if (alive) entry.lastSeen = this.#clock.now()
-          else this.#remove(entry)
+          else this.#remove(entry, 'expired')
         })
     }
   }

@@ -15,9 +15,12 @@
  *
  * @packageDocumentation
  */
+export { type ServiceEventSource, serviceChanges } from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
 export {
+  type AppearCause,
   createDiscoverer,
+  type DisappearCause,
   type DiscoveredService,
   type Discoverer,
   type DiscovererEvents,

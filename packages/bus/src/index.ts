@@ -1,0 +1,63 @@
+/**
+ * Autobus: a serverless service bus. Programs on a network publish services
+ * and find and use each other's services with no central server and no
+ * configuration. One {@link Bus} per program.
+ *
+ * @example
+ * ```ts
+ * import { createBus, Type } from '@autobus/bus'
+ *
+ * await using bus = await createBus()
+ * const service = bus.createService({ info: { type: 'greeter' } })
+ * service.addFunction('hello', { args: [Type.String()] }, (name) => `Hello, ${name}!`)
+ * bus.publish(service)
+ *
+ * const greeter = bus.singleServiceProxy({ type: 'greeter' })
+ * console.log(await greeter.call('hello', ['world'])) // Hello, world!
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { Bus, type BusOptions, createBus, type Publication, type ServiceListenerOptions, type ServiceTarget } from './bus.js'
+export { createMetaService } from './meta.js'
+export {
+  absent,
+  type DiscoveredService,
+  type ServiceChange,
+  type ServiceFilter,
+  matchesFilter,
+  notEqual,
+  oneOf,
+  present,
+} from '@autobus/discovery'
+export {
+  AutobusError,
+  BusyError,
+  CallTimeoutError,
+  ClosedError,
+  ConnectionLostError,
+  DISCOVERY_PORT,
+  ErrorCode,
+  InvalidArgumentsError,
+  META_SERVICE_ID,
+  NotBoundError,
+  ProtocolError,
+  RefusedError,
+  RemoteError,
+  ServiceDescription,
+  UnknownNameError,
+  UnknownServiceError,
+  UnreachableError,
+  UnsupportedError,
+} from '@autobus/protocol'
+export {
+  ByteStream,
+  Channel,
+  Connection,
+  type Service,
+  type ServiceEvent,
+  type ServiceObject,
+  type Subscription,
+} from '@autobus/rpc'
+export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
+export { default as Type } from 'typebox'

@@ -1,0 +1,73 @@
+import { EventEmitter } from 'node:events'
+import {
+  type DiscoveredService,
+  type Discoverer,
+  type DiscovererEvents,
+  matchesFilter,
+  type ServiceChange,
+  type ServiceFilter,
+  serviceChanges,
+} from '@autobus/discovery'
+
+/**
+ * The services a bus knows: its own, at once, and those discovered on the
+ * network. One entry per service id; a discovered copy of a local service
+ * is ignored.
+ * @internal
+ */
+export class ServiceTable extends EventEmitter<DiscovererEvents> {
+  readonly #local = new Map<string, DiscoveredService>()
+  readonly #remote = new Map<string, DiscoveredService>()
+  readonly #closed = new AbortController()
+
+  attach(discoverer: Discoverer): void {
+    discoverer.on('appeared', (service, cause) => {
+      if (this.#local.has(service.service)) return
+      this.#remote.set(service.service, service)
+      this.emit('appeared', service, cause)
+    })
+    discoverer.on('disappeared', (service, cause) => {
+      if (this.#remote.get(service.service) !== service) return
+      this.#remote.delete(service.service)
+      this.emit('disappeared', service, cause)
+    })
+    discoverer.on('changed', (service, previous) => {
+      if (this.#remote.get(service.service) === service) this.emit('changed', service, previous)
+    })
+  }
+
+  addLocal(service: DiscoveredService): void {
+    const shadowed = this.#remote.get(service.service)
+    if (shadowed) {
+      this.#remote.delete(service.service)
+      this.emit('disappeared', shadowed, 'goodbye')
+    }
+    this.#local.set(service.service, service)
+    this.emit('appeared', service, 'new')
+  }
+
+  removeLocal(id: string): void {
+    const service = this.#local.get(id)
+    if (!service) return
+    this.#local.delete(id)
+    this.emit('disappeared', service, 'goodbye')
+  }
+
+  get(id: string): DiscoveredService | undefined {
+    return this.#local.get(id) ?? this.#remote.get(id)
+  }
+
+  snapshot(filter?: ServiceFilter): DiscoveredService[] {
+    const all = [...this.#local.values(), ...this.#remote.values()]
+    return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
+  }
+
+  changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
+    const signal = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal
+    return serviceChanges(this, { signal, filter: options.filter })
+  }
+
+  close(): void {
+    this.#closed.abort()
+  }
+}

@@ -1,0 +1,129 @@
+import { once } from 'node:events'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type Bus, type BusOptions, createBus, META_SERVICE_ID, RemoteError, Type, UnknownServiceError } from '../src/index.js'
+
+// A discovery port of this suite's own, on loopback only.
+const discoveryPort = 20_000 + ((process.pid + 7) % 20_000)
+const buses: Bus[] = []
+afterEach(async () => {
+  await Promise.all(buses.splice(0).map((bus) => bus.close()))
+})
+
+async function bus(options: BusOptions = {}) {
+  const created = await createBus({ discoveryPort, interfaces: ['lo'], holdOff: 0, host: '127.0.0.1', ...options })
+  buses.push(created)
+  return created
+}
+
+function greeter(target: Bus, name = 'greeter') {
+  const service = target.createService({ info: { type: 'test.greeter', name }, doc: 'Greets' })
+  const greeted = service.addEvent('greeted', { args: [Type.String()] })
+  const count = service.addObject('count', { value: Type.Integer() }, 0)
+  service.addFunction('hello', { doc: 'Says hello', args: [Type.String()] }, (who) => {
+    count.set(count.value + 1)
+    greeted.fire(who)
+    return `Hello, ${who}, from ${name}!`
+  })
+  service.addFunction('boom', {}, () => {
+    throw new RangeError('kaboom')
+  })
+  service.addChannel('echo', {}, (channel) => channel.on('message', (message) => channel.send(message)))
+  service.addStream('echo', {}, (stream) => stream.pipe(stream))
+  return service
+}
+
+describe('Bus', () => {
+  it('discovers a service on another bus and uses every capability', async () => {
+    const server = await bus()
+    const client = await bus()
+    server.publish(greeter(server))
+    const found = await client.waitForService({ type: 'test.greeter' }, { timeout: 5_000 })
+    expect(found.info).toMatchObject({ type: 'test.greeter', hostname: expect.any(String), port: server.port })
+    const connection = await client.connect(found)
+    expect(await connection.call('hello', ['Ada'])).toBe('Hello, Ada, from greeter!')
+    await expect(connection.call('boom')).rejects.toBeInstanceOf(RemoteError)
+    const counts: unknown[] = []
+    await connection.watch('count', (value) => counts.push(value))
+    const greetings: unknown[] = []
+    await connection.listen('greeted', (who) => greetings.push(who))
+    connection.notify('hello', ['Bob'])
+    await expect.poll(() => greetings).toEqual(['Bob'])
+    await expect.poll(() => counts).toEqual([1, 2])
+    const channel = await connection.openChannel('echo')
+    channel.send({ ping: 1 })
+    expect((await once(channel, 'message'))[0]).toEqual({ ping: 1 })
+    const stream = await connection.openStream('echo')
+    stream.end('bytes!')
+    const chunks: Buffer[] = []
+    for await (const chunk of stream) chunks.push(chunk as Buffer)
+    expect(Buffer.concat(chunks).toString()).toBe('bytes!')
+    expect((await connection.describe()).functions.hello?.doc).toBe('Says hello')
+  })
+
+  it('serves the autobus meta-service, so host and port are enough', async () => {
+    const server = await bus({ discovery: false })
+    const service = server.publish(greeter(server)).service
+    const client = await bus({ discovery: false })
+    const meta = await client.connect({ host: '127.0.0.1', port: server.port, service: META_SERVICE_ID })
+    const list = (await meta.call('list_services')) as Array<{ service: string; info: Record<string, unknown> }>
+    expect(list).toEqual([{ service: service.id, info: { type: 'test.greeter', name: 'greeter' }, doc: 'Greets' }])
+    const description = (await meta.call('describe', [service.id])) as { functions: Record<string, unknown> }
+    expect(Object.keys(description.functions)).toEqual(['hello', 'boom'])
+    await expect(meta.call('describe', ['nope'])).rejects.toBeInstanceOf(UnknownServiceError)
+  })
+
+  it('replays known services to a dual listener and reports goodbyes', async () => {
+    const server = await bus()
+    const client = await bus()
+    const first = server.publish(greeter(server, 'one'))
+    await client.waitForService({ name: 'one' }, { timeout: 5_000 })
+    const events: string[] = []
+    const stop = client.onServiceChange((appeared, service) => events.push(`${appeared ? 'up' : 'down'} ${service.info.name}`), {
+      replay: true,
+      filter: { type: 'test.greeter' },
+    })
+    expect(events).toEqual(['up one'])
+    server.publish(greeter(server, 'two'))
+    await expect.poll(() => events).toEqual(['up one', 'up two'])
+    await first.unpublish()
+    await expect.poll(() => events).toEqual(['up one', 'up two', 'down one'])
+    stop()
+  })
+
+  it('rebinds a single-service proxy and fans out through a multi-service proxy', async () => {
+    const a = await bus()
+    const b = await bus()
+    const client = await bus()
+    const fromA = a.publish(greeter(a, 'a'))
+    b.publish(greeter(b, 'b'))
+    const all = client.multiServiceProxy({ type: 'test.greeter' })
+    await expect.poll(() => all.services.size, { timeout: 5_000 }).toBe(2)
+    const outcomes = await all.call('hello', ['you'])
+    expect([...outcomes.values()].map((outcome) => outcome.ok && outcome.value).sort()).toEqual([
+      'Hello, you, from a!',
+      'Hello, you, from b!',
+    ])
+    const one = client.singleServiceProxy({ type: 'test.greeter', name: 'a' })
+    expect(await one.call('hello', ['x'])).toBe('Hello, x, from a!')
+    const values: unknown[] = []
+    await one.watch('count', (value) => values.push(value))
+    await fromA.unpublish()
+    await expect.poll(() => values).toEqual([2, null])
+    a.publish(greeter(a, 'a'))
+    expect(await one.call('hello', ['again'], { timeout: 5_000 })).toBe('Hello, again, from a!')
+    await expect.poll(() => values).toEqual([2, null, 0, 1])
+  })
+
+  it('works with discovery off, for services known in advance', async () => {
+    const server = await bus({ discovery: false })
+    const service = server.publish(greeter(server)).service
+    expect(server.discovery).toBe(false)
+    expect(server.services().map((s) => s.service)).toEqual([service.id])
+    const client = await bus({ discovery: false })
+    const connection = await client.connect({ host: '127.0.0.1', port: server.port, service: service.id })
+    expect(await connection.call('hello', ['z'])).toBe('Hello, z, from greeter!')
+    await client.close()
+    expect(connection.isClosed).toBe(true)
+    await expect(client.connect({ host: '127.0.0.1', port: server.port, service: service.id })).rejects.toThrow(/closed/)
+  })
+})
