@@ -71,6 +71,8 @@ export interface Publication {
   readonly service: Service
   /** The info as announced, with "hostname". */
   readonly info: Readonly<Record<string, unknown>>
+  /** Resolves once the service has first been announced (at once without discovery). */
+  readonly announced: Promise<void>
   /** Sends goodbyes and stops serving it; idempotent. */
   unpublish(): Promise<void>
 }
@@ -164,6 +166,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return {
       service,
       info,
+      announced: published?.announced ?? Promise.resolve(),
       unpublish: () => {
         gone ??= this.#unpublish(service.id)
         return gone

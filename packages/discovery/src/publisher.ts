@@ -50,6 +50,8 @@ export interface Published {
   readonly service: string
   /** The info as announced (with "hostname"). */
   readonly info: Readonly<Record<string, unknown>>
+  /** Resolves once the first announcement has been sent (after the hold-off). */
+  readonly announced: Promise<void>
   /** Sends goodbyes and stops announcing; idempotent. */
   unpublish(): Promise<void>
 }
@@ -59,6 +61,7 @@ interface Entry {
   goodbye: Buffer
   timer: unknown
   answering: Set<string>
+  onAnnounced: () => void
 }
 
 /** Announces local services; answers queries. */
@@ -117,21 +120,27 @@ class UdpPublisher implements Publisher {
     if (typeof service !== 'string' || service.length === 0) throw new TypeError('service id must be a non-empty string')
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`invalid port ${port}`)
     if (this.#entries.has(service)) throw new TypeError(`service "${service}" is already published`)
-    const announced = Object.freeze({ hostname: this.#hostname, ...info })
-    const add: AddDatagram = { command: 'add', port, service, info: announced, interval: Math.round(this.#t.announceInterval) }
+    const announcedInfo = Object.freeze({ hostname: this.#hostname, ...info })
+    const add: AddDatagram = { command: 'add', port, service, info: announcedInfo, interval: Math.round(this.#t.announceInterval) }
+    let onAnnounced!: () => void
+    const announced = new Promise<void>((resolve) => {
+      onAnnounced = resolve
+    })
     const entry: Entry = {
       datagram: encodeDatagram(add),
       goodbye: encodeDatagram({ command: 'remove', port, service }),
       timer: undefined,
       answering: new Set(),
+      onAnnounced,
     }
     this.#entries.set(service, entry)
-    this.#infos.set(service, announced)
+    this.#infos.set(service, announcedInfo)
     entry.timer = this.#clock.setTimeout(() => this.#announce(service), this.#t.holdOff)
     let gone: Promise<void> | undefined
     return {
       service,
-      info: announced,
+      info: announcedInfo,
+      announced,
       unpublish: () => {
         gone ??= this.#unpublish(service)
         return gone
@@ -143,6 +152,7 @@ class UdpPublisher implements Publisher {
     const entry = this.#entries.get(service)
     if (!entry) return
     this.#link.broadcast(entry.datagram)
+    entry.onAnnounced()
     const { announceInterval: interval, announceJitter: jitter } = this.#t
     const next = interval * (1 - jitter + 2 * jitter * this.#random())
     entry.timer = this.#clock.setTimeout(() => this.#announce(service), next)

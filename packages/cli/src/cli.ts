@@ -1,0 +1,363 @@
+import { createInterface } from 'node:readline'
+import {
+  AutobusError,
+  type Bus,
+  type BusOptions,
+  type Connection,
+  createBus,
+  type DiscoveredService,
+  RemoteError,
+  type ServiceDescription,
+  type SingleServiceProxy,
+} from '@autobus/bus'
+import Table from 'cli-table3'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import pc from 'picocolors'
+import { createExampleService } from './example.js'
+import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
+
+/** Exit codes; see docs/cli.md. */
+export const ExitCode = {
+  Ok: 0,
+  /** The remote side failed (a remote error, a refused open). */
+  Failed: 1,
+  /** The command line is wrong. */
+  Usage: 2,
+  /** No matching service, or it could not be reached. */
+  Unreachable: 3,
+} as const
+
+interface GlobalOptions {
+  discoveryPort?: number
+  interface?: string[]
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value]
+const seconds = (value: string) => {
+  const parsed = Number(value)
+  if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError('must be a number of seconds')
+  return parsed
+}
+const port = (value: string) => {
+  const parsed = Number(value)
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65535) throw new InvalidArgumentError('must be a port number')
+  return parsed
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const line = (value: unknown) => process.stdout.write(`${JSON.stringify(value)}\n`)
+
+/** Resolves on SIGINT or SIGTERM. */
+function interrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      resolve()
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+  })
+}
+
+function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
+  const options: BusOptions = { discovery }
+  const envPort = process.env.AUTOBUS_DISCOVERY_PORT
+  const discoveryPort = global.discoveryPort ?? (envPort ? Number(envPort) : undefined)
+  if (discoveryPort) options.discoveryPort = discoveryPort
+  const interfaces = global.interface ?? process.env.AUTOBUS_INTERFACES?.split(',').filter(Boolean)
+  if (interfaces && interfaces.length > 0) options.interfaces = interfaces
+  return options
+}
+
+function printableService(service: DiscoveredService) {
+  return { host: service.host, port: service.port, service: service.service, info: service.info }
+}
+
+function withoutAddressKeys(info: Readonly<Record<string, unknown>>) {
+  const { host: _host, port: _port, service: _service, ...rest } = info
+  return rest
+}
+
+/** Connects to a target: directly, or through a single-service proxy for a filter. */
+async function open(bus: Bus, target: Target, waitSeconds: number): Promise<Connection | SingleServiceProxy> {
+  if (target.kind === 'address') return bus.connect(target)
+  const proxy = bus.singleServiceProxy(target.filter)
+  await proxy.waitForBind({ timeout: waitSeconds * 1000 })
+  return proxy
+}
+
+function describeText(description: ServiceDescription): string {
+  const out: string[] = []
+  out.push(`${pc.bold(description.service)}  ${JSON.stringify(withoutAddressKeys(description.info))}`)
+  if (description.doc) out.push(`  ${description.doc}`)
+  const types = (schemas?: ReadonlyArray<Record<string, unknown>>) =>
+    (schemas ?? []).map((schema) => (typeof schema.type === 'string' ? schema.type : 'any')).join(', ')
+  const section = (title: string, entries: Record<string, { doc?: string | undefined }>, signature: (name: string, entry: any) => string) => {
+    const names = Object.keys(entries)
+    if (names.length === 0) return
+    out.push('', pc.bold(title))
+    for (const name of names) {
+      const entry = entries[name]!
+      out.push(`  ${pc.cyan(signature(name, entry))}${entry.doc ? `  ${pc.dim(entry.doc)}` : ''}`)
+    }
+  }
+  section('Functions', description.functions, (name, entry) => {
+    const result = entry.result && typeof entry.result.type === 'string' ? ` -> ${entry.result.type}` : ''
+    return `${name}(${types(entry.args)})${result}`
+  })
+  section('Events', description.events, (name, entry) => `${name}(${types(entry.args)})`)
+  section('Objects', description.objects, (name, entry) => `${name}${entry.value?.type ? `: ${entry.value.type}` : ''}`)
+  section('Channels', description.channels, (name) => name)
+  section('Streams', description.streams, (name) => name)
+  return out.join('\n')
+}
+
+/** Builds the program; `run` parses and executes it. */
+export function createProgram(): Command {
+  const program = new Command('autobus')
+    .description('Find, inspect and use Autobus services on the network.')
+    .option('--discovery-port <port>', 'UDP discovery port (default 52722, or $AUTOBUS_DISCOVERY_PORT)', port)
+    .option('--interface <name>', 'announce and discover only on this interface (repeatable)', collect)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: (text, write) => write(pc.red(text)) })
+
+  const globals = () => program.opts<GlobalOptions>()
+
+  program
+    .command('list')
+    .description('list the services on the network')
+    .option('-f, --filter <term>', 'key=value, key!=value, key or !key (repeatable)', collect, [])
+    .option('-w, --wait <seconds>', 'how long to listen for services', seconds, 1)
+    .option('--json', 'one JSON object per line: {host, port, service, info}')
+    .action(async (options: { filter: string[]; wait: number; json?: boolean }) => {
+      const filter = parseFilter(options.filter)
+      const bus = await createBus(busOptions(globals(), true))
+      try {
+        await sleep(options.wait * 1000)
+        const services = bus.services(filter).filter((service) => !bus.localServices.has(service.service))
+        if (options.json) {
+          for (const service of services) line(printableService(service))
+          return
+        }
+        const table = new Table({ head: ['host', 'port', 'service', 'info'].map((title) => pc.bold(title)) })
+        for (const service of services) {
+          table.push([service.host, String(service.port), service.service, JSON.stringify(withoutAddressKeys(service.info))])
+        }
+        process.stdout.write(`${table.toString()}\n${pc.dim(`${services.length} service(s)`)}\n`)
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('services')
+    .description('show services appearing, disappearing and changing')
+    .option('--follow', 'keep running and print each change (the only mode)', true)
+    .option('-f, --filter <term>', 'key=value, key!=value, key or !key (repeatable)', collect, [])
+    .option('--json', 'one JSON object per line: {event, host, port, service, info, at}')
+    .action(async (options: { filter: string[]; json?: boolean }) => {
+      const filter = parseFilter(options.filter)
+      const bus = await createBus(busOptions(globals(), true))
+      const controller = new AbortController()
+      void interrupted().then(() => controller.abort())
+      try {
+        for await (const change of bus.changes({ filter, signal: controller.signal })) {
+          const record = { event: change.type, ...printableService(change.service), at: Date.now() }
+          if (options.json) line(record)
+          else {
+            const colour = change.type === 'up' ? pc.green : change.type === 'down' ? pc.red : pc.yellow
+            process.stdout.write(
+              `${colour(change.type.padEnd(7))} ${record.host}:${record.port}/${record.service}  ${JSON.stringify(withoutAddressKeys(change.service.info))}\n`,
+            )
+          }
+        }
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('info')
+    .description("describe a service's functions, events, objects, channels and streams")
+    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
+    .option('--json', 'print the description as JSON')
+    .action(async (text: string, options: { wait: number; json?: boolean }) => {
+      const target = parseTarget(text)
+      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+      try {
+        const connection = await open(bus, target, options.wait)
+        const description = await connection.describe()
+        if (options.json) line(description)
+        else process.stdout.write(`${describeText(description)}\n`)
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('call')
+    .description('call a function and print its result as JSON')
+    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<function>', 'function name')
+    .argument('[args...]', 'arguments: JSON values; anything that is not JSON is a string')
+    .option('-m, --multiple', 'call every matching service; print {serviceId: outcome}')
+    .option('-t, --timeout <seconds>', 'how long to wait for the result', seconds, 30)
+    .option('-w, --wait <seconds>', 'how long to wait for matching services', seconds, 3)
+    .action(async (text: string, name: string, rawArgs: string[], options: { multiple?: boolean; timeout: number; wait: number }) => {
+      const target = parseTarget(text)
+      const args = rawArgs.map(parseValue)
+      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+      try {
+        if (options.multiple) {
+          if (target.kind !== 'filter') throw new UsageError('--multiple needs a filter target')
+          const proxy = bus.multiServiceProxy(target.filter)
+          await bus.waitForService(target.filter, { timeout: options.wait * 1000 }).catch(() => undefined)
+          await sleep(Math.min(options.wait * 1000, 1000))
+          const outcomes = await proxy.call(name, args, { timeout: options.timeout * 1000 })
+          const printable = Object.fromEntries(
+            [...outcomes].map(([id, outcome]) => [id, outcome.ok ? { result: outcome.value } : { error: outcome.error.message }]),
+          )
+          line(printable)
+          if ([...outcomes.values()].some((outcome) => !outcome.ok)) process.exitCode = ExitCode.Failed
+          return
+        }
+        const connection = await open(bus, target, options.wait)
+        line(await connection.call(name, args, { timeout: options.timeout * 1000 }))
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('listen')
+    .description('print an event as JSON lines until interrupted')
+    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<event>', 'event name')
+    .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
+    .action(async (text: string, name: string, options: { wait: number }) => {
+      const target = parseTarget(text)
+      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+      try {
+        const connection = await open(bus, target, options.wait)
+        await connection.listen(name, (...args) => line(args))
+        await Promise.race([interrupted(), connectionEnded(connection)])
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('watch')
+    .description("print an object's value, then each change, as JSON lines until interrupted")
+    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<object>', 'object name')
+    .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
+    .action(async (text: string, name: string, options: { wait: number }) => {
+      const target = parseTarget(text)
+      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+      try {
+        const connection = await open(bus, target, options.wait)
+        await connection.watch(name, (value) => line(value))
+        await Promise.race([interrupted(), connectionEnded(connection)])
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('channel')
+    .description('open a channel: JSON lines from stdin go to it, its messages go to stdout')
+    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<name>', 'channel name')
+    .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
+    .action(async (text: string, name: string, options: { wait: number }) => {
+      const target = parseTarget(text)
+      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+      try {
+        const connection = await open(bus, target, options.wait)
+        const channel = await connection.openChannel(name)
+        channel.on('message', (message) => line(message))
+        const input = createInterface({ input: process.stdin })
+        let pending = Promise.resolve()
+        input.on('line', (text) => {
+          if (text.trim() === '' || channel.isClosed) return
+          channel.send(parseValue(text))
+        })
+        const inputDone = new Promise<void>((resolve) => input.once('close', resolve))
+        const outcome = await Promise.race([
+          inputDone.then(() => 'input' as const),
+          channel.closed.then(() => 'closed' as const),
+          interrupted().then(() => 'interrupted' as const),
+        ])
+        await pending
+        if (outcome === 'input') {
+          // Give the service a moment to answer what was just sent.
+          await Promise.race([sleep(500), channel.closed])
+        }
+        if (outcome === 'closed') process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
+        channel.close('done')
+        input.close()
+        pending = Promise.resolve()
+      } finally {
+        await bus.close()
+      }
+    })
+
+  program
+    .command('example')
+    .description('publish the example service until interrupted')
+    .option('--json', 'print {"ready": true, host, port, service} once announced')
+    .option('--name <name>', 'add "name" to the info object')
+    .option('--discovery-off', 'do not announce (reach it by host:port/serviceId)')
+    .action(async (options: { json?: boolean; name?: string; discoveryOff?: boolean }) => {
+      const bus = await createBus(busOptions(globals(), !options.discoveryOff))
+      const publication = bus.publish(createExampleService(bus, options.name ? { name: options.name } : {}))
+      await publication.announced
+      const ready = { ready: true, host: publication.info.hostname, port: bus.port, service: publication.service.id }
+      if (options.json) line(ready)
+      else process.stdout.write(`example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`)
+      await interrupted()
+      await bus.close('example stopped')
+    })
+
+  program.addOption(new Option('--no-color', 'plain output').hideHelp())
+  return program
+}
+
+function connectionEnded(connection: Connection | SingleServiceProxy): Promise<void> {
+  // A proxy keeps going across restarts; a direct connection ends with its peer.
+  if ('waitForBind' in connection) return new Promise(() => {})
+  return connection.closed.then(() => {
+    process.stderr.write('connection closed\n')
+    process.exitCode = ExitCode.Unreachable
+  })
+}
+
+/** Runs the CLI; resolves with the exit code. */
+export async function run(argv: readonly string[]): Promise<number> {
+  const program = createProgram()
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' })
+    return typeof process.exitCode === 'number' ? process.exitCode : ExitCode.Ok
+  } catch (error) {
+    return report(error)
+  }
+}
+
+function report(error: unknown): number {
+  if (error instanceof CommanderError) {
+    if (error.exitCode === 0) return ExitCode.Ok
+    return ExitCode.Usage
+  }
+  const message = error instanceof Error ? error.message : String(error)
+  process.stderr.write(`${pc.red('error:')} ${message}\n`)
+  if (error instanceof UsageError || error instanceof TypeError) return ExitCode.Usage
+  if (error instanceof RemoteError) return ExitCode.Failed
+  if (error instanceof AutobusError && (error.code === 'unreachable' || error.code === 'unknown_service' || error.code === 'connection_lost')) {
+    return ExitCode.Unreachable
+  }
+  return ExitCode.Failed
+}

@@ -1,0 +1,50 @@
+import type { ServiceFilter } from '@autobus/bus'
+
+/** A service named directly, or a filter on info objects. */
+export type Target = { kind: 'address'; host: string; port: number; service: string } | { kind: 'filter'; filter: ServiceFilter }
+
+/** A command-line mistake: printed as one line, exit code 2. */
+export class UsageError extends Error {
+  override name = 'UsageError'
+}
+
+/** A JSON value if the text is JSON, else the text itself. */
+export function parseValue(text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+/**
+ * Parses filter terms: `key=value` (equal; the value is JSON if it parses,
+ * else a string), `key!=value` (not equal), `key` (present), `!key` (absent).
+ */
+export function parseFilter(terms: readonly string[]): ServiceFilter {
+  const filter: Record<string, unknown> = {}
+  for (const term of terms) {
+    const notEqual = term.indexOf('!=')
+    const equal = term.indexOf('=')
+    if (notEqual > 0) filter[term.slice(0, notEqual)] = { $ne: parseValue(term.slice(notEqual + 2)) }
+    else if (equal > 0) filter[term.slice(0, equal)] = parseValue(term.slice(equal + 1))
+    else if (term.startsWith('!') && term.length > 1) filter[term.slice(1)] = { $absent: true }
+    else if (term.length > 0 && !term.includes('=')) filter[term] = { $present: true }
+    else throw new UsageError(`invalid filter "${term}": use key=value, key!=value, key or !key`)
+  }
+  return filter
+}
+
+/** Parses `host:port/serviceId`, or comma-separated filter terms. */
+export function parseTarget(text: string, extraFilters: readonly string[] = []): Target {
+  const address = /^(\[[^\]]+\]|[^/:=!,]+):(\d{1,5})\/(.+)$/.exec(text)
+  if (address) {
+    const port = Number(address[2])
+    if (port < 1 || port > 65535) throw new UsageError(`invalid port in "${text}"`)
+    return { kind: 'address', host: address[1]!.replace(/^\[|\]$/g, ''), port, service: address[3]! }
+  }
+  if (!text.includes('=') && !text.startsWith('!') && extraFilters.length === 0) {
+    throw new UsageError(`invalid target "${text}": use host:port/serviceId or key=value filters`)
+  }
+  return { kind: 'filter', filter: parseFilter([...text.split(',').filter(Boolean), ...extraFilters]) }
+}
