@@ -94,7 +94,12 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   #closing: Promise<void> | undefined
 
   /** @internal Use {@link createBus}. */
-  constructor(server: RpcServer, publisher: Publisher | undefined, discoverer: Discoverer | undefined, hostname: string) {
+  constructor(
+    server: RpcServer,
+    publisher: Publisher | undefined,
+    discoverer: Discoverer | undefined,
+    hostname: string,
+  ) {
     super()
     this.#server = server
     this.#publisher = publisher
@@ -150,7 +155,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     if (service.id === META_SERVICE_ID || this.#local.has(service.id)) {
       throw new TypeError(`a service with id "${service.id}" is already published on this bus`)
     }
-    const published = this.#publisher?.publish({ service: service.id, port: this.port, info: { ...service.info } })
+    const published = this.#publisher?.publish({
+      service: service.id,
+      port: this.port,
+      info: { ...service.info },
+    })
     const info = published?.info ?? Object.freeze({ hostname: this.#hostname, ...service.info })
     this.#server.add(service)
     this.#local.set(service.id, { service, published })
@@ -194,7 +203,9 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   }
 
   /** Changes to the table as an async iterable. */
-  changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
+  changes(
+    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
+  ): AsyncIterable<ServiceChange> {
     return this.#table.changes(options)
   }
 
@@ -202,13 +213,22 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Calls `listener` for every service that appears (with `replay`, first
    * for every service already known). Returns a function that removes it.
    */
-  onServiceAppeared(listener: (service: DiscoveredService) => void, options: ServiceListenerOptions = {}): () => void {
+  onServiceAppeared(
+    listener: (service: DiscoveredService) => void,
+    options: ServiceListenerOptions = {},
+  ): () => void {
     return this.onServiceChange((appeared, service) => appeared && listener(service), options)
   }
 
   /** Calls `listener` for every service that disappears. Returns a remover. */
-  onServiceDisappeared(listener: (service: DiscoveredService) => void, options: ServiceListenerOptions = {}): () => void {
-    return this.onServiceChange((appeared, service) => !appeared && listener(service), { ...options, replay: false })
+  onServiceDisappeared(
+    listener: (service: DiscoveredService) => void,
+    options: ServiceListenerOptions = {},
+  ): () => void {
+    return this.onServiceChange((appeared, service) => !appeared && listener(service), {
+      ...options,
+      replay: false,
+    })
   }
 
   /**
@@ -225,11 +245,16 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * }, { replay: true, filter: { type: 'speaker' } })
    * ```
    */
-  onServiceChange(listener: (appeared: boolean, service: DiscoveredService) => void, options: ServiceListenerOptions = {}): () => void {
-    const keep = (service: DiscoveredService) => !options.filter || matchesFilter(service.info, options.filter)
+  onServiceChange(
+    listener: (appeared: boolean, service: DiscoveredService) => void,
+    options: ServiceListenerOptions = {},
+  ): () => void {
+    const keep = (service: DiscoveredService) =>
+      !options.filter || matchesFilter(service.info, options.filter)
     const up = (service: DiscoveredService) => keep(service) && listener(true, service)
     const down = (service: DiscoveredService) => keep(service) && listener(false, service)
-    if (options.replay) for (const service of this.#table.snapshot(options.filter)) listener(true, service)
+    if (options.replay)
+      for (const service of this.#table.snapshot(options.filter)) listener(true, service)
     this.#table.on('appeared', up)
     this.#table.on('disappeared', down)
     return () => {
@@ -242,12 +267,18 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Resolves with the first service matching `filter`, waiting for one to
    * appear; rejects on timeout (default 30 s) or abort.
    */
-  waitForService(filter: ServiceFilter = {}, options: { timeout?: number; signal?: AbortSignal } = {}): Promise<DiscoveredService> {
+  waitForService(
+    filter: ServiceFilter = {},
+    options: { timeout?: number; signal?: AbortSignal } = {},
+  ): Promise<DiscoveredService> {
     const known = this.#table.snapshot(filter)[0]
     if (known) return Promise.resolve(known)
     const timeout = options.timeout ?? 30_000
     return new Promise((resolve, reject) => {
-      const signal = AbortSignal.any([AbortSignal.timeout(timeout), ...(options.signal ? [options.signal] : [])])
+      const signal = AbortSignal.any([
+        AbortSignal.timeout(timeout),
+        ...(options.signal ? [options.signal] : []),
+      ])
       const stop = this.onServiceAppeared(
         (service) => {
           stop()
@@ -258,7 +289,13 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       )
       const abort = () => {
         stop()
-        reject(options.signal?.aborted ? options.signal.reason : new UnreachableError(`no service matching ${JSON.stringify(filter)} within ${timeout} ms`))
+        reject(
+          options.signal?.aborted
+            ? options.signal.reason
+            : new UnreachableError(
+                `no service matching ${JSON.stringify(filter)} within ${timeout} ms`,
+              ),
+        )
       }
       signal.addEventListener('abort', abort, { once: true })
     })
@@ -270,10 +307,18 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    */
   async connect(target: ServiceTarget, options: ConnectServiceOptions = {}): Promise<Connection> {
     this.#ensureOpen()
-    if (!target || typeof target.host !== 'string' || !Number.isInteger(target.port) || typeof target.service !== 'string') {
+    if (
+      !target ||
+      typeof target.host !== 'string' ||
+      !Number.isInteger(target.port) ||
+      typeof target.service !== 'string'
+    ) {
       throw new TypeError('connect needs { host, port, service }')
     }
-    const connection = await connectService({ host: target.host, port: target.port, service: target.service }, options)
+    const connection = await connectService(
+      { host: target.host, port: target.port, service: target.service },
+      options,
+    )
     this.#connections.add(connection)
     connection.onClose(() => this.#connections.delete(connection))
     return connection
@@ -285,7 +330,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    */
   singleServiceProxy(filter: ServiceFilter = {}): SingleServiceProxy {
     this.#ensureOpen()
-    const proxy = createSingleServiceProxy({ directory: this.#table, connect: (s, o) => this.connect(s, o), filter })
+    const proxy = createSingleServiceProxy({
+      directory: this.#table,
+      connect: (s, o) => this.connect(s, o),
+      filter,
+    })
     this.#proxies.add(proxy)
     proxy.onClose(() => this.#proxies.delete(proxy))
     return proxy
@@ -294,7 +343,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   /** A proxy bound to every service matching `filter`. */
   multiServiceProxy(filter: ServiceFilter = {}): MultiServiceProxy {
     this.#ensureOpen()
-    const proxy = createMultiServiceProxy({ directory: this.#table, connect: (s, o) => this.connect(s, o), filter })
+    const proxy = createMultiServiceProxy({
+      directory: this.#table,
+      connect: (s, o) => this.connect(s, o),
+      filter,
+    })
     this.#proxies.add(proxy)
     return proxy
   }
@@ -336,7 +389,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  */
 export async function createBus(options: BusOptions = {}): Promise<Bus> {
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
-  const server = await serve([], { ...options, port: options.port ?? 0, host: options.host ?? '0.0.0.0' })
+  const server = await serve([], {
+    ...options,
+    port: options.port ?? 0,
+    host: options.host ?? '0.0.0.0',
+  })
   if (options.discovery === false) return new Bus(server, undefined, undefined, hostname)
   const network =
     options.network ??

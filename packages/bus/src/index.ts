@@ -18,17 +18,16 @@
  *
  * @packageDocumentation
  */
-export { Bus, type BusOptions, createBus, type Publication, type ServiceListenerOptions, type ServiceTarget } from './bus.js'
-export { createMetaService } from './meta.js'
+
 export {
   absent,
   type DiscoveredService,
-  type ServiceChange,
-  type ServiceFilter,
   matchesFilter,
   notEqual,
   oneOf,
   present,
+  type ServiceChange,
+  type ServiceFilter,
 } from '@autobus/discovery'
 export {
   AutobusError,
@@ -50,6 +49,7 @@ export {
   UnreachableError,
   UnsupportedError,
 } from '@autobus/protocol'
+export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
   ByteStream,
   Channel,
@@ -59,5 +59,13 @@ export {
   type ServiceObject,
   type Subscription,
 } from '@autobus/rpc'
-export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
 export { default as Type } from 'typebox'
+export {
+  Bus,
+  type BusOptions,
+  createBus,
+  type Publication,
+  type ServiceListenerOptions,
+  type ServiceTarget,
+} from './bus.js'
+export { createMetaService } from './meta.js'

@@ -20,15 +20,22 @@ export function createMetaService(services: () => Iterable<Service>): Service {
   meta.addFunction(
     'list_services',
     { doc: 'The services of this bus: their ids, info objects and docs.', args: [] },
-    () => [...services()].map((service) => ({ service: service.id, info: service.info, doc: service.doc ?? null })),
+    () =>
+      [...services()].map((service) => ({
+        service: service.id,
+        info: service.info,
+        doc: service.doc ?? null,
+      })),
   )
   meta.addFunction(
     'describe',
     { doc: 'The full description of one service of this bus.', args: [Type.String()] },
     (id) => find(id).describe(),
   )
-  meta.addFunction('describe_all', { doc: 'The descriptions of every service of this bus.', args: [] }, () =>
-    [...services()].map((service) => service.describe()),
+  meta.addFunction(
+    'describe_all',
+    { doc: 'The descriptions of every service of this bus.', args: [] },
+    () => [...services()].map((service) => service.describe()),
   )
   return meta
 }

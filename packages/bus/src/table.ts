@@ -62,8 +62,12 @@ export class ServiceTable extends EventEmitter<DiscovererEvents> {
     return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
   }
 
-  changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal
+  changes(
+    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
+  ): AsyncIterable<ServiceChange> {
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.#closed.signal])
+      : this.#closed.signal
     return serviceChanges(this, { signal, filter: options.filter })
   }
 

@@ -1,6 +1,14 @@
 import { once } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type Bus, type BusOptions, createBus, META_SERVICE_ID, RemoteError, Type, UnknownServiceError } from '../src/index.js'
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  META_SERVICE_ID,
+  RemoteError,
+  Type,
+  UnknownServiceError,
+} from '../src/index.js'
 
 // A discovery port of this suite's own, on loopback only.
 const discoveryPort = 20_000 + ((process.pid + 7) % 20_000)
@@ -10,7 +18,13 @@ afterEach(async () => {
 })
 
 async function bus(options: BusOptions = {}) {
-  const created = await createBus({ discoveryPort, interfaces: ['lo'], holdOff: 0, host: '127.0.0.1', ...options })
+  const created = await createBus({
+    discoveryPort,
+    interfaces: ['lo'],
+    holdOff: 0,
+    host: '127.0.0.1',
+    ...options,
+  })
   buses.push(created)
   return created
 }
@@ -27,7 +41,9 @@ function greeter(target: Bus, name = 'greeter') {
   service.addFunction('boom', {}, () => {
     throw new RangeError('kaboom')
   })
-  service.addChannel('echo', {}, (channel) => channel.on('message', (message) => channel.send(message)))
+  service.addChannel('echo', {}, (channel) =>
+    channel.on('message', (message) => channel.send(message)),
+  )
   service.addStream('echo', {}, (stream) => stream.pipe(stream))
   return service
 }
@@ -38,7 +54,11 @@ describe('Bus', () => {
     const client = await bus()
     server.publish(greeter(server))
     const found = await client.waitForService({ type: 'test.greeter' }, { timeout: 5_000 })
-    expect(found.info).toMatchObject({ type: 'test.greeter', hostname: expect.any(String), port: server.port })
+    expect(found.info).toMatchObject({
+      type: 'test.greeter',
+      hostname: expect.any(String),
+      port: server.port,
+    })
     const connection = await client.connect(found)
     expect(await connection.call('hello', ['Ada'])).toBe('Hello, Ada, from greeter!')
     await expect(connection.call('boom')).rejects.toBeInstanceOf(RemoteError)
@@ -64,10 +84,21 @@ describe('Bus', () => {
     const server = await bus({ discovery: false })
     const service = server.publish(greeter(server)).service
     const client = await bus({ discovery: false })
-    const meta = await client.connect({ host: '127.0.0.1', port: server.port, service: META_SERVICE_ID })
-    const list = (await meta.call('list_services')) as Array<{ service: string; info: Record<string, unknown> }>
-    expect(list).toEqual([{ service: service.id, info: { type: 'test.greeter', name: 'greeter' }, doc: 'Greets' }])
-    const description = (await meta.call('describe', [service.id])) as { functions: Record<string, unknown> }
+    const meta = await client.connect({
+      host: '127.0.0.1',
+      port: server.port,
+      service: META_SERVICE_ID,
+    })
+    const list = (await meta.call('list_services')) as Array<{
+      service: string
+      info: Record<string, unknown>
+    }>
+    expect(list).toEqual([
+      { service: service.id, info: { type: 'test.greeter', name: 'greeter' }, doc: 'Greets' },
+    ])
+    const description = (await meta.call('describe', [service.id])) as {
+      functions: Record<string, unknown>
+    }
     expect(Object.keys(description.functions)).toEqual(['hello', 'boom'])
     await expect(meta.call('describe', ['nope'])).rejects.toBeInstanceOf(UnknownServiceError)
   })
@@ -78,10 +109,13 @@ describe('Bus', () => {
     const first = server.publish(greeter(server, 'one'))
     await client.waitForService({ name: 'one' }, { timeout: 5_000 })
     const events: string[] = []
-    const stop = client.onServiceChange((appeared, service) => events.push(`${appeared ? 'up' : 'down'} ${service.info.name}`), {
-      replay: true,
-      filter: { type: 'test.greeter' },
-    })
+    const stop = client.onServiceChange(
+      (appeared, service) => events.push(`${appeared ? 'up' : 'down'} ${service.info.name}`),
+      {
+        replay: true,
+        filter: { type: 'test.greeter' },
+      },
+    )
     expect(events).toEqual(['up one'])
     server.publish(greeter(server, 'two'))
     await expect.poll(() => events).toEqual(['up one', 'up two'])
@@ -120,10 +154,16 @@ describe('Bus', () => {
     expect(server.discovery).toBe(false)
     expect(server.services().map((s) => s.service)).toEqual([service.id])
     const client = await bus({ discovery: false })
-    const connection = await client.connect({ host: '127.0.0.1', port: server.port, service: service.id })
+    const connection = await client.connect({
+      host: '127.0.0.1',
+      port: server.port,
+      service: service.id,
+    })
     expect(await connection.call('hello', ['z'])).toBe('Hello, z, from greeter!')
     await client.close()
     expect(connection.isClosed).toBe(true)
-    await expect(client.connect({ host: '127.0.0.1', port: server.port, service: service.id })).rejects.toThrow(/closed/)
+    await expect(
+      client.connect({ host: '127.0.0.1', port: server.port, service: service.id }),
+    ).rejects.toThrow(/closed/)
   })
 })

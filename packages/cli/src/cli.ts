@@ -35,12 +35,14 @@ interface GlobalOptions {
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 const seconds = (value: string) => {
   const parsed = Number(value)
-  if (!Number.isFinite(parsed) || parsed < 0) throw new InvalidArgumentError('must be a number of seconds')
+  if (!Number.isFinite(parsed) || parsed < 0)
+    throw new InvalidArgumentError('must be a number of seconds')
   return parsed
 }
 const port = (value: string) => {
   const parsed = Number(value)
-  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65535) throw new InvalidArgumentError('must be a port number')
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 65535)
+    throw new InvalidArgumentError('must be a port number')
   return parsed
 }
 
@@ -80,7 +82,11 @@ function withoutAddressKeys(info: Readonly<Record<string, unknown>>) {
 }
 
 /** Connects to a target: directly, or through a single-service proxy for a filter. */
-async function open(bus: Bus, target: Target, waitSeconds: number): Promise<Connection | SingleServiceProxy> {
+async function open(
+  bus: Bus,
+  target: Target,
+  waitSeconds: number,
+): Promise<Connection | SingleServiceProxy> {
   if (target.kind === 'address') return bus.connect(target)
   const proxy = bus.singleServiceProxy(target.filter)
   await proxy.waitForBind({ timeout: waitSeconds * 1000 })
@@ -89,11 +95,19 @@ async function open(bus: Bus, target: Target, waitSeconds: number): Promise<Conn
 
 function describeText(description: ServiceDescription): string {
   const out: string[] = []
-  out.push(`${pc.bold(description.service)}  ${JSON.stringify(withoutAddressKeys(description.info))}`)
+  out.push(
+    `${pc.bold(description.service)}  ${JSON.stringify(withoutAddressKeys(description.info))}`,
+  )
   if (description.doc) out.push(`  ${description.doc}`)
   const types = (schemas?: ReadonlyArray<Record<string, unknown>>) =>
-    (schemas ?? []).map((schema) => (typeof schema.type === 'string' ? schema.type : 'any')).join(', ')
-  const section = (title: string, entries: Record<string, { doc?: string | undefined }>, signature: (name: string, entry: any) => string) => {
+    (schemas ?? [])
+      .map((schema) => (typeof schema.type === 'string' ? schema.type : 'any'))
+      .join(', ')
+  const section = (
+    title: string,
+    entries: Record<string, { doc?: string | undefined }>,
+    signature: (name: string, entry: any) => string,
+  ) => {
     const names = Object.keys(entries)
     if (names.length === 0) return
     out.push('', pc.bold(title))
@@ -103,11 +117,16 @@ function describeText(description: ServiceDescription): string {
     }
   }
   section('Functions', description.functions, (name, entry) => {
-    const result = entry.result && typeof entry.result.type === 'string' ? ` -> ${entry.result.type}` : ''
+    const result =
+      entry.result && typeof entry.result.type === 'string' ? ` -> ${entry.result.type}` : ''
     return `${name}(${types(entry.args)})${result}`
   })
   section('Events', description.events, (name, entry) => `${name}(${types(entry.args)})`)
-  section('Objects', description.objects, (name, entry) => `${name}${entry.value?.type ? `: ${entry.value.type}` : ''}`)
+  section(
+    'Objects',
+    description.objects,
+    (name, entry) => `${name}${entry.value?.type ? `: ${entry.value.type}` : ''}`,
+  )
   section('Channels', description.channels, (name) => name)
   section('Streams', description.streams, (name) => name)
   return out.join('\n')
@@ -117,8 +136,16 @@ function describeText(description: ServiceDescription): string {
 export function createProgram(): Command {
   const program = new Command('autobus')
     .description('Find, inspect and use Autobus services on the network.')
-    .option('--discovery-port <port>', 'UDP discovery port (default 52722, or $AUTOBUS_DISCOVERY_PORT)', port)
-    .option('--interface <name>', 'announce and discover only on this interface (repeatable)', collect)
+    .option(
+      '--discovery-port <port>',
+      'UDP discovery port (default 52722, or $AUTOBUS_DISCOVERY_PORT)',
+      port,
+    )
+    .option(
+      '--interface <name>',
+      'announce and discover only on this interface (repeatable)',
+      collect,
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
     .configureOutput({ outputError: (text, write) => write(pc.red(text)) })
@@ -136,14 +163,23 @@ export function createProgram(): Command {
       const bus = await createBus(busOptions(globals(), true))
       try {
         await sleep(options.wait * 1000)
-        const services = bus.services(filter).filter((service) => !bus.localServices.has(service.service))
+        const services = bus
+          .services(filter)
+          .filter((service) => !bus.localServices.has(service.service))
         if (options.json) {
           for (const service of services) line(printableService(service))
           return
         }
-        const table = new Table({ head: ['host', 'port', 'service', 'info'].map((title) => pc.bold(title)) })
+        const table = new Table({
+          head: ['host', 'port', 'service', 'info'].map((title) => pc.bold(title)),
+        })
         for (const service of services) {
-          table.push([service.host, String(service.port), service.service, JSON.stringify(withoutAddressKeys(service.info))])
+          table.push([
+            service.host,
+            String(service.port),
+            service.service,
+            JSON.stringify(withoutAddressKeys(service.info)),
+          ])
         }
         process.stdout.write(`${table.toString()}\n${pc.dim(`${services.length} service(s)`)}\n`)
       } finally {
@@ -167,7 +203,8 @@ export function createProgram(): Command {
           const record = { event: change.type, ...printableService(change.service), at: Date.now() }
           if (options.json) line(record)
           else {
-            const colour = change.type === 'up' ? pc.green : change.type === 'down' ? pc.red : pc.yellow
+            const colour =
+              change.type === 'up' ? pc.green : change.type === 'down' ? pc.red : pc.yellow
             process.stdout.write(
               `${colour(change.type.padEnd(7))} ${record.host}:${record.port}/${record.service}  ${JSON.stringify(withoutAddressKeys(change.service.info))}\n`,
             )
@@ -206,30 +243,43 @@ export function createProgram(): Command {
     .option('-m, --multiple', 'call every matching service; print {serviceId: outcome}')
     .option('-t, --timeout <seconds>', 'how long to wait for the result', seconds, 30)
     .option('-w, --wait <seconds>', 'how long to wait for matching services', seconds, 3)
-    .action(async (text: string, name: string, rawArgs: string[], options: { multiple?: boolean; timeout: number; wait: number }) => {
-      const target = parseTarget(text)
-      const args = rawArgs.map(parseValue)
-      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
-      try {
-        if (options.multiple) {
-          if (target.kind !== 'filter') throw new UsageError('--multiple needs a filter target')
-          const proxy = bus.multiServiceProxy(target.filter)
-          await bus.waitForService(target.filter, { timeout: options.wait * 1000 }).catch(() => undefined)
-          await sleep(Math.min(options.wait * 1000, 1000))
-          const outcomes = await proxy.call(name, args, { timeout: options.timeout * 1000 })
-          const printable = Object.fromEntries(
-            [...outcomes].map(([id, outcome]) => [id, outcome.ok ? { result: outcome.value } : { error: outcome.error.message }]),
-          )
-          line(printable)
-          if ([...outcomes.values()].some((outcome) => !outcome.ok)) process.exitCode = ExitCode.Failed
-          return
+    .action(
+      async (
+        text: string,
+        name: string,
+        rawArgs: string[],
+        options: { multiple?: boolean; timeout: number; wait: number },
+      ) => {
+        const target = parseTarget(text)
+        const args = rawArgs.map(parseValue)
+        const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
+        try {
+          if (options.multiple) {
+            if (target.kind !== 'filter') throw new UsageError('--multiple needs a filter target')
+            const proxy = bus.multiServiceProxy(target.filter)
+            await bus
+              .waitForService(target.filter, { timeout: options.wait * 1000 })
+              .catch(() => undefined)
+            await sleep(Math.min(options.wait * 1000, 1000))
+            const outcomes = await proxy.call(name, args, { timeout: options.timeout * 1000 })
+            const printable = Object.fromEntries(
+              [...outcomes].map(([id, outcome]) => [
+                id,
+                outcome.ok ? { result: outcome.value } : { error: outcome.error.message },
+              ]),
+            )
+            line(printable)
+            if ([...outcomes.values()].some((outcome) => !outcome.ok))
+              process.exitCode = ExitCode.Failed
+            return
+          }
+          const connection = await open(bus, target, options.wait)
+          line(await connection.call(name, args, { timeout: options.timeout * 1000 }))
+        } finally {
+          await bus.close()
         }
-        const connection = await open(bus, target, options.wait)
-        line(await connection.call(name, args, { timeout: options.timeout * 1000 }))
-      } finally {
-        await bus.close()
-      }
-    })
+      },
+    )
 
   program
     .command('listen')
@@ -243,7 +293,7 @@ export function createProgram(): Command {
       try {
         const connection = await open(bus, target, options.wait)
         await connection.listen(name, (...args) => line(args))
-        await Promise.race([interrupted(), connectionEnded(connection)])
+        await untilInterruptedOrLost(connection)
       } finally {
         await bus.close()
       }
@@ -261,7 +311,7 @@ export function createProgram(): Command {
       try {
         const connection = await open(bus, target, options.wait)
         await connection.watch(name, (value) => line(value))
-        await Promise.race([interrupted(), connectionEnded(connection)])
+        await untilInterruptedOrLost(connection)
       } finally {
         await bus.close()
       }
@@ -297,7 +347,8 @@ export function createProgram(): Command {
           // Give the service a moment to answer what was just sent.
           await Promise.race([sleep(500), channel.closed])
         }
-        if (outcome === 'closed') process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
+        if (outcome === 'closed')
+          process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
         channel.close('done')
         input.close()
         pending = Promise.resolve()
@@ -314,11 +365,21 @@ export function createProgram(): Command {
     .option('--discovery-off', 'do not announce (reach it by host:port/serviceId)')
     .action(async (options: { json?: boolean; name?: string; discoveryOff?: boolean }) => {
       const bus = await createBus(busOptions(globals(), !options.discoveryOff))
-      const publication = bus.publish(createExampleService(bus, options.name ? { name: options.name } : {}))
+      const publication = bus.publish(
+        createExampleService(bus, options.name ? { name: options.name } : {}),
+      )
       await publication.announced
-      const ready = { ready: true, host: publication.info.hostname, port: bus.port, service: publication.service.id }
+      const ready = {
+        ready: true,
+        host: publication.info.hostname,
+        port: bus.port,
+        service: publication.service.id,
+      }
       if (options.json) line(ready)
-      else process.stdout.write(`example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`)
+      else
+        process.stdout.write(
+          `example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
+        )
       await interrupted()
       await bus.close('example stopped')
     })
@@ -327,13 +388,18 @@ export function createProgram(): Command {
   return program
 }
 
-function connectionEnded(connection: Connection | SingleServiceProxy): Promise<void> {
+/** Waits for Ctrl-C; a direct connection that dies first ends with exit code 3. */
+async function untilInterruptedOrLost(connection: Connection | SingleServiceProxy): Promise<void> {
   // A proxy keeps going across restarts; a direct connection ends with its peer.
-  if ('waitForBind' in connection) return new Promise(() => {})
-  return connection.closed.then(() => {
-    process.stderr.write('connection closed\n')
+  const lost = 'waitForBind' in connection ? new Promise<never>(() => {}) : connection.closed
+  const outcome = await Promise.race([
+    interrupted().then(() => 'interrupted' as const),
+    lost.then(() => 'lost' as const),
+  ])
+  if (outcome === 'lost') {
+    process.stderr.write(`connection closed: ${(await (connection as Connection).closed).reason}\n`)
     process.exitCode = ExitCode.Unreachable
-  })
+  }
 }
 
 /** Runs the CLI; resolves with the exit code. */
@@ -356,7 +422,12 @@ function report(error: unknown): number {
   process.stderr.write(`${pc.red('error:')} ${message}\n`)
   if (error instanceof UsageError || error instanceof TypeError) return ExitCode.Usage
   if (error instanceof RemoteError) return ExitCode.Failed
-  if (error instanceof AutobusError && (error.code === 'unreachable' || error.code === 'unknown_service' || error.code === 'connection_lost')) {
+  if (
+    error instanceof AutobusError &&
+    (error.code === 'unreachable' ||
+      error.code === 'unknown_service' ||
+      error.code === 'connection_lost')
+  ) {
     return ExitCode.Unreachable
   }
   return ExitCode.Failed

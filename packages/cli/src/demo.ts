@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { createBus, RemoteError } from '@autobus/bus'
+import { createBus, type RemoteError } from '@autobus/bus'
 import pc from 'picocolors'
 import { EXAMPLE_TYPE } from './example.js'
 
@@ -22,15 +22,24 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const json = (value: unknown) => pc.green(JSON.stringify(value))
 
 /** Starts `autobus example` in a new process and waits until it is announced. */
-async function startExample(name: string): Promise<{ child: ChildProcess; service: string; port: number }> {
-  const child = spawn(process.execPath, [main, 'example', '--json', '--name', name], { stdio: ['ignore', 'pipe', 'inherit'] })
+async function startExample(
+  name: string,
+): Promise<{ child: ChildProcess; service: string; port: number }> {
+  const child = spawn(process.execPath, [main, 'example', '--json', '--name', name], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   children.add(child)
   child.once('exit', () => children.delete(child))
   const lines = createInterface({ input: child.stdout! })
-  const [first] = (await Promise.race([once(lines, 'line'), once(child, 'exit').then(() => [undefined])])) as [string | undefined]
+  const [first] = (await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(() => [undefined]),
+  ])) as [string | undefined]
   if (!first) throw new Error(`example ${name} exited before it was ready`)
   const ready = JSON.parse(first) as { service: string; port: number }
-  say(`started example ${pc.bold(name)} in process ${child.pid}: service ${ready.service.slice(0, 8)}… on port ${ready.port}`)
+  say(
+    `started example ${pc.bold(name)} in process ${child.pid}: service ${ready.service.slice(0, 8)}… on port ${ready.port}`,
+  )
   return { child, ...ready }
 }
 
@@ -48,7 +57,10 @@ async function demo() {
   step('2. Discover it over UDP broadcast')
   await using bus = await createBus()
   bus.onServiceChange((appeared, service) => {
-    if (service.info.type === EXAMPLE_TYPE) say(`${appeared ? pc.green('appeared') : pc.red('disappeared')}: example ${service.info.name} at ${service.host}:${service.port}`)
+    if (service.info.type === EXAMPLE_TYPE)
+      say(
+        `${appeared ? pc.green('appeared') : pc.red('disappeared')}: example ${service.info.name} at ${service.host}:${service.port}`,
+      )
   })
   const found = await bus.waitForService({ type: EXAMPLE_TYPE, name: 'A' }, { timeout: 10_000 })
   say(`info: ${json(found.info)}`)
@@ -65,7 +77,9 @@ async function demo() {
   try {
     await connection.call('fail', ['something broke'])
   } catch (error) {
-    say(`fail() throws remotely → ${pc.yellow(`${(error as RemoteError).name}: ${(error as Error).message}`)}`)
+    say(
+      `fail() throws remotely → ${pc.yellow(`${(error as RemoteError).name}: ${(error as Error).message}`)}`,
+    )
   }
   connection.notify('increment')
   say('increment() sent fire-and-forget (no response awaited)')
@@ -104,19 +118,27 @@ async function demo() {
   stream.end(payload)
   await once(stream, 'end')
   const echoed = Buffer.concat(chunks)
-  say(`sent 4 MiB and got ${echoed.length === payload.length && echoed.equals(payload) ? 'all of it back, intact' : 'something else'} in ${Date.now() - before} ms`)
+  say(
+    `sent 4 MiB and got ${echoed.length === payload.length && echoed.equals(payload) ? 'all of it back, intact' : 'something else'} in ${Date.now() - before} ms`,
+  )
 
   step('7. Introspection')
   const description = await connection.describe()
   say(`functions: ${Object.keys(description.functions).join(', ')}`)
-  say(`events: ${Object.keys(description.events).join(', ')}; objects: ${Object.keys(description.objects).join(', ')}`)
-  say(`channels: ${Object.keys(description.channels).join(', ')}; streams: ${Object.keys(description.streams).join(', ')}`)
+  say(
+    `events: ${Object.keys(description.events).join(', ')}; objects: ${Object.keys(description.objects).join(', ')}`,
+  )
+  say(
+    `channels: ${Object.keys(description.channels).join(', ')}; streams: ${Object.keys(description.streams).join(', ')}`,
+  )
   await connection.close()
 
   step('8. A single-service proxy rebinds when its service dies')
   const proxy = bus.singleServiceProxy({ type: EXAMPLE_TYPE })
   proxy.on('bound', (service) => say(`proxy ${pc.green('bound')} to example ${service.info.name}`))
-  proxy.on('unbound', (service, reason) => say(`proxy ${pc.red('unbound')} from example ${service.info.name}: ${reason}`))
+  proxy.on('unbound', (service, reason) =>
+    say(`proxy ${pc.red('unbound')} from example ${service.info.name}: ${reason}`),
+  )
   await proxy.waitForBind()
   await proxy.watch('counter', (value) => say(`proxy sees counter = ${json(value)}`))
   const b = await startExample('B')
@@ -132,11 +154,15 @@ async function demo() {
   const all = bus.multiServiceProxy({ type: EXAMPLE_TYPE })
   await bus.waitForService({ name: 'C' }, { timeout: 10_000 })
   while (all.services.size < 2) await once(all, 'bound')
-  await all.listen('ticked', (source, count) => say(`ticked(${json(count)}) from example ${source.info.name}`))
+  await all.listen('ticked', (source, count) =>
+    say(`ticked(${json(count)}) from example ${source.info.name}`),
+  )
   const outcomes = await all.call('echo', ['hi'])
   for (const [id, outcome] of outcomes) {
     const name = all.services.get(id)?.info.name
-    say(`echo("hi") on ${name}: ${outcome.ok ? json(outcome.value) : pc.red(outcome.error.message)}`)
+    say(
+      `echo("hi") on ${name}: ${outcome.ok ? json(outcome.value) : pc.red(outcome.error.message)}`,
+    )
   }
   await all.call('tick')
   await sleep(100)

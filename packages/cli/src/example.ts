@@ -18,28 +18,54 @@ export function createExampleService(bus: Bus, extraInfo: Record<string, unknown
     doc: 'The Autobus example service: one of every capability.',
   })
   let ticks = 0
-  const ticked = service.addEvent('ticked', { doc: 'Fired by tick() with the tick count.', args: [Type.Integer()] })
-  const counter = service.addObject('counter', { doc: 'Incremented by increment(); starts at 0.', value: Type.Integer() }, 0)
+  const ticked = service.addEvent('ticked', {
+    doc: 'Fired by tick() with the tick count.',
+    args: [Type.Integer()],
+  })
+  const counter = service.addObject(
+    'counter',
+    { doc: 'Incremented by increment(); starts at 0.', value: Type.Integer() },
+    0,
+  )
   service
-    .addFunction('echo', { doc: 'Returns its argument.', args: [Type.Unknown()], result: Type.Unknown() }, (x) => x)
+    .addFunction(
+      'echo',
+      { doc: 'Returns its argument.', args: [Type.Unknown()], result: Type.Unknown() },
+      (x) => x,
+    )
     .addFunction(
       'add',
       { doc: 'Adds two numbers.', args: [Type.Number(), Type.Number()], result: Type.Number() },
       (a, b) => a + b,
     )
-    .addFunction('fail', { doc: 'Throws an error with the given message.', args: [Type.String()] }, (message) => {
-      throw new Error(message)
-    })
+    .addFunction(
+      'fail',
+      { doc: 'Throws an error with the given message.', args: [Type.String()] },
+      (message) => {
+        throw new Error(message)
+      },
+    )
     .addFunction(
       'sleep',
-      { doc: 'Waits ms milliseconds, then returns ms.', args: [Type.Integer({ minimum: 0, maximum: 600_000 })] },
+      {
+        doc: 'Waits ms milliseconds, then returns ms.',
+        args: [Type.Integer({ minimum: 0, maximum: 600_000 })],
+      },
       (ms) => new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms)),
     )
-    .addFunction('tick', { doc: 'Fires "ticked" with the tick count and returns it.', args: [], result: Type.Integer() }, () => {
-      ticks++
-      ticked.fire(ticks)
-      return ticks
-    })
+    .addFunction(
+      'tick',
+      {
+        doc: 'Fires "ticked" with the tick count and returns it.',
+        args: [],
+        result: Type.Integer(),
+      },
+      () => {
+        ticks++
+        ticked.fire(ticks)
+        return ticks
+      },
+    )
     .addFunction(
       'increment',
       { doc: 'Increments "counter" and returns the new value.', args: [], result: Type.Integer() },

@@ -1,7 +1,9 @@
 import type { ServiceFilter } from '@autobus/bus'
 
 /** A service named directly, or a filter on info objects. */
-export type Target = { kind: 'address'; host: string; port: number; service: string } | { kind: 'filter'; filter: ServiceFilter }
+export type Target =
+  | { kind: 'address'; host: string; port: number; service: string }
+  | { kind: 'filter'; filter: ServiceFilter }
 
 /** A command-line mistake: printed as one line, exit code 2. */
 export class UsageError extends Error {
@@ -26,7 +28,8 @@ export function parseFilter(terms: readonly string[]): ServiceFilter {
   for (const term of terms) {
     const notEqual = term.indexOf('!=')
     const equal = term.indexOf('=')
-    if (notEqual > 0) filter[term.slice(0, notEqual)] = { $ne: parseValue(term.slice(notEqual + 2)) }
+    if (notEqual > 0)
+      filter[term.slice(0, notEqual)] = { $ne: parseValue(term.slice(notEqual + 2)) }
     else if (equal > 0) filter[term.slice(0, equal)] = parseValue(term.slice(equal + 1))
     else if (term.startsWith('!') && term.length > 1) filter[term.slice(1)] = { $absent: true }
     else if (term.length > 0 && !term.includes('=')) filter[term] = { $present: true }
@@ -41,10 +44,18 @@ export function parseTarget(text: string, extraFilters: readonly string[] = []):
   if (address) {
     const port = Number(address[2])
     if (port < 1 || port > 65535) throw new UsageError(`invalid port in "${text}"`)
-    return { kind: 'address', host: address[1]!.replace(/^\[|\]$/g, ''), port, service: address[3]! }
+    return {
+      kind: 'address',
+      host: address[1]!.replace(/^\[|\]$/g, ''),
+      port,
+      service: address[3]!,
+    }
   }
   if (!text.includes('=') && !text.startsWith('!') && extraFilters.length === 0) {
     throw new UsageError(`invalid target "${text}": use host:port/serviceId or key=value filters`)
   }
-  return { kind: 'filter', filter: parseFilter([...text.split(',').filter(Boolean), ...extraFilters]) }
+  return {
+    kind: 'filter',
+    filter: parseFilter([...text.split(',').filter(Boolean), ...extraFilters]),
+  }
 }

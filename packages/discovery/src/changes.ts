@@ -1,11 +1,23 @@
 import { EventEmitter, on } from 'node:events'
-import type { AppearCause, DisappearCause, DiscoveredService, DiscovererEvents, ServiceChange } from './discoverer.js'
+import type {
+  AppearCause,
+  DisappearCause,
+  DiscoveredService,
+  DiscovererEvents,
+  ServiceChange,
+} from './discoverer.js'
 import { matchesFilter, type ServiceFilter } from './filter.js'
 
 /** Anything that emits the discoverer's events. */
 export interface ServiceEventSource {
-  on<K extends keyof DiscovererEvents>(event: K, listener: (...args: DiscovererEvents[K]) => void): unknown
-  off<K extends keyof DiscovererEvents>(event: K, listener: (...args: DiscovererEvents[K]) => void): unknown
+  on<K extends keyof DiscovererEvents>(
+    event: K,
+    listener: (...args: DiscovererEvents[K]) => void,
+  ): unknown
+  off<K extends keyof DiscovererEvents>(
+    event: K,
+    listener: (...args: DiscovererEvents[K]) => void,
+  ): unknown
 }
 
 /**

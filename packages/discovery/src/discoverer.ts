@@ -1,9 +1,20 @@
 import { EventEmitter } from 'node:events'
-import { DiscoveryDefaults, decodeDatagram, encodeDatagram, Limits, ProtocolError } from '@autobus/protocol'
+import {
+  DiscoveryDefaults,
+  decodeDatagram,
+  encodeDatagram,
+  Limits,
+  ProtocolError,
+} from '@autobus/protocol'
 import { serviceChanges } from './changes.js'
 import { type Clock, systemClock } from './clock.js'
-import { matchesFilter, jsonEqual, type ServiceFilter } from './filter.js'
-import { type DatagramSource, type DiscoveryLink, type DiscoveryNetwork, udpNetwork } from './network.js'
+import { jsonEqual, matchesFilter, type ServiceFilter } from './filter.js'
+import {
+  type DatagramSource,
+  type DiscoveryLink,
+  type DiscoveryNetwork,
+  udpNetwork,
+} from './network.js'
 import { type Probe, probeService } from './probe.js'
 
 /** A service found on the network. */
@@ -139,8 +150,12 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
   }
 
-  changes(options: { signal?: AbortSignal; filter?: ServiceFilter } = {}): AsyncIterable<ServiceChange> {
-    const signal = options.signal ? AbortSignal.any([options.signal, this.#closed.signal]) : this.#closed.signal
+  changes(
+    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
+  ): AsyncIterable<ServiceChange> {
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, this.#closed.signal])
+      : this.#closed.signal
     return serviceChanges(this, { signal, filter: options.filter })
   }
 
@@ -155,7 +170,11 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     if (datagram.command === 'add') {
       const entry = this.#table.get(datagram.service)
       const interval = datagram.interval ?? this.#t.announceInterval
-      if (entry && entry.service.port === datagram.port && jsonEqual(entry.announced, datagram.info)) {
+      if (
+        entry &&
+        entry.service.port === datagram.port &&
+        jsonEqual(entry.announced, datagram.info)
+      ) {
         entry.lastSeen = this.#clock.now()
         entry.interval = interval
         return
@@ -168,9 +187,20 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
         host: from.address,
         port: datagram.port,
         service: datagram.service,
-        info: Object.freeze({ ...datagram.info, host: from.address, port: datagram.port, service: datagram.service }),
+        info: Object.freeze({
+          ...datagram.info,
+          host: from.address,
+          port: datagram.port,
+          service: datagram.service,
+        }),
       })
-      const next: Entry = { service, announced: datagram.info, lastSeen: this.#clock.now(), interval, probing: false }
+      const next: Entry = {
+        service,
+        announced: datagram.info,
+        lastSeen: this.#clock.now(),
+        interval,
+        probing: false,
+      }
       if (entry) {
         // Info never changes while a service lives: a change is a restart.
         this.#table.delete(datagram.service)
@@ -250,7 +280,9 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
  */
 export async function createDiscoverer(options: DiscovererOptions = {}): Promise<Discoverer> {
   const discoverer = new UdpDiscoverer(options)
-  const link = await (options.network ?? udpNetwork()).open((bytes, from) => discoverer.receive(bytes, from))
+  const link = await (options.network ?? udpNetwork()).open((bytes, from) =>
+    discoverer.receive(bytes, from),
+  )
   discoverer.start(link)
   options.signal?.addEventListener('abort', () => void discoverer.close(), { once: true })
   return discoverer

@@ -55,11 +55,17 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   const left = a as Record<string, unknown>
   const right = b as Record<string, unknown>
   const keys = Object.keys(left)
-  return keys.length === Object.keys(right).length && keys.every((key) => Object.hasOwn(right, key) && jsonEqual(left[key], right[key]))
+  return (
+    keys.length === Object.keys(right).length &&
+    keys.every((key) => Object.hasOwn(right, key) && jsonEqual(left[key], right[key]))
+  )
 }
 
 /** True if `info` matches every key of `filter`. An empty filter matches all. */
-export function matchesFilter(info: Readonly<Record<string, unknown>>, filter: ServiceFilter = {}): boolean {
+export function matchesFilter(
+  info: Readonly<Record<string, unknown>>,
+  filter: ServiceFilter = {},
+): boolean {
   for (const key of Object.keys(filter)) {
     const matcher = filter[key]
     const has = Object.hasOwn(info, key)
@@ -68,7 +74,15 @@ export function matchesFilter(info: Readonly<Record<string, unknown>>, filter: S
       if ('$present' in matcher && !has) return false
       if ('$absent' in matcher && has) return false
       if ('$ne' in matcher && has && jsonEqual(value, matcher.$ne)) return false
-      if ('$in' in matcher && !(has && Array.isArray(matcher.$in) && matcher.$in.some((option) => jsonEqual(value, option)))) return false
+      if (
+        '$in' in matcher &&
+        !(
+          has &&
+          Array.isArray(matcher.$in) &&
+          matcher.$in.some((option) => jsonEqual(value, option))
+        )
+      )
+        return false
     } else if (!has || !jsonEqual(value, matcher)) {
       return false
     }

@@ -81,7 +81,11 @@ export function broadcastAddresses(only?: readonly string[]): string[] {
   return [...found]
 }
 
-function bindSocket(port: number, address: string | undefined, shared: boolean): Promise<dgram.Socket> {
+function bindSocket(
+  port: number,
+  address: string | undefined,
+  shared: boolean,
+): Promise<dgram.Socket> {
   return new Promise((resolve, reject) => {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: shared })
     socket.once('error', reject)
@@ -105,7 +109,8 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         shared.close()
         throw error
       })
-      const receive = (bytes: Buffer, rinfo: dgram.RemoteInfo) => onDatagram(bytes, { address: rinfo.address, port: rinfo.port })
+      const receive = (bytes: Buffer, rinfo: dgram.RemoteInfo) =>
+        onDatagram(bytes, { address: rinfo.address, port: rinfo.port })
       shared.on('message', receive)
       own.on('message', receive)
       let targets = broadcastAddresses(options.interfaces)
@@ -134,7 +139,11 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         unicast: send,
         async close() {
           clearInterval(rescan)
-          await Promise.all([shared, own].map((socket) => new Promise<void>((resolve) => socket.close(() => resolve()))))
+          await Promise.all(
+            [shared, own].map(
+              (socket) => new Promise<void>((resolve) => socket.close(() => resolve())),
+            ),
+          )
         },
       }
     },

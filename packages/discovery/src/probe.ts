@@ -5,7 +5,10 @@ import { decodeFrame, encodeFrame, MessageType, ProtocolError } from '@autobus/p
  * Checks that a service is still there: a TCP connect and a `bind` to its id
  * (an open port alone proves nothing — it may have been reused).
  */
-export type Probe = (target: { host: string; port: number; service: string }, timeout: number) => Promise<boolean>
+export type Probe = (
+  target: { host: string; port: number; service: string },
+  timeout: number,
+) => Promise<boolean>
 
 /** The liveness probe of docs/protocol.md §2.6. */
 export const probeService: Probe = (target, timeout) =>
@@ -22,13 +25,24 @@ export const probeService: Probe = (target, timeout) =>
     socket.on('error', () => finish(false))
     socket.on('close', () => finish(false))
     socket.on('connect', () => {
-      socket.write(encodeFrame({ _type: MessageType.Command, _id: 1, _command: 'bind', service: target.service }))
+      socket.write(
+        encodeFrame({
+          _type: MessageType.Command,
+          _id: 1,
+          _command: 'bind',
+          service: target.service,
+        }),
+      )
     })
     socket.on('data', (text: string) => {
       buffer += text
       const end = buffer.indexOf('\n')
       if (end < 0) return
       const message = decodeFrame(buffer.slice(0, end))
-      finish(!(message instanceof ProtocolError) && message._type === MessageType.Response && message._error === undefined)
+      finish(
+        !(message instanceof ProtocolError) &&
+          message._type === MessageType.Response &&
+          message._error === undefined,
+      )
     })
   })

@@ -8,7 +8,12 @@ import {
   ProtocolError,
 } from '@autobus/protocol'
 import { type Clock, type Random, systemClock } from './clock.js'
-import { type DatagramSource, type DiscoveryLink, type DiscoveryNetwork, udpNetwork } from './network.js'
+import {
+  type DatagramSource,
+  type DiscoveryLink,
+  type DiscoveryNetwork,
+  udpNetwork,
+} from './network.js'
 
 /** Announcement timings, in ms; every one has a documented default. */
 export interface PublisherTimings {
@@ -101,7 +106,8 @@ class UdpPublisher implements Publisher {
       holdOff: options.holdOff ?? DiscoveryDefaults.holdOff,
       answerDelayMin: options.answerDelayMin ?? DiscoveryDefaults.answerDelayMin,
       answerDelayMax: options.answerDelayMax ?? DiscoveryDefaults.answerDelayMax,
-      answerDelayPerService: options.answerDelayPerService ?? DiscoveryDefaults.answerDelayPerService,
+      answerDelayPerService:
+        options.answerDelayPerService ?? DiscoveryDefaults.answerDelayPerService,
       goodbyeCount: options.goodbyeCount ?? DiscoveryDefaults.goodbyeCount,
       goodbyeGap: options.goodbyeGap ?? DiscoveryDefaults.goodbyeGap,
     }
@@ -117,11 +123,19 @@ class UdpPublisher implements Publisher {
 
   publish({ service, port, info }: Publication): Published {
     if (this.#closing) throw new Error('publisher is closed')
-    if (typeof service !== 'string' || service.length === 0) throw new TypeError('service id must be a non-empty string')
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TypeError(`invalid port ${port}`)
+    if (typeof service !== 'string' || service.length === 0)
+      throw new TypeError('service id must be a non-empty string')
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new TypeError(`invalid port ${port}`)
     if (this.#entries.has(service)) throw new TypeError(`service "${service}" is already published`)
     const announcedInfo = Object.freeze({ hostname: this.#hostname, ...info })
-    const add: AddDatagram = { command: 'add', port, service, info: announcedInfo, interval: Math.round(this.#t.announceInterval) }
+    const add: AddDatagram = {
+      command: 'add',
+      port,
+      service,
+      info: announcedInfo,
+      interval: Math.round(this.#t.announceInterval),
+    }
     let onAnnounced!: () => void
     const announced = new Promise<void>((resolve) => {
       onAnnounced = resolve
@@ -169,7 +183,8 @@ class UdpPublisher implements Publisher {
 
   async #goodbyes(datagrams: Buffer[]): Promise<void> {
     for (let i = 0; i < this.#t.goodbyeCount; i++) {
-      if (i > 0) await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#t.goodbyeGap))
+      if (i > 0)
+        await new Promise<void>((resolve) => this.#clock.setTimeout(resolve, this.#t.goodbyeGap))
       for (const datagram of datagrams) this.#link.broadcast(datagram)
     }
   }
@@ -199,12 +214,15 @@ class UdpPublisher implements Publisher {
     for (const [service, entry] of this.#entries) {
       if (entry.answering.has(key)) continue
       entry.answering.add(key)
-      this.#clock.setTimeout(() => {
-        entry.answering.delete(key)
-        if (this.#entries.get(service) !== entry) return
-        if (shared) this.#link.broadcast(entry.datagram)
-        else this.#link.unicast(entry.datagram, to.address, to.port)
-      }, min + this.#random() * window)
+      this.#clock.setTimeout(
+        () => {
+          entry.answering.delete(key)
+          if (this.#entries.get(service) !== entry) return
+          if (shared) this.#link.broadcast(entry.datagram)
+          else this.#link.unicast(entry.datagram, to.address, to.port)
+        },
+        min + this.#random() * window,
+      )
     }
   }
 
@@ -241,7 +259,9 @@ class UdpPublisher implements Publisher {
  */
 export async function createPublisher(options: PublisherOptions = {}): Promise<Publisher> {
   let publisher: UdpPublisher | undefined
-  const link = await (options.network ?? udpNetwork()).open((bytes, from) => publisher?.receive(bytes, from))
+  const link = await (options.network ?? udpNetwork()).open((bytes, from) =>
+    publisher?.receive(bytes, from),
+  )
   publisher = new UdpPublisher(link, options)
   return publisher
 }

@@ -28,9 +28,15 @@ export class MemoryNetwork {
       open: async (handler) => {
         const member: Member = { host: address, port: this.#nextPort++, handler }
         this.members.add(member)
-        const deliver = (bytes: Buffer, to: Member) => to.handler(bytes, { address: member.host, port: member.port })
+        const deliver = (bytes: Buffer, to: Member) =>
+          to.handler(bytes, { address: member.host, port: member.port })
         const record = (bytes: Buffer, to: string) => {
-          this.sent.push({ at: Date.now(), from: `${member.host}:${member.port}`, to, datagram: JSON.parse(bytes.toString()) })
+          this.sent.push({
+            at: Date.now(),
+            from: `${member.host}:${member.port}`,
+            to,
+            datagram: JSON.parse(bytes.toString()),
+          })
         }
         const link: DiscoveryLink = {
           privatePort: member.port,
@@ -41,7 +47,8 @@ export class MemoryNetwork {
           },
           unicast: (bytes, host, port) => {
             record(bytes, `${host}:${port}`)
-            for (const other of [...this.members]) if (other.host === host && other.port === port) deliver(bytes, other)
+            for (const other of [...this.members])
+              if (other.host === host && other.port === port) deliver(bytes, other)
           },
           close: async () => {
             this.members.delete(member)
@@ -54,7 +61,8 @@ export class MemoryNetwork {
 
   /** Injects raw bytes as if broadcast from `host`. */
   inject(bytes: Buffer | string, host = '10.0.0.99', port = 50_000): void {
-    for (const member of [...this.members]) member.handler(Buffer.from(bytes), { address: host, port })
+    for (const member of [...this.members])
+      member.handler(Buffer.from(bytes), { address: host, port })
   }
 
   commands(command: string): Sent[] {

@@ -1,5 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ErrorCode } from '@autobus/protocol'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createDiscoverer, createPublisher, type ServiceChange } from '../src/index.js'
 import { MemoryNetwork } from './memory-network.js'
 
@@ -23,7 +23,10 @@ async function close(...closables: Array<{ close(): Promise<void> }>) {
 
 describe('Discoverer timing', () => {
   it('queries at start, then on the documented schedule, then stops', async () => {
-    const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe: async () => true })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+    })
     await vi.advanceTimersByTimeAsync(60_000)
     expect(network.commands('query').map((sent) => sent.at)).toEqual([0, 200, 1_000, 3_000, 7_000])
     await discoverer.close()
@@ -34,7 +37,9 @@ describe('Discoverer timing', () => {
     const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe })
     const gone: number[] = []
     discoverer.on('disappeared', () => gone.push(Date.now()))
-    network.inject(JSON.stringify({ command: 'add', port: 4000, service: 's1', info, interval: 4_000 }))
+    network.inject(
+      JSON.stringify({ command: 'add', port: 4000, service: 's1', info, interval: 4_000 }),
+    )
     expect(discoverer.snapshot()).toHaveLength(1)
     await vi.advanceTimersByTimeAsync(9_999)
     expect(probe).not.toHaveBeenCalled()
@@ -56,7 +61,10 @@ describe('Discoverer timing', () => {
   })
 
   it('turns a changed info into disappeared, appeared and one changed', async () => {
-    const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe: async () => true })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+    })
     const events: string[] = []
     discoverer.on('appeared', (s) => events.push(`up ${s.info.version}`))
     discoverer.on('disappeared', (s) => events.push(`down ${s.info.version}`))
@@ -64,29 +72,46 @@ describe('Discoverer timing', () => {
     const changes: ServiceChange[] = []
     const controller = new AbortController()
     const collecting = (async () => {
-      for await (const change of discoverer.changes({ signal: controller.signal })) changes.push(change)
+      for await (const change of discoverer.changes({ signal: controller.signal }))
+        changes.push(change)
     })()
     await vi.advanceTimersByTimeAsync(1)
-    network.inject(JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 1 } }))
-    network.inject(JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 1 } }))
-    network.inject(JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 2 } }))
+    network.inject(
+      JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 1 } }),
+    )
+    network.inject(
+      JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 1 } }),
+    )
+    network.inject(
+      JSON.stringify({ command: 'add', port: 4000, service: 's1', info: { version: 2 } }),
+    )
     network.inject(JSON.stringify({ command: 'remove', port: 4000, service: 's1' }))
     await vi.advanceTimersByTimeAsync(1)
     expect(events).toEqual(['up 1', 'down 1', 'up 2', 'changed 1->2', 'down 2'])
     controller.abort()
     await collecting
     expect(changes.map((change) => change.type)).toEqual(['up', 'changed', 'down'])
-    expect(changes[0]!.service.info).toMatchObject({ version: 1, host: '10.0.0.99', port: 4000, service: 's1' })
+    expect(changes[0]!.service.info).toMatchObject({
+      version: 1,
+      host: '10.0.0.99',
+      port: 4000,
+      service: 's1',
+    })
     await discoverer.close()
   })
 
   it('drops and counts malformed datagrams, and caps the table', async () => {
-    const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe: async () => true, maxServices: 2 })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+      maxServices: 2,
+    })
     network.inject('not json')
     network.inject(JSON.stringify({ command: 'add', port: 'x', service: 's', info: {} }))
     network.inject(JSON.stringify({ command: 'teleport' }))
     network.inject(Buffer.alloc(10_000, 0x20))
-    for (const id of ['a', 'b', 'c']) network.inject(JSON.stringify({ command: 'add', port: 1, service: id, info: {}, extra: 1 }))
+    for (const id of ['a', 'b', 'c'])
+      network.inject(JSON.stringify({ command: 'add', port: 1, service: id, info: {}, extra: 1 }))
     expect(discoverer.stats).toEqual({ malformed: 4, overCapacity: 1 })
     expect(discoverer.snapshot().map((s) => s.service)).toEqual(['a', 'b'])
     await discoverer.close()
@@ -106,7 +131,11 @@ describe('Publisher timing', () => {
       expect(gap).toBeGreaterThanOrEqual(7_500)
       expect(gap).toBeLessThanOrEqual(12_500)
     }
-    expect(network.commands('add')[0]!.datagram).toMatchObject({ port: 4000, service: 's1', info: { type: 'test.speaker', hostname: expect.any(String) } })
+    expect(network.commands('add')[0]!.datagram).toMatchObject({
+      port: 4000,
+      service: 's1',
+      info: { type: 'test.speaker', hostname: expect.any(String) },
+    })
     await close(publisher)
   })
 
@@ -121,7 +150,11 @@ describe('Publisher timing', () => {
   it('answers a query by unicast after 20–120 ms, and spreads 200 answers wider', async () => {
     const publisher = await createPublisher({ network: network.host('10.0.0.2') })
     for (let i = 0; i < 200; i++) publisher.publish({ service: `s${i}`, port: 4000, info })
-    const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe: async () => true, querySchedule: [0] })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+      querySchedule: [0],
+    })
     await vi.advanceTimersByTimeAsync(999)
     const answers = network.commands('add')
     expect(answers).toHaveLength(200)
@@ -131,7 +164,8 @@ describe('Publisher timing', () => {
     expect(Math.max(...times)).toBeLessThanOrEqual(120 + 2 * 190)
     // Spread: no 10 ms slot holds more than a tenth of the answers.
     const slots = new Map<number, number>()
-    for (const time of times) slots.set(Math.floor(time / 10), (slots.get(Math.floor(time / 10)) ?? 0) + 1)
+    for (const time of times)
+      slots.set(Math.floor(time / 10), (slots.get(Math.floor(time / 10)) ?? 0) + 1)
     expect(Math.max(...slots.values())).toBeLessThanOrEqual(20)
     expect(discoverer.snapshot()).toHaveLength(200)
     await close(discoverer, publisher)
@@ -139,7 +173,10 @@ describe('Publisher timing', () => {
 
   it('sends three goodbyes 20 ms apart, and the first one removes the service', async () => {
     const publisher = await createPublisher({ network: network.host('10.0.0.2'), holdOff: 0 })
-    const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe: async () => true })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+    })
     const published = publisher.publish({ service: 's1', port: 4000, info })
     await vi.advanceTimersByTimeAsync(10)
     expect(discoverer.snapshot()).toHaveLength(1)
@@ -154,9 +191,9 @@ describe('Publisher timing', () => {
 
   it('refuses an info too large for one datagram', async () => {
     const publisher = await createPublisher({ network: network.host('10.0.0.2') })
-    expect(() => publisher.publish({ service: 's1', port: 4000, info: { blob: 'x'.repeat(9_000) } })).toThrow(
-      expect.objectContaining({ code: ErrorCode.DatagramTooLarge }),
-    )
+    expect(() =>
+      publisher.publish({ service: 's1', port: 4000, info: { blob: 'x'.repeat(9_000) } }),
+    ).toThrow(expect.objectContaining({ code: ErrorCode.DatagramTooLarge }))
     expect(() => publisher.publish({ service: '', port: 4000, info })).toThrow(TypeError)
     expect(() => publisher.publish({ service: 's', port: 0, info })).toThrow(TypeError)
     await close(publisher)

@@ -1,7 +1,14 @@
-import net from 'node:net'
 import { once } from 'node:events'
+import net from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createDiscoverer, createPublisher, type Discoverer, probeService, type Publisher, udpNetwork } from '../src/index.js'
+import {
+  createDiscoverer,
+  createPublisher,
+  type Discoverer,
+  type Publisher,
+  probeService,
+  udpNetwork,
+} from '../src/index.js'
 
 // A port of its own, so that this suite never meets a real bus on 52722.
 const port = 20_000 + (process.pid % 20_000)
@@ -31,9 +38,20 @@ describe('discovery over real UDP on loopback', () => {
     second.publish({ service: 'svc-b', port: 4002, info: { type: 'test' } })
     await new Promise((resolve) => setTimeout(resolve, 50))
     const late = await discoverer()
-    await expect.poll(() => late.snapshot().map((s) => s.service).sort()).toEqual(['svc-a', 'svc-b'])
+    await expect
+      .poll(() =>
+        late
+          .snapshot()
+          .map((s) => s.service)
+          .sort(),
+      )
+      .toEqual(['svc-a', 'svc-b'])
     const found = late.snapshot({ type: 'test' }).find((s) => s.service === 'svc-a')!
-    expect(found).toMatchObject({ host: '127.0.0.1', port: 4001, info: { type: 'test', host: '127.0.0.1', port: 4001, service: 'svc-a' } })
+    expect(found).toMatchObject({
+      host: '127.0.0.1',
+      port: 4001,
+      info: { type: 'test', host: '127.0.0.1', port: 4001, service: 'svc-a' },
+    })
     await a.unpublish()
     await expect.poll(() => late.snapshot().map((s) => s.service)).toEqual(['svc-b'])
   })
@@ -60,9 +78,15 @@ describe('the liveness probe', () => {
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     const serverPort = (server.address() as net.AddressInfo).port
-    expect(await probeService({ host: '127.0.0.1', port: serverPort, service: 'alive' }, 1_000)).toBe(true)
-    expect(await probeService({ host: '127.0.0.1', port: serverPort, service: 'other' }, 1_000)).toBe(false)
+    expect(
+      await probeService({ host: '127.0.0.1', port: serverPort, service: 'alive' }, 1_000),
+    ).toBe(true)
+    expect(
+      await probeService({ host: '127.0.0.1', port: serverPort, service: 'other' }, 1_000),
+    ).toBe(false)
     server.close()
-    expect(await probeService({ host: '127.0.0.1', port: serverPort, service: 'alive' }, 1_000)).toBe(false)
+    expect(
+      await probeService({ host: '127.0.0.1', port: serverPort, service: 'alive' }, 1_000),
+    ).toBe(false)
   })
 })

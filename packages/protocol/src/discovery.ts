@@ -80,7 +80,9 @@ export function encodeDatagram(datagram: Datagram): Buffer {
 }
 
 /** @internal Shared by the session decoder. */
-export function describeErrors(errors: ReadonlyArray<{ instancePath: string; message: string }>): string {
+export function describeErrors(
+  errors: ReadonlyArray<{ instancePath: string; message: string }>,
+): string {
   const first = errors[0]
   if (!first) return 'invalid message'
   return `${first.instancePath || '/'} ${first.message}`

@@ -14,7 +14,14 @@
  *
  * @packageDocumentation
  */
-export { DiscoveryDefaults, DISCOVERY_PORT, Limits, META_SERVICE_ID, META_SERVICE_TYPE, PROTOCOL_VERSION } from './constants.js'
+export {
+  DISCOVERY_PORT,
+  DiscoveryDefaults,
+  Limits,
+  META_SERVICE_ID,
+  META_SERVICE_TYPE,
+  PROTOCOL_VERSION,
+} from './constants.js'
 export {
   AddDatagram,
   type Datagram,
@@ -46,9 +53,9 @@ export {
 } from './errors.js'
 export { type JsonObject, parseJsonObject } from './json.js'
 export {
-  checkResponse,
   type CommandName,
   Commands,
+  checkResponse,
   decodeFrame,
   encodeFrame,
   Feature,

@@ -1,5 +1,5 @@
-import { ErrorCode, ProtocolError } from './errors.js'
 import { Limits } from './constants.js'
+import { ErrorCode, ProtocolError } from './errors.js'
 
 /** A JSON object as decoded from the wire. */
 export type JsonObject = { [key: string]: unknown }
@@ -10,7 +10,10 @@ export type JsonObject = { [key: string]: unknown }
  * `maxDepth`. Own `__proto__` keys are removed so that no later copy of the
  * value can change an object's prototype.
  */
-export function parseJsonObject(text: string, maxDepth: number = Limits.maxDepth): JsonObject | ProtocolError {
+export function parseJsonObject(
+  text: string,
+  maxDepth: number = Limits.maxDepth,
+): JsonObject | ProtocolError {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -49,7 +52,7 @@ function sanitize(root: object, maxDepth: number): ProtocolError | undefined {
       }
     } else {
       const record = node as Record<string, unknown>
-      if (Object.hasOwn(record, '__proto__')) delete record.__proto__
+      if (Object.hasOwn(record, '__proto__')) Reflect.deleteProperty(record, '__proto__')
       for (const key in record) {
         const item = record[key]
         if (typeof item === 'object' && item !== null) stack.push([item, depth + 1])

@@ -50,11 +50,21 @@ export const ServiceDescription = Type.Object({
   doc: Doc,
   functions: Type.Record(
     Type.String(),
-    Type.Object({ doc: Doc, args: Type.Optional(Type.Array(JsonSchema)), result: Type.Optional(JsonSchema) }),
+    Type.Object({
+      doc: Doc,
+      args: Type.Optional(Type.Array(JsonSchema)),
+      result: Type.Optional(JsonSchema),
+    }),
   ),
-  events: Type.Record(Type.String(), Type.Object({ doc: Doc, args: Type.Optional(Type.Array(JsonSchema)) })),
+  events: Type.Record(
+    Type.String(),
+    Type.Object({ doc: Doc, args: Type.Optional(Type.Array(JsonSchema)) }),
+  ),
   objects: Type.Record(Type.String(), Type.Object({ doc: Doc, value: Type.Optional(JsonSchema) })),
-  channels: Type.Record(Type.String(), Type.Object({ doc: Doc, message: Type.Optional(JsonSchema) })),
+  channels: Type.Record(
+    Type.String(),
+    Type.Object({ doc: Doc, message: Type.Optional(JsonSchema) }),
+  ),
   streams: Type.Record(Type.String(), Type.Object({ doc: Doc })),
 })
 export type ServiceDescription = Static<typeof ServiceDescription>
@@ -82,7 +92,10 @@ export const Commands = {
   },
   watch: {
     request: Type.Object({ name: Name }),
-    response: Type.Object({ name: Type.Optional(Type.String()), value: Type.Optional(Type.Unknown()) }),
+    response: Type.Object({
+      name: Type.Optional(Type.String()),
+      value: Type.Optional(Type.Unknown()),
+    }),
   },
   unwatch: {
     request: Type.Object({ name: Name }),
@@ -180,23 +193,39 @@ export function isCommandName(name: string): name is CommandName {
  * frame comes back as a `ProtocolError` that carries `_id` and `_type` when
  * they could be read, so the receiver can answer it.
  */
-export function decodeFrame(text: string, maxDepth: number = Limits.maxDepth): SessionMessage | ProtocolError {
+export function decodeFrame(
+  text: string,
+  maxDepth: number = Limits.maxDepth,
+): SessionMessage | ProtocolError {
   const value = parseJsonObject(text, maxDepth)
   if (value instanceof ProtocolError) return value
   const type = value._type
   const id = value._id
   const hasId = typeof id === 'number' || typeof id === 'string'
   if (type !== 1 && type !== 2 && type !== 3) {
-    return new ProtocolError(ErrorCode.InvalidMessage, '"_type" must be 1, 2 or 3', hasId ? { messageId: id } : {})
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      '"_type" must be 1, 2 or 3',
+      hasId ? { messageId: id } : {},
+    )
   }
   const context = hasId ? { messageId: id, messageType: type } : { messageType: type }
   if (id !== undefined && !hasId && !(id === null && type === MessageType.Response)) {
-    return new ProtocolError(ErrorCode.InvalidMessage, '"_id" must be a number or a string', context)
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      '"_id" must be a number or a string',
+      context,
+    )
   }
   if (type === MessageType.Response) {
-    if (!hasId && id !== null) return new ProtocolError(ErrorCode.InvalidMessage, 'response without "_id"', context)
+    if (!hasId && id !== null)
+      return new ProtocolError(ErrorCode.InvalidMessage, 'response without "_id"', context)
     if (value._error !== undefined && !wireErrorValidator.Check(value._error)) {
-      return new ProtocolError(ErrorCode.InvalidMessage, '"_error" must be an object with "text"', context)
+      return new ProtocolError(
+        ErrorCode.InvalidMessage,
+        '"_error" must be an object with "text"',
+        context,
+      )
     }
     return value as ResponseMessage
   }
@@ -212,7 +241,11 @@ export function decodeFrame(text: string, maxDepth: number = Limits.maxDepth): S
     return new ProtocolError(ErrorCode.UnknownCommand, `unknown command "${command}"`, context)
   }
   if (!validator.Check(value)) {
-    return new ProtocolError(ErrorCode.InvalidMessage, `${command}: ${describeErrors(validator.Errors(value))}`, context)
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      `${command}: ${describeErrors(validator.Errors(value))}`,
+      context,
+    )
   }
   return value as RequestMessage
 }
@@ -221,14 +254,21 @@ export function decodeFrame(text: string, maxDepth: number = Limits.maxDepth): S
  * Checks a response body against the schema of the command it answers.
  * Returns undefined when it fits, or the `ProtocolError` describing why not.
  */
-export function checkResponse(command: CommandName, response: ResponseMessage): ProtocolError | undefined {
+export function checkResponse(
+  command: CommandName,
+  response: ResponseMessage,
+): ProtocolError | undefined {
   const validator = responseValidators.get(command)!
   const messageId = response._id
   if (validator.Check(response)) return undefined
-  return new ProtocolError(ErrorCode.InvalidMessage, `${command} response: ${describeErrors(validator.Errors(response))}`, {
-    ...(messageId === null ? {} : { messageId }),
-    messageType: MessageType.Response,
-  })
+  return new ProtocolError(
+    ErrorCode.InvalidMessage,
+    `${command} response: ${describeErrors(validator.Errors(response))}`,
+    {
+      ...(messageId === null ? {} : { messageId }),
+      messageType: MessageType.Response,
+    },
+  )
 }
 
 /** Encodes a message as one frame: compact JSON and a newline. */

@@ -4,9 +4,9 @@ import {
   type Datagram,
   decodeDatagram,
   decodeFrame,
+  ErrorCode,
   encodeDatagram,
   encodeFrame,
-  ErrorCode,
   Limits,
   ProtocolError,
 } from '../src/index.js'
@@ -19,7 +19,9 @@ describe('decodeDatagram', () => {
   it('round-trips every datagram', () => {
     const port = fc.integer({ min: 1, max: 65535 })
     const service = fc.string({ minLength: 1, maxLength: 64 })
-    const info = fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 })
+    const info = fc.dictionary(fc.string({ maxLength: 10 }), fc.jsonValue({ maxDepth: 3 }), {
+      maxKeys: 5,
+    })
     const datagram: fc.Arbitrary<Datagram> = fc.oneof(
       fc.constant({ command: 'query' as const }),
       fc.record({ command: fc.constant('add' as const), port, service, info }),
@@ -44,7 +46,8 @@ describe('decodeDatagram', () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 512 }), (bytes) => {
         const decoded = decodeDatagram(bytes)
-        if (!(decoded instanceof ProtocolError)) expect(['query', 'add', 'remove']).toContain(decoded.command)
+        if (!(decoded instanceof ProtocolError))
+          expect(['query', 'add', 'remove']).toContain(decoded.command)
       }),
     )
   })
@@ -60,12 +63,17 @@ describe('decodeDatagram', () => {
 describe('decodeFrame', () => {
   it('round-trips calls with any JSON arguments', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0 }), fc.string({ minLength: 1 }), fc.array(fc.jsonValue({ maxDepth: 4 })), (id, name, args) => {
-        const message = { _type: 1, _id: id, _command: 'call', name, args }
-        const line = encodeFrame(message)
-        expect(line.endsWith('\n')).toBe(true)
-        expect(decodeFrame(line.slice(0, -1))).toEqual(expected(message))
-      }),
+      fc.property(
+        fc.integer({ min: 0 }),
+        fc.string({ minLength: 1 }),
+        fc.array(fc.jsonValue({ maxDepth: 4 })),
+        (id, name, args) => {
+          const message = { _type: 1, _id: id, _command: 'call', name, args }
+          const line = encodeFrame(message)
+          expect(line.endsWith('\n')).toBe(true)
+          expect(decodeFrame(line.slice(0, -1))).toEqual(expected(message))
+        },
+      ),
     )
   })
 
@@ -79,7 +87,8 @@ describe('decodeFrame', () => {
   })
 
   it('removes __proto__ keys so nothing can be polluted', () => {
-    const text = '{"_type":1,"_id":1,"_command":"call","name":"f","args":[{"__proto__":{"polluted":1},"a":1}]}'
+    const text =
+      '{"_type":1,"_id":1,"_command":"call","name":"f","args":[{"__proto__":{"polluted":1},"a":1}]}'
     const decoded = decodeFrame(text)
     expect(decoded).not.toBeInstanceOf(ProtocolError)
     const arg = (decoded as { args: Array<Record<string, unknown>> }).args[0]!

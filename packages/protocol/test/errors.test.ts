@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
-  AutobusError,
+  type AutobusError,
   BusyError,
   ConnectionLostError,
   ErrorCode,

@@ -7,9 +7,18 @@ import type { Connection } from '@autobus/rpc'
  */
 export interface ServiceDirectory {
   snapshot(filter?: ServiceFilter): DiscoveredService[]
-  on<K extends keyof DiscovererEvents>(event: K, listener: (...args: DiscovererEvents[K]) => void): unknown
-  off<K extends keyof DiscovererEvents>(event: K, listener: (...args: DiscovererEvents[K]) => void): unknown
+  on<K extends keyof DiscovererEvents>(
+    event: K,
+    listener: (...args: DiscovererEvents[K]) => void,
+  ): unknown
+  off<K extends keyof DiscovererEvents>(
+    event: K,
+    listener: (...args: DiscovererEvents[K]) => void,
+  ): unknown
 }
 
 /** How proxies open a connection to a service. */
-export type Connector = (service: DiscoveredService, options: { signal?: AbortSignal }) => Promise<Connection>
+export type Connector = (
+  service: DiscoveredService,
+  options: { signal?: AbortSignal },
+) => Promise<Connection>

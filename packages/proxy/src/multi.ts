@@ -10,7 +10,11 @@ export type Outcome = { ok: true; value: unknown } | { ok: false; error: Error }
 export type TaggedEventHandler = (source: DiscoveredService, ...args: unknown[]) => void
 
 /** Receives an object's value on one service, with the live map of all values. */
-export type TaggedWatchHandler = (source: DiscoveredService, value: unknown, values: ReadonlyMap<string, unknown>) => void
+export type TaggedWatchHandler = (
+  source: DiscoveredService,
+  value: unknown,
+  values: ReadonlyMap<string, unknown>,
+) => void
 
 /** Events of a {@link MultiServiceProxy}. */
 export type MultiServiceProxyEvents = {
@@ -76,7 +80,9 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
     if (this.#closed || this.#bindings.has(id) || this.#connecting.has(id)) return
     this.#connecting.add(id)
     try {
-      const connection = await this.#connect(service, { signal: this.#abort.signal }).catch(() => undefined)
+      const connection = await this.#connect(service, { signal: this.#abort.signal }).catch(
+        () => undefined,
+      )
       if (!connection) return
       if (this.#closed) {
         await connection.close('proxy closed')
@@ -105,7 +111,8 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
 
   #listenOn(binding: Binding, name: string): Promise<Subscription> {
     return binding.connection.listen(name, (...args) => {
-      for (const handler of [...(this.#listeners.get(name) ?? [])]) handler(binding.service, ...args)
+      for (const handler of [...(this.#listeners.get(name) ?? [])])
+        handler(binding.service, ...args)
     })
   }
 
@@ -118,7 +125,8 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
       }
       if (value === null && binding.connection.isClosed) values.delete(binding.service.service)
       else values.set(binding.service.service, value)
-      for (const handler of [...(this.#watchers.get(name) ?? [])]) handler(binding.service, value, values)
+      for (const handler of [...(this.#watchers.get(name) ?? [])])
+        handler(binding.service, value, values)
     })
   }
 
@@ -126,7 +134,11 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
    * Calls a function on every bound service. Resolves with each service's
    * outcome by service id; never rejects for one service's failure.
    */
-  async call(name: string, args: readonly unknown[] = [], options: RequestOptions = {}): Promise<Map<string, Outcome>> {
+  async call(
+    name: string,
+    args: readonly unknown[] = [],
+    options: RequestOptions = {},
+  ): Promise<Map<string, Outcome>> {
     const bindings = [...this.#bindings.values()]
     const outcomes = await Promise.all(
       bindings.map((binding) =>
@@ -162,7 +174,10 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
       this.#listeners.set(name, handlers)
     }
     handlers.add(handler)
-    if (first) await Promise.all([...this.#bindings.values()].map((b) => this.#listenOn(b, name).catch(() => {})))
+    if (first)
+      await Promise.all(
+        [...this.#bindings.values()].map((b) => this.#listenOn(b, name).catch(() => {})),
+      )
     return this.#subscription(this.#listeners, name, handler)
   }
 
@@ -176,7 +191,9 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
     }
     handlers.add(handler)
     if (first) {
-      await Promise.all([...this.#bindings.values()].map((b) => this.#watchOn(b, name).catch(() => {})))
+      await Promise.all(
+        [...this.#bindings.values()].map((b) => this.#watchOn(b, name).catch(() => {})),
+      )
     } else {
       const values = this.values(name)
       for (const [id, value] of values) {

@@ -104,7 +104,9 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
       const candidates = this.#directory.snapshot(this.filter)
       for (const candidate of candidates) {
         if (this.#closedWhy) return
-        const connection = await this.#connect(candidate, { signal: this.#abort.signal }).catch(() => undefined)
+        const connection = await this.#connect(candidate, { signal: this.#abort.signal }).catch(
+          () => undefined,
+        )
         if (!connection) continue
         if (this.#closedWhy) {
           await connection.close('proxy closed')
@@ -129,7 +131,9 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     connection.onClose((info) => this.#lost(service, connection, info.reason))
     // Re-establish every listen and watch on the new connection.
     await Promise.all([
-      ...[...this.#listeners.keys()].map((name) => this.#listenOn(connection, name).catch(() => {})),
+      ...[...this.#listeners.keys()].map((name) =>
+        this.#listenOn(connection, name).catch(() => {}),
+      ),
       ...[...this.#watchers.keys()].map((name) => this.#watchOn(connection, name).catch(() => {})),
     ])
     if (this.#connection === connection) this.emit('bound', service)
@@ -180,8 +184,14 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
       const onAbort = () => {
         done()
         if (options.signal?.aborted) reject(options.signal.reason)
-        else if (this.#closedWhy) reject(new UnreachableError(`proxy is closed: ${this.#closedWhy.reason}`))
-        else reject(new UnreachableError(`no service matching ${JSON.stringify(this.filter)} bound within ${timeout} ms`))
+        else if (this.#closedWhy)
+          reject(new UnreachableError(`proxy is closed: ${this.#closedWhy.reason}`))
+        else
+          reject(
+            new UnreachableError(
+              `no service matching ${JSON.stringify(this.filter)} bound within ${timeout} ms`,
+            ),
+          )
       }
       this.on('bound', onBound)
       signal.addEventListener('abort', onAbort, { once: true })
@@ -197,16 +207,24 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   }
 
   /** Calls a function on the bound service (waiting for a bind if need be). */
-  async call(name: string, args: readonly unknown[] = [], options: ProxyRequestOptions = {}): Promise<unknown> {
+  async call(
+    name: string,
+    args: readonly unknown[] = [],
+    options: ProxyRequestOptions = {},
+  ): Promise<unknown> {
     const started = Date.now()
     const connection = await this.#connected(options)
-    const timeout = options.timeout === undefined ? undefined : Math.max(1, options.timeout - (Date.now() - started))
+    const timeout =
+      options.timeout === undefined
+        ? undefined
+        : Math.max(1, options.timeout - (Date.now() - started))
     return connection.call(name, args, { ...options, timeout })
   }
 
   /** Fire-and-forget to the bound service; throws if unbound. */
   notify(name: string, args: readonly unknown[] = []): void {
-    if (!this.#connection) throw new UnreachableError(`no service matching ${JSON.stringify(this.filter)} is bound`)
+    if (!this.#connection)
+      throw new UnreachableError(`no service matching ${JSON.stringify(this.filter)} is bound`)
     this.#connection.notify(name, args)
   }
 
@@ -252,7 +270,12 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     return this.#subscription(this.#watchers, name, handler, 'unwatch')
   }
 
-  #subscription<H>(map: Map<string, Set<H>>, name: string, handler: H, _kind: string): Subscription {
+  #subscription<H>(
+    map: Map<string, Set<H>>,
+    name: string,
+    handler: H,
+    _kind: string,
+  ): Subscription {
     const close = async () => {
       const handlers = map.get(name)
       if (handlers?.delete(handler) && handlers.size === 0) map.delete(name)

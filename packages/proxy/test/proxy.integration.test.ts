@@ -1,26 +1,37 @@
 import { EventEmitter } from 'node:events'
-import Type from 'typebox'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type DiscoveredService, type DiscovererEvents, matchesFilter, type ServiceFilter } from '@autobus/discovery'
+import {
+  type DiscoveredService,
+  type DiscovererEvents,
+  matchesFilter,
+  type ServiceFilter,
+} from '@autobus/discovery'
 import { UnreachableError } from '@autobus/protocol'
 import { connectService, createService, type RpcServer, serve } from '@autobus/rpc'
-import { createMultiServiceProxy, createSingleServiceProxy, type ServiceDirectory } from '../src/index.js'
+import Type from 'typebox'
+import { afterEach, describe, expect, it } from 'vitest'
+import {
+  createMultiServiceProxy,
+  createSingleServiceProxy,
+  type ServiceDirectory,
+} from '../src/index.js'
 
 /** A directory the test fills by hand. */
 class Directory extends EventEmitter<DiscovererEvents> implements ServiceDirectory {
   readonly table = new Map<string, DiscoveredService>()
   add(service: DiscoveredService) {
     this.table.set(service.service, service)
-    this.emit('appeared', service)
+    this.emit('appeared', service, 'new')
   }
   remove(id: string) {
     const service = this.table.get(id)
     if (!service) return
     this.table.delete(id)
-    this.emit('disappeared', service)
+    this.emit('disappeared', service, 'goodbye')
   }
   snapshot(filter?: ServiceFilter) {
-    return [...this.table.values()].filter((service) => !filter || matchesFilter(service.info, filter))
+    return [...this.table.values()].filter(
+      (service) => !filter || matchesFilter(service.info, filter),
+    )
   }
 }
 
@@ -48,7 +59,8 @@ async function thermometer(name: string, reading: number) {
   return { service, server, temperature, alarm, entry }
 }
 
-const connect = (service: DiscoveredService, options: { signal?: AbortSignal }) => connectService(service, options)
+const connect = (service: DiscoveredService, options: { signal?: AbortSignal }) =>
+  connectService(service, options)
 
 describe('SingleServiceProxy', () => {
   it('binds, rebinds when its service dies, and keeps listeners and watchers across rebinds', async () => {
@@ -82,7 +94,9 @@ describe('SingleServiceProxy', () => {
   it('waits for a bind on call, or fails at once when asked to', async () => {
     const directory = new Directory()
     const proxy = createSingleServiceProxy({ directory, connect, filter: { type: 'thermometer' } })
-    await expect(proxy.call('name', [], { waitForBind: false })).rejects.toBeInstanceOf(UnreachableError)
+    await expect(proxy.call('name', [], { waitForBind: false })).rejects.toBeInstanceOf(
+      UnreachableError,
+    )
     await expect(proxy.call('name', [], { timeout: 50 })).rejects.toBeInstanceOf(UnreachableError)
     const values: unknown[] = []
     await proxy.watch('temperature', (value) => values.push(value))
@@ -123,7 +137,9 @@ describe('MultiServiceProxy', () => {
     b.alarm.fire('y')
     await expect.poll(() => events.sort()).toEqual(['a:x', 'b:y'])
     b.temperature.set(5)
-    await expect.poll(() => Object.fromEntries(proxy.values('temperature'))).toEqual({ [a.service.id]: 1, [b.service.id]: 5 })
+    await expect
+      .poll(() => Object.fromEntries(proxy.values('temperature')))
+      .toEqual({ [a.service.id]: 1, [b.service.id]: 5 })
 
     const unbound = new Promise((resolve) => proxy.once('unbound', resolve))
     directory.remove(a.entry.service)

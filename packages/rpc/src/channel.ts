@@ -64,7 +64,8 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
 
   /** Sends one JSON message to the other end. Throws `ClosedError` once closed. */
   send(message: unknown): void {
-    if (this.#closeInfo) throw new ClosedError(`channel "${this.name}" is closed: ${this.#closeInfo.reason}`)
+    if (this.#closeInfo)
+      throw new ClosedError(`channel "${this.name}" is closed: ${this.#closeInfo.reason}`)
     if (message === undefined) message = null
     if (!this.#link.sendMessage(this.id, message)) {
       throw new ClosedError(`channel "${this.name}" is closed: connection closed`)

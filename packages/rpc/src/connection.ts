@@ -7,7 +7,12 @@ import {
   type ServiceDescription,
   UnsupportedError,
 } from '@autobus/protocol'
-import { type CloseInfo, type ConnectOptions, connect, type MessageConnection } from '@autobus/transport'
+import {
+  type CloseInfo,
+  type ConnectOptions,
+  connect,
+  type MessageConnection,
+} from '@autobus/transport'
 import type { Channel } from './channel.js'
 import { SUPPORTED_FEATURES } from './server.js'
 import { type RequestOptions, Session, type SessionLimits } from './session.js'
@@ -35,7 +40,9 @@ export interface ConnectServiceOptions extends ConnectOptions, SessionLimits {
 }
 
 /** Where a service is: host and port (or a Unix socket path) and its id. */
-export type ServiceAddress = ({ host: string; port: number } | { path: string }) & { service: string }
+export type ServiceAddress = ({ host: string; port: number } | { path: string }) & {
+  service: string
+}
 
 /**
  * A connection to one service. It never reconnects: when it dies, pending
@@ -85,7 +92,11 @@ export class Connection {
    * `RemoteError` if it threw, `InvalidArgumentsError`, `UnknownNameError`,
    * `CallTimeoutError` (default 30 s) or `ConnectionLostError`.
    */
-  async call(name: string, args: readonly unknown[] = [], options: RequestOptions = {}): Promise<unknown> {
+  async call(
+    name: string,
+    args: readonly unknown[] = [],
+    options: RequestOptions = {},
+  ): Promise<unknown> {
     checkName(name)
     const response = await this.#session.request('call', { name, args: [...args] }, options)
     return response.result ?? null
@@ -139,7 +150,8 @@ export class Connection {
 
   /** The service's functions, events, objects, channels and streams. */
   async describe(options: RequestOptions = {}): Promise<ServiceDescription> {
-    if (!this.features.has(Feature.Describe)) throw new UnsupportedError('the service does not support "describe"')
+    if (!this.features.has(Feature.Describe))
+      throw new UnsupportedError('the service does not support "describe"')
     return (await this.#session.request('describe', {}, options)).description
   }
 
@@ -169,12 +181,16 @@ export class Connection {
 }
 
 function checkName(name: unknown): void {
-  if (typeof name !== 'string' || name.length === 0) throw new TypeError('name must be a non-empty string')
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError('name must be a non-empty string')
 }
 
 class ClientSession extends Session {
   #listeners = new Map<string, Set<EventHandler>>()
-  #watchers = new Map<string, { handlers: Set<WatchHandler>; value: unknown; ready: Promise<unknown> }>()
+  #watchers = new Map<
+    string,
+    { handlers: Set<WatchHandler>; value: unknown; ready: Promise<unknown> }
+  >()
   #nextLocalId = 1
 
   protected handle(message: RequestMessage): unknown {
@@ -200,7 +216,11 @@ class ClientSession extends Session {
     }
   }
 
-  async listen(name: string, handler: EventHandler, options: RequestOptions): Promise<Subscription> {
+  async listen(
+    name: string,
+    handler: EventHandler,
+    options: RequestOptions,
+  ): Promise<Subscription> {
     let handlers = this.#listeners.get(name)
     if (!handlers) {
       handlers = new Set()
@@ -223,7 +243,11 @@ class ClientSession extends Session {
   async watch(name: string, handler: WatchHandler, options: RequestOptions): Promise<Subscription> {
     let entry = this.#watchers.get(name)
     if (!entry) {
-      const created = { handlers: new Set<WatchHandler>(), value: null as unknown, ready: Promise.resolve() as Promise<unknown> }
+      const created = {
+        handlers: new Set<WatchHandler>(),
+        value: null as unknown,
+        ready: Promise.resolve() as Promise<unknown>,
+      }
       created.ready = this.request('watch', { name }, options).then((response) => {
         created.value = response.value ?? null
       })
@@ -249,7 +273,8 @@ class ClientSession extends Session {
   }
 
   async openChannel(name: string, options: RequestOptions): Promise<Channel> {
-    if (!this.features.has(Feature.Channels)) throw new UnsupportedError('the service does not support channels')
+    if (!this.features.has(Feature.Channels))
+      throw new UnsupportedError('the service does not support channels')
     const id = this.#nextLocalId++
     const channel = this.addChannel(id, name)
     try {
@@ -261,15 +286,23 @@ class ClientSession extends Session {
     return channel
   }
 
-  async openStream(name: string, options: RequestOptions): Promise<import('./stream.js').ByteStream> {
-    if (!this.features.has(Feature.Streams)) throw new UnsupportedError('the service does not support streams')
+  async openStream(
+    name: string,
+    options: RequestOptions,
+  ): Promise<import('./stream.js').ByteStream> {
+    if (!this.features.has(Feature.Streams))
+      throw new UnsupportedError('the service does not support streams')
     const id = this.#nextLocalId++
     const receiveWindow = Limits.streamWindow
     let stream: ByteStream | undefined
     // Register first so data that follows the response at once is not lost.
     stream = this.addStream(id, name, 0, receiveWindow)
     try {
-      const response = await this.request('stream_open', { name, stream: id, window: receiveWindow }, options)
+      const response = await this.request(
+        'stream_open',
+        { name, stream: id, window: receiveWindow },
+        options,
+      )
       stream.credit(response.window)
     } catch (error) {
       this.streams.delete(id)
@@ -324,10 +357,14 @@ export async function bindService(
   try {
     const response = await session.request(
       'bind',
-      offered.length > 0 ? { service, version: PROTOCOL_VERSION, features: [...offered] } : { service },
+      offered.length > 0
+        ? { service, version: PROTOCOL_VERSION, features: [...offered] }
+        : { service },
       { timeout: options.timeout ?? Limits.bindTimeout, signal: options.signal },
     )
-    const features = new Set((response.features ?? []).filter((feature) => offered.includes(feature)))
+    const features = new Set(
+      (response.features ?? []).filter((feature) => offered.includes(feature)),
+    )
     session.features = features
     if (features.has(Feature.Heartbeat)) {
       connection.startHeartbeat({
@@ -354,11 +391,15 @@ export async function bindService(
  * const connection = await connectService({ host: '192.168.1.20', port: 4000, service: 'c0ffee' })
  * ```
  */
-export async function connectService(address: ServiceAddress, options: ConnectServiceOptions = {}): Promise<Connection> {
+export async function connectService(
+  address: ServiceAddress,
+  options: ConnectServiceOptions = {},
+): Promise<Connection> {
   if (typeof address?.service !== 'string' || address.service.length === 0) {
     throw new TypeError('a service id is needed')
   }
-  const endpoint = 'path' in address ? { path: address.path } : { host: address.host, port: address.port }
+  const endpoint =
+    'path' in address ? { path: address.path } : { host: address.host, port: address.port }
   const connection = await connect(endpoint, options)
   return bindService(connection, address.service, options)
 }

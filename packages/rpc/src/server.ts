@@ -78,7 +78,8 @@ class ServerSession extends Session implements Subscriber {
   }
 
   #require(feature: string): void {
-    if (!this.#features.has(feature)) throw new UnsupportedError(`the client did not negotiate "${feature}"`)
+    if (!this.#features.has(feature))
+      throw new UnsupportedError(`the client did not negotiate "${feature}"`)
   }
 
   protected handle(message: RequestMessage): unknown {
@@ -101,7 +102,8 @@ class ServerSession extends Session implements Subscriber {
       case 'watch': {
         const entry = service.lookup(service.objects, 'object', message.name)
         if (!this.#watching.has(message.name)) {
-          if (this.#watching.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} objects already watched`)
+          if (this.#watching.size >= this.maxSubscriptions)
+            throw new BusyError(`${this.maxSubscriptions} objects already watched`)
           this.#watching.add(message.name)
           entry.watchers.add(this)
         }
@@ -116,7 +118,8 @@ class ServerSession extends Session implements Subscriber {
       case 'listen': {
         const entry = service.lookup(service.events, 'event', message.name)
         if (!this.#listening.has(message.name)) {
-          if (this.#listening.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} events already listened to`)
+          if (this.#listening.size >= this.maxSubscriptions)
+            throw new BusyError(`${this.maxSubscriptions} events already listened to`)
           this.#listening.add(message.name)
           entry.listeners.add(this)
         }
@@ -178,7 +181,9 @@ class ServerSession extends Session implements Subscriber {
       await entry.onOpen(channel)
     } catch (error) {
       channel.finish('refused', false)
-      throw new RefusedError(`channel "${name}" refused: ${error instanceof Error ? error.message : String(error)}`)
+      throw new RefusedError(
+        `channel "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+      )
     }
     return {}
   }
@@ -203,7 +208,9 @@ class ServerSession extends Session implements Subscriber {
       await entry.onOpen(stream)
     } catch (error) {
       this.streams.delete(id)
-      throw new RefusedError(`stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`)
+      throw new RefusedError(
+        `stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+      )
     }
     return { window: Limits.streamWindow }
   }
@@ -221,7 +228,10 @@ class ServerSession extends Session implements Subscriber {
  * Serves services to clients: one listener, many services, chosen by each
  * connection's `bind`.
  */
-export class RpcServer extends EventEmitter<{ connection: [MessageConnection] }> implements ServiceRegistry {
+export class RpcServer
+  extends EventEmitter<{ connection: [MessageConnection] }>
+  implements ServiceRegistry
+{
   readonly #services = new Map<string, Service>()
   readonly #options: ServeOptions
   readonly #listener: MessageServer | undefined
@@ -252,14 +262,16 @@ export class RpcServer extends EventEmitter<{ connection: [MessageConnection] }>
 
   /** Starts serving a service. */
   add(service: Service): void {
-    if (this.#services.has(service.id)) throw new TypeError(`a service with id "${service.id}" is already served`)
+    if (this.#services.has(service.id))
+      throw new TypeError(`a service with id "${service.id}" is already served`)
     this.#services.set(service.id, service)
   }
 
   /** Stops serving a service; connections bound to it are closed. */
   remove(id: string, reason = 'service removed'): boolean {
     if (!this.#services.delete(id)) return false
-    for (const session of this.#sessions) if (session.boundTo === id) session.connection.close(reason)
+    for (const session of this.#sessions)
+      if (session.boundTo === id) session.connection.close(reason)
     return true
   }
 
@@ -298,7 +310,10 @@ export class RpcServer extends EventEmitter<{ connection: [MessageConnection] }>
  * console.log(`serving ${service.id} on port ${server.port}`)
  * ```
  */
-export async function serve(services: Service[], options: ServeOptions & ListenOptions = {}): Promise<RpcServer> {
+export async function serve(
+  services: Service[],
+  options: ServeOptions & ListenOptions = {},
+): Promise<RpcServer> {
   const listener = await listen(options)
   const server = new RpcServer(listener, options)
   for (const service of services) server.add(service)

@@ -12,10 +12,15 @@ import type { Channel } from './channel.js'
 import type { ByteStream } from './stream.js'
 
 /** The static types of a tuple of argument schemas. */
-export type StaticArgs<A extends readonly TSchema[]> = { -readonly [K in keyof A]: A[K] extends TSchema ? Static<A[K]> : never }
+export type StaticArgs<A extends readonly TSchema[]> = {
+  -readonly [K in keyof A]: A[K] extends TSchema ? Static<A[K]> : never
+}
 
 /** Declares a function. */
-export interface FunctionSpec<A extends readonly TSchema[] = readonly TSchema[], R extends TSchema = TSchema> {
+export interface FunctionSpec<
+  A extends readonly TSchema[] = readonly TSchema[],
+  R extends TSchema = TSchema,
+> {
   /** What the function does, for introspection. */
   doc?: string
   /** One schema per argument; calls that do not match are refused before the handler runs. */
@@ -80,13 +85,13 @@ export interface EventEntry {
 export interface ChannelEntry {
   spec: ChannelSpec
   validator: Validator | undefined
-  onOpen: (channel: Channel) => void | Promise<void>
+  onOpen: (channel: Channel) => unknown
 }
 
 /** @internal */
 export interface StreamEntry {
   spec: StreamSpec
-  onOpen: (stream: ByteStream) => void | Promise<void>
+  onOpen: (stream: ByteStream) => unknown
 }
 
 /** A handle to fire one event. */
@@ -131,10 +136,17 @@ function compileArgs(args: readonly TSchema[] | undefined): Validator[] | undefi
 }
 
 /** @internal Checks arguments against their validators. */
-export function checkArgs(kind: string, name: string, validators: Validator[] | undefined, args: unknown[]): void {
+export function checkArgs(
+  kind: string,
+  name: string,
+  validators: Validator[] | undefined,
+  args: unknown[],
+): void {
   if (!validators) return
   if (args.length > validators.length) {
-    throw new InvalidArgumentsError(`${kind} "${name}" takes ${validators.length} arguments, got ${args.length}`)
+    throw new InvalidArgumentsError(
+      `${kind} "${name}" takes ${validators.length} arguments, got ${args.length}`,
+    )
   }
   for (let i = 0; i < validators.length; i++) {
     const validator = validators[i]!
@@ -170,7 +182,8 @@ export class Service {
   }
 
   #claim(map: Map<string, unknown>, kind: string, name: string): void {
-    if (typeof name !== 'string' || name.length === 0) throw new TypeError(`${kind} name must be a non-empty string`)
+    if (typeof name !== 'string' || name.length === 0)
+      throw new TypeError(`${kind} name must be a non-empty string`)
     if (map.has(name)) throw new TypeError(`${kind} "${name}" is already defined`)
   }
 
@@ -205,7 +218,10 @@ export class Service {
    * ticked.fire(1)
    * ```
    */
-  addEvent<const A extends readonly TSchema[]>(name: string, spec: EventSpec<A> & { args: A }): ServiceEvent<StaticArgs<A>>
+  addEvent<const A extends readonly TSchema[]>(
+    name: string,
+    spec: EventSpec<A> & { args: A },
+  ): ServiceEvent<StaticArgs<A>>
   addEvent(name: string, spec?: EventSpec): ServiceEvent<unknown[]>
   addEvent(name: string, spec: EventSpec = {}): ServiceEvent<unknown[]> {
     this.#claim(this.events, 'event', name)
@@ -216,7 +232,12 @@ export class Service {
       fire: (...args: unknown[]) => {
         checkArgs('event', name, entry.validators, args)
         if (entry.listeners.size === 0) return
-        const frame = encodeFrame({ _type: MessageType.Notification, _command: 'fired', name, args })
+        const frame = encodeFrame({
+          _type: MessageType.Notification,
+          _command: 'fired',
+          name,
+          args,
+        })
         for (const listener of entry.listeners) listener.sendEncoded(frame)
       },
       get listenerCount() {
@@ -235,7 +256,11 @@ export class Service {
    * counter.set(counter.value + 1)
    * ```
    */
-  addObject<T extends TSchema>(name: string, spec: ObjectSpec<T> & { value: T }, initial: Static<T>): ServiceObject<Static<T>>
+  addObject<T extends TSchema>(
+    name: string,
+    spec: ObjectSpec<T> & { value: T },
+    initial: Static<T>,
+  ): ServiceObject<Static<T>>
   addObject<T = unknown>(name: string, spec: ObjectSpec, initial: T): ServiceObject<T>
   addObject(name: string, spec: ObjectSpec, initial: unknown): ServiceObject<unknown> {
     this.#claim(this.objects, 'object', name)
@@ -246,7 +271,11 @@ export class Service {
       }
     }
     check(initial)
-    const entry: ObjectEntry = { spec, value: initial === undefined ? null : initial, watchers: new Set() }
+    const entry: ObjectEntry = {
+      spec,
+      value: initial === undefined ? null : initial,
+      watchers: new Set(),
+    }
     this.objects.set(name, entry)
     return {
       name,
@@ -257,7 +286,12 @@ export class Service {
         check(value)
         entry.value = value === undefined ? null : value
         if (entry.watchers.size === 0) return
-        const frame = encodeFrame({ _type: MessageType.Notification, _command: 'changed', name, value: entry.value })
+        const frame = encodeFrame({
+          _type: MessageType.Notification,
+          _command: 'changed',
+          name,
+          value: entry.value,
+        })
         for (const watcher of entry.watchers) watcher.sendEncoded(frame)
       },
       get watcherCount() {
@@ -277,9 +311,13 @@ export class Service {
    * })
    * ```
    */
-  addChannel(name: string, spec: ChannelSpec, onOpen: (channel: Channel) => void | Promise<void>): this {
+  addChannel(name: string, spec: ChannelSpec, onOpen: (channel: Channel) => unknown): this {
     this.#claim(this.channels, 'channel', name)
-    this.channels.set(name, { spec, validator: spec.message ? Compile(spec.message) : undefined, onOpen })
+    this.channels.set(name, {
+      spec,
+      validator: spec.message ? Compile(spec.message) : undefined,
+      onOpen,
+    })
     return this
   }
 
@@ -292,7 +330,7 @@ export class Service {
    * service.addStream('echo', { doc: 'Echoes bytes' }, (stream) => stream.pipe(stream))
    * ```
    */
-  addStream(name: string, spec: StreamSpec, onOpen: (stream: ByteStream) => void | Promise<void>): this {
+  addStream(name: string, spec: StreamSpec, onOpen: (stream: ByteStream) => unknown): this {
     this.#claim(this.streams, 'stream', name)
     this.streams.set(name, { spec, onOpen })
     return this
@@ -308,13 +346,19 @@ export class Service {
   /** The service's description, as introspection publishes it. */
   describe(): ServiceDescription {
     const pick = <T>(map: Map<string, T>, shape: (entry: T) => Record<string, unknown>) =>
-      Object.fromEntries([...map].map(([name, entry]) => [name, withoutUndefined(shape(entry))])) as any
+      Object.fromEntries(
+        [...map].map(([name, entry]) => [name, withoutUndefined(shape(entry))]),
+      ) as any
     const schemas = (list: readonly TSchema[] | undefined) => list?.map((schema) => ({ ...schema }))
     return withoutUndefined({
       service: this.id,
       info: { ...this.info },
       doc: this.doc,
-      functions: pick(this.functions, (e) => ({ doc: e.spec.doc, args: schemas(e.spec.args), result: e.spec.result })),
+      functions: pick(this.functions, (e) => ({
+        doc: e.spec.doc,
+        args: schemas(e.spec.args),
+        result: e.spec.result,
+      })),
       events: pick(this.events, (e) => ({ doc: e.spec.doc, args: schemas(e.spec.args) })),
       objects: pick(this.objects, (e) => ({ doc: e.spec.doc, value: e.spec.value })),
       channels: pick(this.channels, (e) => ({ doc: e.spec.doc, message: e.spec.message })),

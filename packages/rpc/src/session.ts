@@ -1,10 +1,10 @@
 import {
   BusyError,
   CallTimeoutError,
-  type CommandName,
   ClosedError,
-  checkResponse,
+  type CommandName,
   ConnectionLostError,
+  checkResponse,
   errorFromWire,
   errorToWire,
   Limits,
@@ -84,23 +84,42 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   /** Sends a command and resolves with its response body. */
-  request<C extends CommandName>(command: C, body: RequestBody<C>, options: RequestOptions = {}): Promise<ResponseBody<C>> {
+  request<C extends CommandName>(
+    command: C,
+    body: RequestBody<C>,
+    options: RequestOptions = {},
+  ): Promise<ResponseBody<C>> {
     if (this.connection.isClosed) {
-      return Promise.reject(new ConnectionLostError(`connection is closed; "${command}" was not sent`))
+      return Promise.reject(
+        new ConnectionLostError(`connection is closed; "${command}" was not sent`),
+      )
     }
     if (this.#pending.size >= this.maxPendingCalls) {
-      return Promise.reject(new BusyError(`${this.maxPendingCalls} commands already await a response`))
+      return Promise.reject(
+        new BusyError(`${this.maxPendingCalls} commands already await a response`),
+      )
     }
     const signal = options.signal
     if (signal?.aborted) return Promise.reject(signal.reason)
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
       const timeout = options.timeout ?? this.callTimeout
-      const pending: Pending = { command, resolve, reject, timer: undefined, signal, onAbort: undefined }
+      const pending: Pending = {
+        command,
+        resolve,
+        reject,
+        timer: undefined,
+        signal,
+        onAbort: undefined,
+      }
       if (timeout > 0 && Number.isFinite(timeout)) {
         pending.timer = setTimeout(() => {
           this.#settle(id)
-          reject(new CallTimeoutError(`no response to "${command}" within ${timeout} ms; it may have run`))
+          reject(
+            new CallTimeoutError(
+              `no response to "${command}" within ${timeout} ms; it may have run`,
+            ),
+          )
         }, timeout)
       }
       if (signal) {
@@ -117,7 +136,12 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   /** Sends a notification (a command that gets no response). */
   notify<C extends CommandName>(command: C, body: RequestBody<C>): boolean {
-    return this.connection.send({ _type: MessageType.Notification, _id: this.#nextId++, _command: command, ...body })
+    return this.connection.send({
+      _type: MessageType.Notification,
+      _id: this.#nextId++,
+      _command: command,
+      ...body,
+    })
   }
 
   #settle(id: MessageId): Pending | undefined {
@@ -130,12 +154,16 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   #receive(message: SessionMessage): void {
-    if (message._type === MessageType.Response) return this.#response(message)
+    if (message._type === MessageType.Response) {
+      this.#response(message)
+      return
+    }
     let result: unknown
     try {
       result = this.handle(message)
     } catch (error) {
-      return this.#answer(message, undefined, error)
+      this.#answer(message, undefined, error)
+      return
     }
     if (result instanceof Promise) {
       result.then(
@@ -150,9 +178,17 @@ export abstract class Session implements ChannelLink, StreamLink {
   #answer(message: RequestMessage, body: unknown, error: unknown): void {
     if (message._type !== MessageType.Command) return
     if (error !== undefined) {
-      this.connection.send({ _type: MessageType.Response, _id: message._id, _error: errorToWire(error, { stack: this.exposeStacks }) })
+      this.connection.send({
+        _type: MessageType.Response,
+        _id: message._id,
+        _error: errorToWire(error, { stack: this.exposeStacks }),
+      })
     } else {
-      this.connection.send({ _type: MessageType.Response, _id: message._id, ...(body as object | undefined) })
+      this.connection.send({
+        _type: MessageType.Response,
+        _id: message._id,
+        ...(body as object | undefined),
+      })
     }
   }
 
@@ -161,12 +197,21 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   #response(message: ResponseMessage): void {
-    if (message._id === null) return this.onErrorReport(message)
+    if (message._id === null) {
+      this.onErrorReport(message)
+      return
+    }
     const pending = this.#settle(message._id)
     if (!pending) return
-    if (message._error) return pending.reject(errorFromWire(message._error))
+    if (message._error) {
+      pending.reject(errorFromWire(message._error))
+      return
+    }
     const invalid = checkResponse(pending.command, message)
-    if (invalid) return pending.reject(invalid)
+    if (invalid) {
+      pending.reject(invalid)
+      return
+    }
     pending.resolve(message)
   }
 
@@ -195,12 +240,16 @@ export abstract class Session implements ChannelLink, StreamLink {
     for (const id of pending) {
       const entry = this.#settle(id)!
       entry.reject(
-        new ConnectionLostError(`connection lost (${info.reason}) while awaiting "${entry.command}"; it may have run`, {
-          cause: info.error,
-        }),
+        new ConnectionLostError(
+          `connection lost (${info.reason}) while awaiting "${entry.command}"; it may have run`,
+          {
+            cause: info.error,
+          },
+        ),
       )
     }
-    for (const channel of this.channels.values()) channel.finish(`connection lost: ${info.reason}`, true)
+    for (const channel of this.channels.values())
+      channel.finish(`connection lost: ${info.reason}`, true)
     this.channels.clear()
     const error = new ConnectionLostError(`connection lost: ${info.reason}`)
     for (const stream of this.streams.values()) stream.abort(error)
@@ -236,15 +285,22 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   protected addChannel(id: number, name: string): Channel {
-    if (this.channels.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} channels already open`)
+    if (this.channels.size >= this.maxSubscriptions)
+      throw new BusyError(`${this.maxSubscriptions} channels already open`)
     const channel = new Channel(this, id, name)
     this.channels.set(id, channel)
     channel.once('close', () => this.channels.delete(id))
     return channel
   }
 
-  protected addStream(id: number, name: string, sendWindow: number, receiveWindow: number): ByteStream {
-    if (this.streams.size >= this.maxSubscriptions) throw new BusyError(`${this.maxSubscriptions} streams already open`)
+  protected addStream(
+    id: number,
+    name: string,
+    sendWindow: number,
+    receiveWindow: number,
+  ): ByteStream {
+    if (this.streams.size >= this.maxSubscriptions)
+      throw new BusyError(`${this.maxSubscriptions} streams already open`)
     const stream = new ByteStream(
       {
         sendData: (s, d) => this.sendData(s, d),

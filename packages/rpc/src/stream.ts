@@ -37,7 +37,13 @@ export class ByteStream extends Duplex {
   #remoteEnded = false
 
   /** @internal */
-  constructor(link: StreamLink, id: number, name: string, sendWindow: number, receiveWindow: number = Limits.streamWindow) {
+  constructor(
+    link: StreamLink,
+    id: number,
+    name: string,
+    sendWindow: number,
+    receiveWindow: number = Limits.streamWindow,
+  ) {
     super({ allowHalfOpen: true, readableHighWaterMark: receiveWindow })
     this.#link = link
     this.id = id
@@ -49,7 +55,11 @@ export class ByteStream extends Duplex {
     this.on('error', () => {})
   }
 
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+  override _write(
+    chunk: Buffer,
+    _encoding: BufferEncoding,
+    callback: (error?: Error | null) => void,
+  ): void {
     this.#send(chunk).then(() => callback(), callback)
   }
 

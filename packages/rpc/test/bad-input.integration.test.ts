@@ -57,14 +57,24 @@ describe('bad input over TCP', () => {
   it('answers unknown commands, missing or ill-typed fields with typed errors', async () => {
     const { service } = await setup()
     const peer = await bound(service.id)
-    expect((await peer.call(2, 'launch')).  _error).toMatchObject({ code: 'unknown_command' })
-    expect((await peer.call(3, 'call', { args: [] }))._error).toMatchObject({ code: 'invalid_message' })
-    expect((await peer.call(4, 'call', { name: 'add', args: 'nope' }))._error).toMatchObject({ code: 'invalid_message' })
+    expect((await peer.call(2, 'launch'))._error).toMatchObject({ code: 'unknown_command' })
+    expect((await peer.call(3, 'call', { args: [] }))._error).toMatchObject({
+      code: 'invalid_message',
+    })
+    expect((await peer.call(4, 'call', { name: 'add', args: 'nope' }))._error).toMatchObject({
+      code: 'invalid_message',
+    })
     peer.send({ _type: 9, _id: 5, _command: 'call' })
     expect((await peer.response(null))._error).toMatchObject({ code: 'invalid_message' })
-    expect((await peer.call(6, 'call', { name: 'nope', args: [] }))._error).toMatchObject({ code: 'unknown_name' })
-    expect((await peer.call(7, 'call', { name: 'add', args: [1] }))._error).toMatchObject({ code: 'invalid_arguments' })
-    expect((await peer.call(8, 'call', { name: 'add', args: ['a', 'b'] }))._error).toMatchObject({ code: 'invalid_arguments' })
+    expect((await peer.call(6, 'call', { name: 'nope', args: [] }))._error).toMatchObject({
+      code: 'unknown_name',
+    })
+    expect((await peer.call(7, 'call', { name: 'add', args: [1] }))._error).toMatchObject({
+      code: 'invalid_arguments',
+    })
+    expect((await peer.call(8, 'call', { name: 'add', args: ['a', 'b'] }))._error).toMatchObject({
+      code: 'invalid_arguments',
+    })
     expect((await peer.call(9, 'call', { name: 'add', args: [1, 2] })).result).toBe(3)
   })
 
@@ -72,8 +82,12 @@ describe('bad input over TCP', () => {
     const { service } = await setup()
     const peer = await LinePeer.connect(server.port)
     peers.push(peer)
-    expect((await peer.call(1, 'call', { name: 'add', args: [1, 2] }))._error).toMatchObject({ code: 'not_bound' })
-    expect((await peer.call(2, 'bind', { service: 'no-such-service' }))._error).toMatchObject({ code: 'unknown_service' })
+    expect((await peer.call(1, 'call', { name: 'add', args: [1, 2] }))._error).toMatchObject({
+      code: 'not_bound',
+    })
+    expect((await peer.call(2, 'bind', { service: 'no-such-service' }))._error).toMatchObject({
+      code: 'unknown_service',
+    })
     await peer.closed
     await stillServing(service.id)
   })
@@ -81,7 +95,9 @@ describe('bad input over TCP', () => {
   it('cannot be polluted through __proto__ or constructor keys', async () => {
     const { service } = await setup()
     const peer = await bound(service.id)
-    peer.send('{"_type":1,"_id":2,"_command":"call","name":"echo","args":[{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}]}')
+    peer.send(
+      '{"_type":1,"_id":2,"_command":"call","name":"echo","args":[{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}]}',
+    )
     const response = await peer.response(2)
     expect(response.result).toEqual({ constructor: { prototype: { polluted: true } } })
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
@@ -91,7 +107,9 @@ describe('bad input over TCP', () => {
   it('answers nesting deeper than the limit with too_deep', async () => {
     const { service } = await setup()
     const peer = await bound(service.id)
-    peer.send(`{"_type":1,"_id":2,"_command":"call","name":"echo","args":[${'['.repeat(200)}${']'.repeat(200)}]}`)
+    peer.send(
+      `{"_type":1,"_id":2,"_command":"call","name":"echo","args":[${'['.repeat(200)}${']'.repeat(200)}]}`,
+    )
     expect((await peer.response(2))._error).toMatchObject({ code: 'too_deep' })
     await stillServing(service.id)
   })
@@ -99,9 +117,13 @@ describe('bad input over TCP', () => {
   it('shrugs off clients that reset mid-frame, 1,000 times', async () => {
     const { service } = await setup()
     for (let batch = 0; batch < 10; batch++) {
-      const batchPeers = await Promise.all(Array.from({ length: 100 }, () => LinePeer.connect(server.port)))
+      const batchPeers = await Promise.all(
+        Array.from({ length: 100 }, () => LinePeer.connect(server.port)),
+      )
       for (const peer of batchPeers) {
-        peer.socket.write(`{"_type":1,"_id":1,"_command":"bind","service":"${service.id}"}\n{"_type":1,"_id":2,"_comm`)
+        peer.socket.write(
+          `{"_type":1,"_id":1,"_command":"bind","service":"${service.id}"}\n{"_type":1,"_id":2,"_comm`,
+        )
         peer.socket.resetAndDestroy()
       }
     }

@@ -1,7 +1,7 @@
-import net from 'node:net'
 import { once } from 'node:events'
-import { afterEach, describe, expect, it } from 'vitest'
+import net from 'node:net'
 import { RemoteError } from '@autobus/protocol'
+import { afterEach, describe, expect, it } from 'vitest'
 import { connectService, type RpcServer, serve } from '../src/index.js'
 import { calculator } from './fixture.js'
 import { LinePeer } from './peer.js'
@@ -22,13 +22,23 @@ describe('an original Autobus 2 client against our service', () => {
     const bind = await peer.call(1, 'bind', { service: service.id })
     expect(bind).toEqual({ _type: 2, _id: 1 })
     expect((await peer.call(2, 'call', { name: 'add', args: [2, 2] })).result).toBe(4)
-    expect(await peer.call(3, 'watch', { name: 'counter' })).toMatchObject({ name: 'counter', value: 0 })
+    expect(await peer.call(3, 'watch', { name: 'counter' })).toMatchObject({
+      name: 'counter',
+      value: 0,
+    })
     counter.set(5)
-    expect(await peer.next((line) => line._command === 'changed')).toMatchObject({ _type: 3, name: 'counter', value: 5 })
+    expect(await peer.next((line) => line._command === 'changed')).toMatchObject({
+      _type: 3,
+      name: 'counter',
+      value: 5,
+    })
     expect((await peer.call(4, 'unwatch', { name: 'counter' })).value).toBeNull()
     await peer.call(5, 'listen', { name: 'ticked' })
     await peer.call(6, 'call', { name: 'tick', args: [] })
-    expect(await peer.next((line) => line._command === 'fired')).toMatchObject({ name: 'ticked', args: [1] })
+    expect(await peer.next((line) => line._command === 'fired')).toMatchObject({
+      name: 'ticked',
+      args: [1],
+    })
     await peer.call(7, 'unlisten', { name: 'ticked' })
     const error = await peer.call(8, 'call', { name: 'fail', args: ['oops'] })
     expect(error._error.text).toBe('oops')
@@ -51,14 +61,22 @@ describe('our client against an original Autobus 2 service', () => {
           if (!line) return
           const { _id: id, _command: command } = line
           if (command === 'bind') reply(id, {})
-          else if (command === 'call' && line.name === 'double') reply(id, { result: line.args[0] * 2 })
-          else if (command === 'call') reply(id, { _error: { text: `No such function ${line.name}` } })
+          else if (command === 'call' && line.name === 'double')
+            reply(id, { result: line.args[0] * 2 })
+          else if (command === 'call')
+            reply(id, { _error: { text: `No such function ${line.name}` } })
           else if (command === 'watch') {
             reply(id, { name: line.name, value: 'on' })
             peer.send({ _type: 1, _id: 'c1', _command: 'changed', name: line.name, value: 'off' })
           } else if (command === 'listen') {
             reply(id, {})
-            peer.send({ _type: 3, _id: 'f1', _command: 'fired', name: line.name, args: ['pressed'] })
+            peer.send({
+              _type: 3,
+              _id: 'f1',
+              _command: 'fired',
+              name: line.name,
+              args: ['pressed'],
+            })
           } else if (line._type === 1) reply(id, { _error: { text: 'unknown command' } })
         }
       })()
@@ -71,7 +89,7 @@ describe('our client against an original Autobus 2 service', () => {
     const connection = await connectService({ host: '127.0.0.1', port, service: 'legacy' })
     expect(connection.features.size).toBe(0)
     expect(await connection.call('double', [21])).toBe(42)
-    const error = await connection.call('missing').catch((e) => e)
+    const error = (await connection.call('missing').catch((e: Error) => e)) as Error
     expect(error).toBeInstanceOf(RemoteError)
     expect(error.message).toBe('No such function missing')
     const values: unknown[] = []

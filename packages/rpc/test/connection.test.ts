@@ -1,5 +1,4 @@
 import { once } from 'node:events'
-import { describe, expect, it } from 'vitest'
 import {
   BusyError,
   CallTimeoutError,
@@ -9,6 +8,7 @@ import {
   RemoteError,
   UnknownNameError,
 } from '@autobus/protocol'
+import { describe, expect, it } from 'vitest'
 import { memoryPair } from './fixture.js'
 
 describe('functions', () => {
@@ -20,24 +20,34 @@ describe('functions', () => {
     await expect(connection.call('add', [1, 'two'])).rejects.toBeInstanceOf(InvalidArgumentsError)
     await expect(connection.call('add', [1, 2, 3])).rejects.toThrow(/takes 2 arguments/)
     await expect(connection.call('nope')).rejects.toBeInstanceOf(UnknownNameError)
-    const error = await connection.call('fail', ['it broke']).catch((e) => e)
+    const error = (await connection.call('fail', ['it broke']).catch((e: Error) => e)) as Error
     expect(error).toBeInstanceOf(RemoteError)
-    expect(error).toMatchObject({ message: 'it broke', remoteName: 'CustomError', remoteStack: undefined })
+    expect(error).toMatchObject({
+      message: 'it broke',
+      remoteName: 'CustomError',
+      remoteStack: undefined,
+    })
   })
 
   it('supports fire-and-forget and callbacks', async () => {
     const { connection, counter } = await memoryPair()
     connection.notify('increment')
     await expect.poll(() => counter.value).toBe(1)
-    const result = await new Promise((resolve, reject) => connection.callback('add', [1, 1], resolve, reject))
+    const result = await new Promise((resolve, reject) =>
+      connection.callback('add', [1, 1], resolve, reject),
+    )
     expect(result).toBe(2)
-    const error = await new Promise((resolve) => connection.callback('fail', ['x'], () => {}, resolve))
+    const error = await new Promise((resolve) =>
+      connection.callback('fail', ['x'], () => {}, resolve),
+    )
     expect(error).toBeInstanceOf(RemoteError)
   })
 
   it('times out, honours abort signals and refuses past the pending limit', async () => {
     const { connection } = await memoryPair({ maxPendingCalls: 2 })
-    await expect(connection.call('sleep', [200], { timeout: 20 })).rejects.toBeInstanceOf(CallTimeoutError)
+    await expect(connection.call('sleep', [200], { timeout: 20 })).rejects.toBeInstanceOf(
+      CallTimeoutError,
+    )
     const controller = new AbortController()
     const aborted = connection.call('sleep', [200], { signal: controller.signal })
     controller.abort(new Error('no longer needed'))
@@ -51,7 +61,7 @@ describe('functions', () => {
     const { connection, serverEnd } = await memoryPair()
     const pending = connection.call('sleep', [10_000])
     serverEnd.close('server died')
-    const error = await pending.catch((e) => e)
+    const error = (await pending.catch((e: Error) => e)) as Error
     expect(error).toBeInstanceOf(ConnectionLostError)
     expect(error.message).toMatch(/may have run/)
     await expect(connection.call('add', [1, 2])).rejects.toBeInstanceOf(ConnectionLostError)
@@ -123,7 +133,10 @@ describe('channels', () => {
     expect(await serviceSide[0]).toEqual({ reason: 'bye', byPeer: true })
     const second = await connection.openChannel('watched')
     await connection.close('client died')
-    expect(await serviceSide[1]).toMatchObject({ byPeer: true, reason: expect.stringMatching(/connection lost/) })
+    expect(await serviceSide[1]).toMatchObject({
+      byPeer: true,
+      reason: expect.stringMatching(/connection lost/),
+    })
     expect((await second.closed).reason).toMatch(/connection lost/)
   })
 
@@ -168,7 +181,10 @@ describe('connection lifecycle', () => {
     const { connection, service } = await memoryPair()
     const description = await connection.describe()
     expect(description.service).toBe(service.id)
-    expect(description.functions.add).toMatchObject({ doc: 'Adds', args: [{ type: 'number' }, { type: 'number' }] })
+    expect(description.functions.add).toMatchObject({
+      doc: 'Adds',
+      args: [{ type: 'number' }, { type: 'number' }],
+    })
     expect(description.events.ticked?.doc).toBe('Fired by tick')
     expect(description.objects.counter?.value).toEqual({ type: 'integer' })
     expect(Object.keys(description.channels)).toEqual(['echo', 'refuse', 'numbers'])

@@ -1,5 +1,5 @@
-import Type from 'typebox'
 import { createMemoryPair } from '@autobus/transport'
+import Type from 'typebox'
 import { bindService, type ConnectServiceOptions, createService, RpcServer } from '../src/index.js'
 
 /** A service with one of everything, as the tests use it. */
@@ -9,14 +9,22 @@ export function calculator() {
   const ticked = service.addEvent('ticked', { doc: 'Fired by tick', args: [Type.Integer()] })
   const counter = service.addObject('counter', { doc: 'A counter', value: Type.Integer() }, 0)
   service
-    .addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()], result: Type.Number() }, (a, b) => a + b)
+    .addFunction(
+      'add',
+      { doc: 'Adds', args: [Type.Number(), Type.Number()], result: Type.Number() },
+      (a, b) => a + b,
+    )
     .addFunction('echo', { args: [Type.Unknown()] }, (value) => value)
     .addFunction('fail', { args: [Type.String()] }, (message) => {
       const error = new Error(message)
       error.name = 'CustomError'
       throw error
     })
-    .addFunction('sleep', { args: [Type.Integer({ minimum: 0 })] }, (ms) => new Promise((resolve) => setTimeout(() => resolve(ms), ms)))
+    .addFunction(
+      'sleep',
+      { args: [Type.Integer({ minimum: 0 })] },
+      (ms) => new Promise((resolve) => setTimeout(() => resolve(ms), ms)),
+    )
     .addFunction('tick', {}, () => {
       ticks++
       ticked.fire(ticks)

@@ -1,5 +1,5 @@
-import net from 'node:net'
 import { once } from 'node:events'
+import net from 'node:net'
 
 /**
  * A deliberately small, independent peer that speaks raw newline-delimited
@@ -44,7 +44,10 @@ export class LinePeer {
   }
 
   /** Waits for the first received line that matches. */
-  async next(match: (line: Record<string, any>) => boolean, timeout = 5_000): Promise<Record<string, any>> {
+  async next(
+    match: (line: Record<string, any>) => boolean,
+    timeout = 5_000,
+  ): Promise<Record<string, any>> {
     const deadline = Date.now() + timeout
     while (true) {
       const index = this.lines.findIndex(match)

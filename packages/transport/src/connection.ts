@@ -1,8 +1,8 @@
 import { EventEmitter } from 'node:events'
 import {
   decodeFrame,
-  encodeFrame,
   ErrorCode,
+  encodeFrame,
   Limits,
   type ProtocolError,
   type SessionMessage,
@@ -84,7 +84,10 @@ const NEWLINE = 0x0a
  * Shared framing, queueing and heartbeat logic. Subclasses move the bytes.
  * @internal
  */
-export abstract class FramedConnection extends EventEmitter<MessageConnectionEvents> implements MessageConnection {
+export abstract class FramedConnection
+  extends EventEmitter<MessageConnectionEvents>
+  implements MessageConnection
+{
   abstract readonly remoteAddress: string
   abstract readonly remotePort: number
   readonly closed: Promise<CloseInfo>
@@ -145,7 +148,10 @@ export abstract class FramedConnection extends EventEmitter<MessageConnectionEve
     this.#outbox = []
     this.write(text)
     if (this.queuedBytes > this.maxQueuedBytes) {
-      this.close('slow consumer', new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`))
+      this.close(
+        'slow consumer',
+        new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
+      )
     }
   }
 
@@ -187,13 +193,19 @@ export abstract class FramedConnection extends EventEmitter<MessageConnectionEve
       }
       let text: string
       if (this.#partialLength > 0) {
-        if (this.#partialLength + end - start > this.maxFrame) return this.#frameTooLarge()
+        if (this.#partialLength + end - start > this.maxFrame) {
+          this.#frameTooLarge()
+          return
+        }
         this.#partial.push(chunk.subarray(start, end))
         text = Buffer.concat(this.#partial).toString('utf8')
         this.#partial = []
         this.#partialLength = 0
       } else {
-        if (end - start > this.maxFrame) return this.#frameTooLarge()
+        if (end - start > this.maxFrame) {
+          this.#frameTooLarge()
+          return
+        }
         text = chunk.toString('utf8', start, end)
       }
       start = end + 1
@@ -210,7 +222,10 @@ export abstract class FramedConnection extends EventEmitter<MessageConnectionEve
   }
 
   #frameTooLarge(): void {
-    this.close('frame too large', new Error(`frame over the ${this.maxFrame}-byte limit (${ErrorCode.FrameTooLarge})`))
+    this.close(
+      'frame too large',
+      new Error(`frame over the ${this.maxFrame}-byte limit (${ErrorCode.FrameTooLarge})`),
+    )
   }
 
   startHeartbeat(options: HeartbeatOptions): void {
@@ -221,7 +236,8 @@ export abstract class FramedConnection extends EventEmitter<MessageConnectionEve
     this.#lastReceived = Date.now()
     this.#heartbeatTimer = setInterval(() => {
       const silent = Date.now() - this.#lastReceived
-      if (silent >= timeout) this.close('peer timeout', new Error(`nothing heard from the peer for ${silent} ms`))
+      if (silent >= timeout)
+        this.close('peer timeout', new Error(`nothing heard from the peer for ${silent} ms`))
       else if (silent >= interval) options.ping()
     }, tick)
     this.#heartbeatTimer.unref()

@@ -35,7 +35,9 @@ class MemoryConnection extends FramedConnection {
  * the other receives on a later tick, through the same framing and decoding
  * as a socket.
  */
-export function createMemoryPair(options: ConnectionOptions = {}): [MessageConnection, MessageConnection] {
+export function createMemoryPair(
+  options: ConnectionOptions = {},
+): [MessageConnection, MessageConnection] {
   const a = new MemoryConnection(options)
   const b = new MemoryConnection(options)
   a.peer = b

@@ -20,7 +20,8 @@ class SocketConnection extends FramedConnection {
   constructor(socket: net.Socket, options: SocketOptions = {}) {
     super(options)
     this.#socket = socket
-    this.remoteAddress = socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
+    this.remoteAddress =
+      socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
     this.remotePort = socket.remotePort ?? 0
     const keepAlive = options.keepAlive ?? 5_000
     if (keepAlive > 0) socket.setKeepAlive(true, keepAlive)
@@ -83,13 +84,22 @@ export interface ConnectOptions extends SocketOptions {
  * connection.send({ _type: 1, _id: 1, _command: 'bind', service: 'abc' })
  * ```
  */
-export function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promise<MessageConnection> {
+export function connect(
+  endpoint: Endpoint,
+  options: ConnectOptions = {},
+): Promise<MessageConnection> {
   const timeout = options.timeout ?? 10_000
   const where = 'path' in endpoint ? endpoint.path : `${endpoint.host}:${endpoint.port}`
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason)
-    const socket = 'path' in endpoint ? net.connect({ path: endpoint.path }) : net.connect({ host: endpoint.host, port: endpoint.port })
-    const timer = setTimeout(() => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)), timeout)
+    const socket =
+      'path' in endpoint
+        ? net.connect({ path: endpoint.path })
+        : net.connect({ host: endpoint.host, port: endpoint.port })
+    const timer = setTimeout(
+      () => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)),
+      timeout,
+    )
     const abort = () => fail(options.signal!.reason as Error)
     options.signal?.addEventListener('abort', abort, { once: true })
     const cleanup = () => {
@@ -104,7 +114,11 @@ export function connect(endpoint: Endpoint, options: ConnectOptions = {}): Promi
       reject(error)
     }
     function onError(error: NodeJS.ErrnoException) {
-      fail(new UnreachableError(`cannot connect to ${where}: ${error.code ?? error.message}`, { cause: error }))
+      fail(
+        new UnreachableError(`cannot connect to ${where}: ${error.code ?? error.message}`, {
+          cause: error,
+        }),
+      )
     }
     function onConnect() {
       cleanup()
@@ -205,14 +219,18 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
 export function listen(options: ListenOptions = {}): Promise<MessageServer> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ noDelay: true })
-    const onError = (error: Error) => reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
+    const onError = (error: Error) =>
+      reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
     server.once('error', onError)
     const ready = () => {
       server.off('error', onError)
       resolve(new SocketServer(server, options))
     }
     if (options.path) server.listen({ path: options.path }, ready)
-    else server.listen({ port: options.port ?? 0, host: options.host ?? '0.0.0.0', backlog: 1024 }, ready)
+    else
+      server.listen(
+        { port: options.port ?? 0, host: options.host ?? '0.0.0.0', backlog: 1024 },
+        ready,
+      )
   })
 }
-

@@ -7,7 +7,12 @@ describe('in-memory pair', () => {
     const [a, b] = createMemoryPair()
     const received = once(b, 'message')
     a.send({ _type: 3, _command: 'fired', name: 'e', args: [1, 'two'] })
-    expect((await received)[0]).toEqual({ _type: 3, _command: 'fired', name: 'e', args: [1, 'two'] })
+    expect((await received)[0]).toEqual({
+      _type: 3,
+      _command: 'fired',
+      name: 'e',
+      args: [1, 'two'],
+    })
     a.close('done')
     expect(await a.closed).toEqual({ reason: 'done' })
     expect((await b.closed).reason).toBe('closed by peer')

@@ -1,9 +1,9 @@
-import net from 'node:net'
 import { once } from 'node:events'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
 import { UnreachableError } from '@autobus/protocol'
+import { afterEach, describe, expect, it } from 'vitest'
 import { connect, listen, type MessageConnection, type MessageServer } from '../src/index.js'
 
 const servers: MessageServer[] = []
@@ -25,7 +25,8 @@ async function raw(port: number) {
   return socket
 }
 
-const nextMessage = (connection: MessageConnection) => once(connection, 'message').then(([message]) => message)
+const nextMessage = (connection: MessageConnection) =>
+  once(connection, 'message').then(([message]) => message)
 
 describe('TCP message connections', () => {
   it('carries messages both ways, however the bytes are split', async () => {

@@ -1,0 +1,215 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface, type Interface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { afterEach, describe, expect, it } from 'vitest'
+
+// The CLI runs as a user runs it: the built binary, in its own process, on a
+// discovery port and interface of this suite's own.
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+const env = {
+  ...process.env,
+  AUTOBUS_DISCOVERY_PORT: String(20_000 + ((process.pid + 13) % 20_000)),
+  AUTOBUS_INTERFACES: 'lo',
+  NO_COLOR: '1',
+}
+const running = new Set<ChildProcess>()
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL')
+  running.clear()
+})
+
+interface Started {
+  child: ChildProcess
+  lines: Interface
+  next(): Promise<string>
+}
+
+function start(args: string[]): Started {
+  const child = spawn(process.execPath, [main, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  running.add(child)
+  child.once('exit', () => running.delete(child))
+  const lines = createInterface({ input: child.stdout! })
+  const queue: string[] = []
+  const waiters: Array<(line: string) => void> = []
+  lines.on('line', (line) => {
+    const waiter = waiters.shift()
+    if (waiter) waiter(line)
+    else queue.push(line)
+  })
+  return {
+    child,
+    lines,
+    next: () =>
+      queue.length > 0
+        ? Promise.resolve(queue.shift()!)
+        : new Promise((resolve) => waiters.push(resolve)),
+  }
+}
+
+async function run(
+  args: string[],
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [main, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  running.add(child)
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk
+  })
+  child.stderr.on('data', (chunk) => {
+    stderr += chunk
+  })
+  if (input !== undefined) child.stdin.end(input)
+  else child.stdin.end()
+  const [code] = await once(child, 'exit')
+  running.delete(child)
+  return { code: code as number, stdout, stderr }
+}
+
+async function example(name: string) {
+  const started = start(['example', '--json', '--name', name])
+  const ready = JSON.parse(await started.next()) as {
+    ready: boolean
+    port: number
+    service: string
+  }
+  expect(ready).toMatchObject({
+    ready: true,
+    port: expect.any(Number),
+    service: expect.any(String),
+  })
+  return { ...started, ready }
+}
+
+describe('autobus CLI', () => {
+  it('lists, describes and calls the example service', async () => {
+    const a = await example('a')
+    const list = await run(['list', '--json', '--wait', '0.5'])
+    expect(list.code).toBe(0)
+    const entries = list.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    expect(entries).toContainEqual(
+      expect.objectContaining({
+        port: a.ready.port,
+        service: a.ready.service,
+        info: expect.objectContaining({ type: 'autobus.example', name: 'a' }),
+      }),
+    )
+    const table = await run(['list', '--filter', 'name=a', '--wait', '0.5'])
+    expect(table.stdout).toContain(a.ready.service)
+    expect(table.stdout).toContain('1 service(s)')
+
+    expect(await run(['call', 'type=autobus.example', 'add', '1', '2'])).toMatchObject({
+      code: 0,
+      stdout: '3\n',
+    })
+    expect(await run(['call', 'type=autobus.example,name=a', 'echo', 'hello world'])).toMatchObject(
+      { code: 0, stdout: '"hello world"\n' },
+    )
+    const direct = `127.0.0.1:${a.ready.port}/${a.ready.service}`
+    expect(await run(['call', direct, 'echo', '{"x":[1,2]}'])).toMatchObject({
+      code: 0,
+      stdout: '{"x":[1,2]}\n',
+    })
+    const failed = await run(['call', direct, 'fail', 'it broke'])
+    expect(failed).toMatchObject({ code: 1, stdout: '' })
+    expect(failed.stderr).toContain('it broke')
+    const info = await run(['info', direct])
+    expect(info.stdout).toContain('add(number, number) -> number')
+    expect(info.stdout).toContain('Channels')
+    const json = JSON.parse((await run(['info', direct, '--json'])).stdout)
+    expect(Object.keys(json.functions)).toEqual([
+      'echo',
+      'add',
+      'fail',
+      'sleep',
+      'tick',
+      'increment',
+    ])
+  })
+
+  it('fans a call out with --multiple', async () => {
+    const a = await example('a')
+    const b = await example('b')
+    const result = await run([
+      'call',
+      'type=autobus.example',
+      'echo',
+      'hi',
+      '--multiple',
+      '--wait',
+      '1',
+    ])
+    expect(result.code).toBe(0)
+    expect(JSON.parse(result.stdout)).toEqual({
+      [a.ready.service]: { result: 'hi' },
+      [b.ready.service]: { result: 'hi' },
+    })
+  })
+
+  it('listens to events and talks on a channel', async () => {
+    const a = await example('a')
+    const direct = `127.0.0.1:${a.ready.port}/${a.ready.service}`
+    const listener = start(['listen', direct, 'ticked'])
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    await run(['call', direct, 'tick'])
+    expect(await listener.next()).toBe('[1]')
+    listener.child.kill('SIGINT')
+    expect((await once(listener.child, 'exit'))[0]).toBe(0)
+
+    const channel = await run(['channel', direct, 'echo'], '{"a":1}\nplain text\n')
+    expect(channel.code).toBe(0)
+    expect(channel.stdout).toBe('{"a":1}\n"plain text"\n')
+  })
+
+  it('keeps watching through a filter while the service restarts', async () => {
+    const first = await example('w')
+    const watcher = start(['watch', 'name=w', 'counter'])
+    expect(await watcher.next()).toBe('0')
+    await run(['call', 'name=w', 'increment'])
+    expect(await watcher.next()).toBe('1')
+    first.child.kill('SIGTERM')
+    expect((await once(first.child, 'exit'))[0]).toBe(0)
+    expect(await watcher.next()).toBe('null')
+    await example('w')
+    expect(await watcher.next()).toBe('0')
+    watcher.child.kill('SIGINT')
+    expect((await once(watcher.child, 'exit'))[0]).toBe(0)
+  })
+
+  it('follows services as they come and go', async () => {
+    const follower = start(['services', '--follow', '--json'])
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const a = await example('f')
+    const up = JSON.parse(await follower.next())
+    expect(up).toMatchObject({
+      event: 'up',
+      service: a.ready.service,
+      port: a.ready.port,
+      at: expect.any(Number),
+    })
+    a.child.kill('SIGTERM')
+    const down = JSON.parse(await follower.next())
+    expect(down).toMatchObject({ event: 'down', service: a.ready.service })
+    follower.child.kill('SIGINT')
+    expect((await once(follower.child, 'exit'))[0]).toBe(0)
+  })
+
+  it('reports mistakes with one line and documented exit codes', async () => {
+    expect((await run(['--help'])).code).toBe(0)
+    expect((await run(['call', '--help'])).stdout).toContain('--multiple')
+    const unknown = await run(['frobnicate'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain("unknown command 'frobnicate'")
+    expect((await run(['call', 'nonsense', 'f'])).code).toBe(2)
+    expect((await run(['list', '--wait', 'soon'])).code).toBe(2)
+    const missing = await run(['call', 'type=no.such.thing', 'f', '--wait', '0.3'])
+    expect(missing.code).toBe(3)
+    expect(missing.stderr.trim().split('\n')).toHaveLength(1)
+    expect((await run(['call', '127.0.0.1:1/none', 'f'])).code).toBe(3)
+  })
+})
