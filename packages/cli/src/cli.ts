@@ -363,26 +363,41 @@ export function createProgram(): Command {
     .option('--json', 'print {"ready": true, host, port, service} once announced')
     .option('--name <name>', 'add "name" to the info object')
     .option('--discovery-off', 'do not announce (reach it by host:port/serviceId)')
-    .action(async (options: { json?: boolean; name?: string; discoveryOff?: boolean }) => {
-      const bus = await createBus(busOptions(globals(), !options.discoveryOff))
-      const publication = bus.publish(
-        createExampleService(bus, options.name ? { name: options.name } : {}),
-      )
-      await publication.announced
-      const ready = {
-        ready: true,
-        host: publication.info.hostname,
-        port: bus.port,
-        service: publication.service.id,
-      }
-      if (options.json) line(ready)
-      else
-        process.stdout.write(
-          `example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
+    .option(
+      '--interval <seconds>',
+      'announcement interval (default 10); others expire it after 2.5 intervals',
+      seconds,
+    )
+    .action(
+      async (options: {
+        json?: boolean
+        name?: string
+        discoveryOff?: boolean
+        interval?: number
+      }) => {
+        const bus = await createBus({
+          ...busOptions(globals(), !options.discoveryOff),
+          ...(options.interval ? { announceInterval: options.interval * 1000 } : {}),
+        })
+        const publication = bus.publish(
+          createExampleService(bus, options.name ? { name: options.name } : {}),
         )
-      await interrupted()
-      await bus.close('example stopped')
-    })
+        await publication.announced
+        const ready = {
+          ready: true,
+          host: publication.info.hostname,
+          port: bus.port,
+          service: publication.service.id,
+        }
+        if (options.json) line(ready)
+        else
+          process.stdout.write(
+            `example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
+          )
+        await interrupted()
+        await bus.close('example stopped')
+      },
+    )
 
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
