@@ -1,0 +1,107 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import type { Ready } from './payload.js'
+
+const serverScript = fileURLToPath(new URL('./server.js', import.meta.url))
+
+/** A server process of one system. */
+export interface Server {
+  ready: Ready
+  child: ChildProcess
+  stop(): Promise<void>
+}
+
+/** Starts `server.js <system> …args` in its own process and waits until it is ready. */
+export async function startServer(system: string, args: string[] = []): Promise<Server> {
+  const child = spawn(process.execPath, ['--expose-gc', serverScript, system, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout! })
+  const [first] = (await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(() => [undefined]),
+  ])) as [string | undefined]
+  if (!first) throw new Error(`${system} server exited before it was ready`)
+  return {
+    ready: JSON.parse(first) as Ready,
+    child,
+    stop: async () => {
+      if (child.exitCode !== null) return
+      const exited = once(child, 'exit')
+      child.kill('SIGKILL')
+      await exited
+    },
+  }
+}
+
+/** Starts a local nats-server, installing it from Debian's packages if it is missing and we are root. */
+export async function startNats(): Promise<{ port: number; stop(): Promise<void> } | string> {
+  const have = () => {
+    try {
+      execFileSync('nats-server', ['--version'], { stdio: 'ignore' })
+      return true
+    } catch {
+      return false
+    }
+  }
+  if (!have() && process.getuid?.() === 0) {
+    try {
+      execFileSync('apt-get', ['install', '-y', '-qq', 'nats-server'], {
+        stdio: 'ignore',
+        timeout: 300_000,
+      })
+    } catch {
+      try {
+        execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 300_000 })
+        execFileSync('apt-get', ['install', '-y', '-qq', 'nats-server'], {
+          stdio: 'ignore',
+          timeout: 300_000,
+        })
+      } catch {
+        // Reported below.
+      }
+    }
+  }
+  if (!have())
+    return 'nats-server is not installed and could not be installed (apt-get install nats-server)'
+  const port = 14_222 + (process.pid % 1000)
+  const child = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' })
+  for (let i = 0; i < 50; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host: '127.0.0.1', port })
+      socket.once('connect', () => {
+        socket.destroy()
+        resolve(true)
+      })
+      socket.once('error', () => resolve(false))
+    })
+    if (up) {
+      return {
+        port,
+        stop: async () => {
+          child.kill('SIGKILL')
+          await once(child, 'exit').catch(() => {})
+        },
+      }
+    }
+  }
+  child.kill('SIGKILL')
+  return 'nats-server did not start'
+}
+
+/** The p-th percentile (0–100) of a list of numbers. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return Number.NaN
+  const sorted = [...values].sort((a, b) => a - b)
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[index]!
+}
+
+export const median = (values: readonly number[]) => percentile(values, 50)
+
+/** Milliseconds since an origin, with sub-millisecond precision. */
+export const now = () => performance.now()

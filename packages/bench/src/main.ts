@@ -1,0 +1,267 @@
+#!/usr/bin/env node
+/**
+ * `pnpm bench`: Autobus side by side with Moleculer, ZeroMQ, NATS and a raw
+ * newline-JSON-over-TCP floor. Servers run in their own processes; rounds are
+ * interleaved (A B A B …) and medians and ratios come from one run.
+ */
+import { writeFileSync } from 'node:fs'
+import os from 'node:os'
+import Table from 'cli-table3'
+import { Command } from 'commander'
+import { renderChart } from './chart.js'
+import { rpcClient } from './clients.js'
+import { discoveredMemory, discoveryBench } from './discovery.js'
+import { median, type Server, startNats, startServer } from './harness.js'
+import type { System } from './payload.js'
+import {
+  autobusEvents,
+  channelBench,
+  idleConnectionMemory,
+  moleculerEvents,
+  pipelined,
+  rawEvents,
+  sequential,
+  streamBench,
+  watchBench,
+} from './scenarios.js'
+
+const program = new Command('bench')
+  .option('--json', 'one JSON object per result line, then a summary line')
+  .option('--smoke', 'a few hundred operations, no peers (keeps the harness working)')
+  .option('--rounds <n>', 'interleaved rounds', (v) => Number(v), 5)
+  .option('--save <file>', 'also write every result and the summary to this JSON file')
+  .option('--chart <file>', 'also draw the ratio chart (SVG) to this file')
+  .parse()
+const options = program.opts<{
+  json?: boolean
+  smoke?: boolean
+  rounds: number
+  save?: string
+  chart?: string
+}>()
+const smoke = options.smoke ?? false
+const rounds = smoke ? 1 : options.rounds
+
+type Result = { name: string } & Record<string, unknown>
+const results: Result[] = []
+const emit = (result: Result) => {
+  results.push(result)
+  if (options.json) process.stdout.write(`${JSON.stringify(result)}\n`)
+  else
+    process.stderr.write(
+      `  ${result.name} ${JSON.stringify(Object.fromEntries(Object.entries(result).filter(([k]) => k !== 'name')))}\n`,
+    )
+}
+const log = (text: string) => {
+  if (!options.json) process.stderr.write(`${text}\n`)
+}
+
+const servers: Server[] = []
+async function server(system: string, args: string[] = []) {
+  const started = await startServer(system, args)
+  servers.push(started)
+  return started
+}
+
+async function rpc() {
+  const systems: System[] = smoke
+    ? ['autobus', 'raw']
+    : ['autobus', 'moleculer', 'zeromq', 'nats', 'raw']
+  const started = new Map<System, Server>()
+  let natsServer: { port: number; stop(): Promise<void> } | undefined
+  for (const system of systems) {
+    if (system === 'nats') {
+      const nats = await startNats()
+      if (typeof nats === 'string') {
+        log(`skipping NATS: ${nats}`)
+        continue
+      }
+      natsServer = nats
+      started.set(system, await server('nats', [String(nats.port)]))
+    } else started.set(system, await server(system))
+  }
+  const seqCount = smoke ? 200 : 5_000
+  const pipeCount = smoke ? 500 : 40_000
+  const samples = new Map<
+    System,
+    { seq: Array<Awaited<ReturnType<typeof sequential>>>; pipe: number[] }
+  >()
+  for (let round = 0; round < rounds; round++) {
+    log(`rpc round ${round + 1}/${rounds}`)
+    for (const [system, srv] of started) {
+      const client = await rpcClient(system, srv.ready)
+      for (let i = 0; i < (smoke ? 20 : 500); i++) await client.call() // warm-up
+      const seq = await sequential(client, seqCount)
+      const pipe = await pipelined(client, pipeCount, 64)
+      await client.close()
+      const entry = samples.get(system) ?? { seq: [], pipe: [] }
+      entry.seq.push(seq)
+      entry.pipe.push(pipe.calls_per_s)
+      samples.set(system, entry)
+    }
+  }
+  for (const [system, entry] of samples) {
+    emit({
+      name: 'rpc',
+      system,
+      sequential_calls_per_s: median(entry.seq.map((s) => s.calls_per_s)),
+      p50_ms: median(entry.seq.map((s) => s.p50_ms)),
+      p99_ms: median(entry.seq.map((s) => s.p99_ms)),
+      pipelined_calls_per_s: median(entry.pipe),
+    })
+  }
+  for (const srv of started.values()) await srv.stop()
+  await natsServer?.stop()
+}
+
+async function events() {
+  const autobus = await server('autobus')
+  const raw = await server('raw')
+  const moleculer = smoke ? undefined : await server('moleculer')
+  const count = smoke ? 500 : 50_000
+  for (const subscribers of [1, 10]) {
+    const perSystem = new Map<string, number[]>()
+    for (let round = 0; round < rounds; round++) {
+      const add = (system: string, rate: number) =>
+        perSystem.set(system, [...(perSystem.get(system) ?? []), rate])
+      add('autobus', (await autobusEvents(autobus, subscribers, count)).events_per_s)
+      add('raw', (await rawEvents(raw, subscribers, count)).events_per_s)
+      if (moleculer && round < 2)
+        add(
+          'moleculer',
+          (await moleculerEvents(moleculer, subscribers, Math.min(count, 20_000))).events_per_s,
+        )
+    }
+    for (const [system, rates] of perSystem)
+      emit({ name: 'events', system, subscribers, events_per_s: median(rates) })
+  }
+}
+
+async function autobusOnly() {
+  const autobus = await server('autobus')
+  const rawSink = await server('raw-sink')
+  const watch = await watchBench(autobus, smoke ? 500 : 50_000, smoke ? 50 : 500)
+  emit({ name: 'watch', system: 'autobus', ...watch })
+  const channel = await channelBench(autobus, smoke ? 500 : 50_000)
+  emit({ name: 'channel', system: 'autobus', ...channel })
+  const streams: Array<{ autobus_mb_per_s: number; raw_mb_per_s: number }> = []
+  for (let round = 0; round < rounds; round++)
+    streams.push(await streamBench(autobus, rawSink, smoke ? 4 : 256))
+  emit({
+    name: 'stream',
+    system: 'autobus',
+    autobus_mb_per_s: median(streams.map((s) => s.autobus_mb_per_s)),
+    raw_mb_per_s: median(streams.map((s) => s.raw_mb_per_s)),
+  })
+  const memoryServer = await server('autobus')
+  const idle = await idleConnectionMemory(memoryServer, smoke ? 100 : 1_000)
+  emit({ name: 'memory.idle_connection', system: 'autobus', ...idle })
+  const discovered = await discoveredMemory(smoke ? 100 : 1_000)
+  emit({ name: 'memory.discovered_services', system: 'autobus', ...discovered })
+}
+
+async function discovery() {
+  emit({
+    name: 'discovery',
+    system: 'autobus',
+    ...(await discoveryBench({ samples: smoke ? 3 : 40, smoke })),
+  })
+}
+
+function pick(
+  name: string,
+  system: string,
+  key: string,
+  extra: Record<string, unknown> = {},
+): number | undefined {
+  const found = results.find(
+    (r) =>
+      r.name === name && r.system === system && Object.entries(extra).every(([k, v]) => r[k] === v),
+  )
+  return found ? (found[key] as number) : undefined
+}
+
+function summary() {
+  const ratio = (a?: number, b?: number) =>
+    a !== undefined && b !== undefined && b > 0 ? Number((a / b).toFixed(3)) : null
+  const peers = ['moleculer', 'zeromq', 'nats']
+    .map((system) => pick('rpc', system, 'p50_ms'))
+    .filter((v): v is number => v !== undefined)
+  const bestPeerP50 = peers.length > 0 ? Math.min(...peers) : undefined
+  return {
+    summary: true,
+    machine: `${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    smoke,
+    rounds,
+    rpc_pipelined_vs_moleculer: ratio(
+      pick('rpc', 'autobus', 'pipelined_calls_per_s'),
+      pick('rpc', 'moleculer', 'pipelined_calls_per_s'),
+    ),
+    rpc_pipelined_vs_raw: ratio(
+      pick('rpc', 'autobus', 'pipelined_calls_per_s'),
+      pick('rpc', 'raw', 'pipelined_calls_per_s'),
+    ),
+    rpc_p50_vs_best_peer: ratio(pick('rpc', 'autobus', 'p50_ms'), bestPeerP50),
+    events_vs_raw: ratio(
+      pick('events', 'autobus', 'events_per_s', { subscribers: 1 }),
+      pick('events', 'raw', 'events_per_s', { subscribers: 1 }),
+    ),
+    events_10_vs_raw: ratio(
+      pick('events', 'autobus', 'events_per_s', { subscribers: 10 }),
+      pick('events', 'raw', 'events_per_s', { subscribers: 10 }),
+    ),
+    events_vs_moleculer: ratio(
+      pick('events', 'autobus', 'events_per_s', { subscribers: 1 }),
+      pick('events', 'moleculer', 'events_per_s', { subscribers: 1 }),
+    ),
+    stream_vs_raw: ratio(
+      pick('stream', 'autobus', 'autobus_mb_per_s'),
+      pick('stream', 'autobus', 'raw_mb_per_s'),
+    ),
+    idle_connection_kib: (() => {
+      const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
+      return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
+    })(),
+  }
+}
+
+function table(summaryLine: ReturnType<typeof summary>) {
+  const out = new Table({ head: ['benchmark', 'system', 'result'] })
+  const format = (value: unknown) =>
+    typeof value === 'number'
+      ? Math.abs(value) >= 100
+        ? Math.round(value).toLocaleString('en')
+        : value.toFixed(2)
+      : String(value)
+  for (const result of results) {
+    const { name, system, ...rest } = result
+    out.push([
+      name,
+      String(system),
+      Object.entries(rest)
+        .map(([k, v]) => `${k}: ${format(v)}`)
+        .join('\n'),
+    ])
+  }
+  process.stdout.write(`${out.toString()}\n`)
+  const ratios = new Table({ head: ['ratio', 'value'] })
+  for (const [key, value] of Object.entries(summaryLine))
+    if (key !== 'summary') ratios.push([key, String(value)])
+  process.stdout.write(`${ratios.toString()}\n`)
+}
+
+try {
+  await rpc()
+  await events()
+  await autobusOnly()
+  await discovery()
+  const line = summary()
+  if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
+  else table(line)
+  if (options.save)
+    writeFileSync(options.save, `${JSON.stringify({ results, summary: line }, null, 2)}\n`)
+  if (options.chart) writeFileSync(options.chart, renderChart(line))
+} finally {
+  await Promise.all(servers.map((srv) => srv.stop()))
+}
+process.exit(0)

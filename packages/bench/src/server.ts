@@ -1,0 +1,197 @@
+/**
+ * One benchmark server per process: `node server.js <system> [natsPort]`.
+ * Prints a Ready line on stdout, then serves until killed. The same
+ * operations everywhere: echo a payload, fire N events, set an object N
+ * times, echo channel messages, sink a byte stream.
+ */
+import net from 'node:net'
+import { createBus, Type } from '@autobus/bus'
+import type { Ready, System } from './payload.js'
+
+const system = process.argv[2] as System
+const ready = (value: Omit<Ready, 'ready'>) =>
+  process.stdout.write(`${JSON.stringify({ ready: true, ...value })}\n`)
+const rss = () => {
+  globalThis.gc?.()
+  return process.memoryUsage().rss
+}
+
+/** Runs `count` steps in slices, yielding to the event loop so sockets drain. */
+async function sliced(
+  count: number,
+  step: (i: number) => void,
+  needsDrain: () => boolean = () => false,
+) {
+  for (let i = 0; i < count; i++) {
+    step(i)
+    if (i % 256 === 255) {
+      do await new Promise((resolve) => setImmediate(resolve))
+      while (needsDrain())
+    }
+  }
+}
+
+async function autobus() {
+  const bus = await createBus({ discovery: false, host: '127.0.0.1' })
+  const service = bus.createService({ info: { type: 'bench' } })
+  const tick = service.addEvent('tick')
+  const value = service.addObject<unknown>('value', {}, 0)
+  service
+    .addFunction('echo', { args: [Type.Unknown()] }, (payload) => payload)
+    .addFunction('fire', { args: [Type.Integer(), Type.Unknown()] }, async (count, payload) => {
+      await sliced(count, () => tick.fire(payload))
+      return count
+    })
+    .addFunction('set', { args: [Type.Unknown()] }, (next) => {
+      value.set(next)
+      return null
+    })
+    .addFunction('bump', { args: [Type.Integer()] }, async (count) => {
+      await sliced(count, (i) => value.set(i + 1))
+      return count
+    })
+    .addFunction('rss', {}, () => rss())
+    .addChannel('echo', {}, (channel) => channel.on('message', (message) => channel.send(message)))
+    .addStream('sink', {}, (stream) => {
+      stream.on('data', () => {})
+      stream.on('end', () => stream.end())
+    })
+  bus.publish(service)
+  ready({ port: bus.port, service: service.id })
+}
+
+async function raw() {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true)
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let buffer = ''
+    socket.setEncoding('utf8')
+    socket.on('data', (text: string) => {
+      buffer += text
+      let end = buffer.indexOf('\n')
+      let out = ''
+      while (end >= 0) {
+        const request = JSON.parse(buffer.slice(0, end))
+        buffer = buffer.slice(end + 1)
+        if (request.op === 'echo')
+          out += `${JSON.stringify({ id: request.id, result: request.payload })}\n`
+        else if (request.op === 'fire') {
+          // Fire to every connection that asked to listen.
+          const line = `${JSON.stringify({ event: 'tick', args: [request.payload] })}\n`
+          void sliced(request.count, () => {
+            for (const target of sockets) if ((target as any).listening) target.write(line)
+          })
+        } else if (request.op === 'listen') (socket as any).listening = true
+        else if (request.op === 'rss')
+          out += `${JSON.stringify({ id: request.id, result: rss() })}\n`
+        end = buffer.indexOf('\n')
+      }
+      if (out) socket.write(out)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  ready({ port: (server.address() as net.AddressInfo).port })
+}
+
+/** A raw TCP sink for the stream comparison: counts bytes, closes at the end. */
+async function rawSink() {
+  const server = net.createServer((socket) => {
+    socket.on('data', () => {})
+    socket.on('end', () => socket.end())
+    socket.on('error', () => {})
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  ready({ port: (server.address() as net.AddressInfo).port })
+}
+
+async function moleculer() {
+  const { ServiceBroker } = (await import('moleculer')).default
+  const port = await freePort()
+  const broker = new ServiceBroker({
+    nodeID: 'bench-server',
+    logger: false,
+    transporter: { type: 'TCP', options: { udpDiscovery: false, port } },
+  })
+  broker.createService({
+    name: 'bench',
+    actions: {
+      echo: (ctx: any) => ctx.params.payload,
+      fire: async (ctx: any) => {
+        await sliced(ctx.params.count, () => broker.broadcast('bench.tick', ctx.params.payload))
+        return ctx.params.count
+      },
+    },
+  })
+  await broker.start()
+  ready({ port })
+}
+
+async function zeromq() {
+  const zmq = await import('zeromq')
+  const router = new zmq.Router()
+  await router.bind('tcp://127.0.0.1:0')
+  const port = Number(router.lastEndpoint!.split(':').pop())
+  ready({ port })
+  for await (const [identity, message] of router) {
+    const request = JSON.parse(message!.toString())
+    await router.send([identity!, JSON.stringify({ id: request.id, result: request.payload })])
+  }
+}
+
+async function nats() {
+  const { connect, JSONCodec } = await import('nats')
+  const natsPort = Number(process.argv[3])
+  const connection = await connect({ servers: `127.0.0.1:${natsPort}` })
+  const codec = JSONCodec()
+  const subscription = connection.subscribe('bench.echo')
+  ready({ port: natsPort })
+  for await (const message of subscription) {
+    const request = codec.decode(message.data) as { payload: unknown }
+    message.respond(codec.encode({ result: request.payload }))
+  }
+}
+
+/** `publisher <count> <discoveryPort> [intervalMs]`: announces count services. */
+async function publisher() {
+  const { createPublisher, udpNetwork } = await import('@autobus/discovery')
+  const [count, port, interval] = process.argv.slice(3).map(Number)
+  const created = await createPublisher({
+    network: udpNetwork({ port: port!, interfaces: ['lo'] }),
+    holdOff: 0,
+    ...(interval ? { announceInterval: interval } : {}),
+  })
+  for (let i = 0; i < count!; i++)
+    created.publish({
+      service: `bench-${process.pid}-${i}`,
+      port: 1000 + i,
+      info: { type: 'bench', i },
+    })
+  ready({ port: port! })
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as net.AddressInfo).port
+  await new Promise((resolve) => server.close(resolve))
+  return port
+}
+
+const servers: Record<string, () => Promise<void>> = {
+  autobus,
+  raw,
+  'raw-sink': rawSink,
+  moleculer,
+  zeromq,
+  nats,
+  publisher,
+}
+const run = servers[system]
+if (!run) {
+  process.stderr.write(`unknown system ${system}\n`)
+  process.exit(2)
+}
+await run()

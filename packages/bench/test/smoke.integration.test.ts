@@ -1,0 +1,49 @@
+import { execFile } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
+
+describe('pnpm bench --smoke', () => {
+  it('runs every scenario and prints JSON lines and a summary', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--expose-gc', main, '--smoke', '--json'],
+      {
+        timeout: 180_000,
+      },
+    )
+    const lines = stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+    const summary = lines.at(-1)
+    expect(summary).toMatchObject({ summary: true, smoke: true })
+    for (const key of [
+      'rpc_pipelined_vs_moleculer',
+      'rpc_pipelined_vs_raw',
+      'rpc_p50_vs_best_peer',
+      'events_vs_raw',
+      'stream_vs_raw',
+    ]) {
+      expect(summary).toHaveProperty(key)
+    }
+    const names = new Set(lines.slice(0, -1).map((line) => line.name))
+    for (const name of [
+      'rpc',
+      'events',
+      'watch',
+      'channel',
+      'stream',
+      'memory.idle_connection',
+      'memory.discovered_services',
+      'discovery',
+    ]) {
+      expect(names).toContain(name)
+    }
+    expect(lines.find((line) => line.name === 'discovery')).toMatchObject({
+      answers_within_2s_pct: 100,
+    })
+  }, 200_000)
+})
