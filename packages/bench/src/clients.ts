@@ -77,19 +77,29 @@ export async function autobusClient(ready: Ready): Promise<RpcClient> {
   }
 }
 
+/**
+ * A Moleculer node with the TCP transporter and UDP discovery off. Node
+ * `bench-client` listens on the server's port + 1, `bench-sub-<i>` on
+ * port + 2 + i: the server lists them all.
+ */
 export async function moleculerClient(
   ready: Ready,
-  nodeID = 'bench-client',
+  subscriber?: number,
+  onTick?: () => void,
 ): Promise<RpcClient & { broker: any }> {
   const { ServiceBroker } = (await import('moleculer')).default
+  const nodeID = subscriber === undefined ? 'bench-client' : `bench-sub-${subscriber}`
+  const port = ready.port + (subscriber === undefined ? 1 : 2 + subscriber)
   const broker = new ServiceBroker({
     nodeID,
     logger: false,
     transporter: {
       type: 'TCP',
-      options: { udpDiscovery: false, port: 0, urls: [`127.0.0.1:${ready.port}/bench-server`] },
+      options: { udpDiscovery: false, port, urls: [`127.0.0.1:${ready.port}/bench-server`] },
     },
   })
+  // Registered before start, so the server knows of it from the first INFO.
+  if (onTick) broker.createService({ name: `sub${subscriber}`, events: { 'bench.tick': onTick } })
   await broker.start()
   await broker.waitForServices('bench', 10_000)
   return {

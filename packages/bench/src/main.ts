@@ -57,6 +57,9 @@ const log = (text: string) => {
 }
 
 const servers: Server[] = []
+let moleculerRuns = 0
+/** A fresh block of 12 ports for each Moleculer server and its static peers. */
+const moleculerPort = () => 43_000 + (process.pid % 500) * 24 + 12 * moleculerRuns++
 async function server(system: string, args: string[] = []) {
   const started = await startServer(system, args)
   servers.push(started)
@@ -78,7 +81,8 @@ async function rpc() {
       }
       natsServer = nats
       started.set(system, await server('nats', [String(nats.port)]))
-    } else started.set(system, await server(system))
+    } else if (system === 'moleculer') started.set(system, await server('moleculer', [String(moleculerPort())]))
+    else started.set(system, await server(system))
   }
   const seqCount = smoke ? 200 : 5_000
   const pipeCount = smoke ? 500 : 40_000
@@ -117,9 +121,10 @@ async function rpc() {
 async function events() {
   const autobus = await server('autobus')
   const raw = await server('raw')
-  const moleculer = smoke ? undefined : await server('moleculer')
   const count = smoke ? 500 : 50_000
   for (const subscribers of [1, 10]) {
+    // Moleculer's static discovery: the server lists exactly its subscribers.
+    const moleculer = smoke ? undefined : await server('moleculer', [String(moleculerPort()), String(subscribers)])
     const perSystem = new Map<string, number[]>()
     for (let round = 0; round < rounds; round++) {
       const add = (system: string, rate: number) =>

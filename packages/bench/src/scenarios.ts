@@ -97,19 +97,17 @@ export async function moleculerEvents(server: Server, subscribers: number, count
   })
   const clients = []
   for (let i = 0; i < subscribers; i++) {
-    const client = await moleculerClient(server.ready, `bench-sub-${i}-${Date.now()}`)
-    client.broker.createService({
-      name: `sub${i}`,
-      events: {
-        'bench.tick': () => {
-          if (++received === total) done()
-        },
-      },
+    const client = await moleculerClient(server.ready, i, () => {
+      if (++received === total) done()
     })
     clients.push(client)
   }
-  // Let the server learn of every subscriber's event handlers.
-  await new Promise((resolve) => setTimeout(resolve, 1500))
+  // Wait until the server's registry has every subscriber.
+  for (let i = 0; i < 100; i++) {
+    const nodes = (await clients[0]!.broker.call('$node.list', {}, { nodeID: 'bench-server' })) as Array<{ id: string; available: boolean }>
+    if (nodes.filter((node) => node.id.startsWith('bench-sub-') && node.available).length === subscribers) break
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
   const start = now()
   await clients[0]!.broker.call('bench.fire', { count, payload: PAYLOAD }, { timeout: 120_000 })
   await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 60_000))])

@@ -109,11 +109,18 @@ async function rawSink() {
 
 async function moleculer() {
   const { ServiceBroker } = (await import('moleculer')).default
-  const port = await freePort()
+  // Static discovery: every node lists the others (see clients.ts for the ports).
+  const port = Number(process.argv[3])
+  const clients = ['bench-client', ...Array.from({ length: 10 }, (_, i) => `bench-sub-${i}`)]
+  const subscribers = Number(process.argv[4] ?? 0)
+  const urls = clients
+    .map((nodeID, i) => `127.0.0.1:${port + 1 + i}/${nodeID}`)
+    .slice(0, subscribers > 0 ? 1 + subscribers : 1)
+    .slice(subscribers > 0 ? 1 : 0)
   const broker = new ServiceBroker({
     nodeID: 'bench-server',
     logger: false,
-    transporter: { type: 'TCP', options: { udpDiscovery: false, port } },
+    transporter: { type: 'TCP', options: { udpDiscovery: false, port, urls } },
   })
   broker.createService({
     name: 'bench',

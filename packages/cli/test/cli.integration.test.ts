@@ -181,6 +181,22 @@ describe('autobus CLI', () => {
     expect((await once(watcher.child, 'exit'))[0]).toBe(0)
   })
 
+  it('rebinds a filter target to another instance when its service is killed with -9', async () => {
+    const first = await example('k')
+    const watcher = start(['watch', 'name=k', 'counter'])
+    expect(await watcher.next()).toBe('0')
+    await run(['call', `127.0.0.1:${first.ready.port}/${first.ready.service}`, 'increment'])
+    expect(await watcher.next()).toBe('1')
+    const second = await example('k')
+    first.child.kill('SIGKILL')
+    expect(await watcher.next()).toBe('null')
+    expect(await watcher.next()).toBe('0')
+    await run(['call', `127.0.0.1:${second.ready.port}/${second.ready.service}`, 'increment'])
+    expect(await watcher.next()).toBe('1')
+    watcher.child.kill('SIGINT')
+    expect((await once(watcher.child, 'exit'))[0]).toBe(0)
+  })
+
   it('follows services as they come and go', async () => {
     const follower = start(['services', '--follow', '--json'])
     await new Promise((resolve) => setTimeout(resolve, 300))
