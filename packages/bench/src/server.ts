@@ -9,6 +9,8 @@ import { createBus, Type } from '@autobus/bus'
 import type { Ready, System } from './payload.js'
 
 const system = process.argv[2] as System
+// A clean exit on SIGTERM lets --cpu-prof write its profile.
+process.on('SIGTERM', () => process.exit(0))
 const ready = (value: Omit<Ready, 'ready'>) =>
   process.stdout.write(`${JSON.stringify({ ready: true, ...value })}\n`)
 const rss = () => {

@@ -61,5 +61,5 @@ export const Limits = {
   /** Default time a call waits for its response. */
   callTimeout: 30_000,
   /** Default credit window of a byte stream, in bytes. */
-  streamWindow: 256 * 1024,
+  streamWindow: 2 * 1024 * 1024,
 } as const

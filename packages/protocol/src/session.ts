@@ -36,6 +36,8 @@ export const Feature = {
   Channels: 'channels',
   /** Byte streams (`stream_open`, `stream_data`, `stream_ack`, …). */
   Streams: 'streams',
+  /** Raw bytes after a frame with `_size` (stream data without base64). */
+  Attachments: 'attachments',
 } as const
 export type Feature = (typeof Feature)[keyof typeof Feature]
 
@@ -133,7 +135,12 @@ export const Commands = {
     response: Type.Object({ window: Type.Integer({ minimum: 1 }) }),
   },
   stream_data: {
-    request: Type.Object({ stream: LocalId, data: Type.String() }),
+    // `data` (base64), or with the attachments feature `_size` raw bytes after the frame.
+    request: Type.Object({
+      stream: LocalId,
+      data: Type.Optional(Type.String()),
+      _size: Type.Optional(Type.Integer({ minimum: 0 })),
+    }),
     response: Empty,
   },
   stream_ack: {

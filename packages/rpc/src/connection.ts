@@ -366,6 +366,7 @@ export async function bindService(
       (response.features ?? []).filter((feature) => offered.includes(feature)),
     )
     session.features = features
+    if (features.has(Feature.Attachments)) session.enableAttachments()
     if (features.has(Feature.Heartbeat)) {
       connection.startHeartbeat({
         interval: options.heartbeatInterval,

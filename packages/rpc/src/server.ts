@@ -27,6 +27,7 @@ export const SUPPORTED_FEATURES: readonly string[] = [
   Feature.Heartbeat,
   Feature.Channels,
   Feature.Streams,
+  Feature.Attachments,
 ]
 
 /** Where a server session finds services by id. @internal */
@@ -160,6 +161,7 @@ class ServerSession extends Session implements Subscriber {
     this.#service = service
     if (!offered) return {}
     this.#features = new Set(offered.filter((feature) => SUPPORTED_FEATURES.includes(feature)))
+    if (this.#features.has(Feature.Attachments)) this.enableAttachments()
     if (this.#features.has(Feature.Heartbeat)) {
       this.connection.startHeartbeat({
         interval: this.#options.heartbeatInterval,

@@ -268,8 +268,20 @@ export abstract class Session implements ChannelLink, StreamLink {
     this.notify('channel_close', { channel, reason })
   }
 
-  sendData(stream: number, data: string): boolean {
-    return this.notify('stream_data', { stream, data })
+  #attachments = false
+
+  /** Stream data travels as raw attachments from now on. */
+  enableAttachments(): void {
+    this.#attachments = true
+    this.connection.enableAttachments()
+  }
+
+  sendData(stream: number, data: Uint8Array): boolean {
+    if (this.#attachments) {
+      return this.connection.sendWithAttachment({ _type: MessageType.Notification, _command: 'stream_data', stream }, data)
+    }
+    const base64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')
+    return this.notify('stream_data', { stream, data: base64 })
   }
 
   sendAck(stream: number, bytes: number): void {
@@ -334,9 +346,12 @@ export abstract class Session implements ChannelLink, StreamLink {
         channel?.finish(message.reason ?? 'closed by peer', true)
         return true
       }
-      case 'stream_data':
-        this.streams.get(message.stream)?.deliver(message.data)
+      case 'stream_data': {
+        const attachment = (message as { _attachment?: Buffer })._attachment
+        const bytes = attachment ?? (message.data === undefined ? undefined : Buffer.from(message.data, 'base64'))
+        if (bytes) this.streams.get(message.stream)?.deliver(bytes)
         return true
+      }
       case 'stream_ack':
         this.streams.get(message.stream)?.credit(message.bytes)
         return true

@@ -3,7 +3,7 @@ import { ClosedError, Limits } from '@autobus/protocol'
 
 /** What a byte stream needs from its connection. @internal */
 export interface StreamLink {
-  sendData(stream: number, data: string): boolean
+  sendData(stream: number, data: Uint8Array): boolean
   sendAck(stream: number, bytes: number): void
   sendEnd(stream: number): void
   sendClose(stream: number, reason: string): void
@@ -12,7 +12,7 @@ export interface StreamLink {
 }
 
 /** Largest piece of a stream sent in one `stream_data` message. */
-const MAX_PIECE = 64 * 1024
+const MAX_PIECE = 256 * 1024
 
 /**
  * A byte stream between a client and a service: a Node `Duplex` whose
@@ -76,7 +76,7 @@ export class ByteStream extends Duplex {
       const piece = chunk.subarray(offset, offset + size)
       offset += size
       this.#credit -= size
-      if (!this.#link.sendData(this.id, piece.toString('base64'))) {
+      if (!this.#link.sendData(this.id, piece)) {
         throw new ClosedError(`stream "${this.name}" is closed: connection closed`)
       }
       await this.#link.drained()
@@ -89,14 +89,17 @@ export class ByteStream extends Duplex {
   }
 
   override _read(): void {
-    this.#ack()
+    this.#ack(false)
   }
 
-  #ack(): void {
-    if (this.#unacked > 0 && !this.#finished) {
-      this.#link.sendAck(this.id, this.#unacked)
-      this.#unacked = 0
-    }
+  // Acknowledgements are batched (an eighth of the window at a time) so that
+  // a fast stream does not send one per piece; the sender never waits on a
+  // batch, since a stalled sender means a whole window is unacknowledged.
+  #ack(force: boolean): void {
+    if (this.#finished || this.#unacked === 0) return
+    if (!force && this.#unacked < this.#receiveWindow / 8) return
+    this.#link.sendAck(this.id, this.#unacked)
+    this.#unacked = 0
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -112,14 +115,11 @@ export class ByteStream extends Duplex {
   }
 
   /** @internal Bytes from the other end. */
-  deliver(data: string): void {
+  deliver(bytes: Buffer): void {
     if (this.#finished || this.destroyed) return
-    const bytes = Buffer.from(data, 'base64')
     this.#unacked += bytes.length
-    // Acknowledge at once while the reader keeps up; otherwise _read will.
-    if (this.push(bytes) || this.#unacked >= this.#receiveWindow / 2) {
-      if (this.readableLength < this.#receiveWindow) this.#ack()
-    }
+    // Acknowledge while the reader keeps up; otherwise _read will.
+    if (this.push(bytes)) this.#ack(false)
   }
 
   /** @internal The other end granted more credit. */

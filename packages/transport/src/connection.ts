@@ -70,6 +70,16 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
    * a message sent to many peers is encoded once.
    */
   sendEncoded(frame: string): boolean
+  /**
+   * Queues a message followed by raw bytes (its attachment; docs/protocol.md
+   * §3.13). Only for peers that negotiated attachments.
+   */
+  sendWithAttachment(message: object, bytes: Uint8Array): boolean
+  /**
+   * Reads attachments from now on: a frame with a numeric `_size` is
+   * followed by that many raw bytes, handed over as `_attachment`.
+   */
+  enableAttachments(): void
   /** Resolves when the peer has caught up (at once if it has). */
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
@@ -98,7 +108,12 @@ export abstract class FramedConnection
   #resolveClosed!: (info: CloseInfo) => void
   #partial: Buffer[] = []
   #partialLength = 0
-  #outbox: string[] = []
+  #outbox: Array<string | Uint8Array> = []
+  #outboxHasBytes = false
+  #attachments = false
+  #pending: (SessionMessage & { _attachment?: Buffer }) | undefined
+  #pendingParts: Buffer[] = []
+  #pendingRemaining = 0
   #flushScheduled = false
   #lastReceived = Date.now()
   #heartbeatTimer: NodeJS.Timeout | undefined
@@ -121,8 +136,8 @@ export abstract class FramedConnection
 
   /** Bytes handed to the medium but not yet taken by the peer. */
   protected abstract get queuedBytes(): number
-  /** Hands text to the medium. */
-  protected abstract write(text: string): void
+  /** Hands text or bytes to the medium. */
+  protected abstract write(data: string | Uint8Array): void
   /** Tears the medium down; `graceful` lets queued bytes go out first. */
   protected abstract destroy(graceful: boolean): void
 
@@ -130,9 +145,41 @@ export abstract class FramedConnection
     return this.sendEncoded(encodeFrame(message))
   }
 
+  sendWithAttachment(message: object, bytes: Uint8Array): boolean {
+    if (this.#closeInfo) return false
+    this.#outbox.push(encodeFrame({ ...message, _size: bytes.byteLength }), bytes)
+    this.#outboxHasBytes = true
+    return this.sendEncoded('')
+  }
+
+  enableAttachments(): void {
+    this.#attachments = true
+  }
+
+  #writeOutbox(): void {
+    const outbox = this.#outbox
+    this.#outbox = []
+    if (!this.#outboxHasBytes) {
+      this.write(outbox.length === 1 ? (outbox[0] as string) : outbox.join(''))
+      return
+    }
+    this.#outboxHasBytes = false
+    // Text runs are joined; attachments go out as they are, in order.
+    let text = ''
+    for (const item of outbox) {
+      if (typeof item === 'string') text += item
+      else {
+        if (text) this.write(text)
+        text = ''
+        this.write(item)
+      }
+    }
+    if (text) this.write(text)
+  }
+
   sendEncoded(frame: string): boolean {
     if (this.#closeInfo) return false
-    this.#outbox.push(frame)
+    if (frame) this.#outbox.push(frame)
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       // Messages sent in one turn of the event loop go out in one write.
@@ -144,9 +191,7 @@ export abstract class FramedConnection
   #flush = (): void => {
     this.#flushScheduled = false
     if (this.#closeInfo || this.#outbox.length === 0) return
-    const text = this.#outbox.length === 1 ? this.#outbox[0]! : this.#outbox.join('')
-    this.#outbox = []
-    this.write(text)
+    this.#writeOutbox()
     if (this.queuedBytes > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
@@ -181,6 +226,11 @@ export abstract class FramedConnection
     this.#lastReceived = Date.now()
     let start = 0
     while (!this.#closeInfo) {
+      if (this.#pending) {
+        start = this.#takeAttachment(chunk, start)
+        if (this.#pending) return
+        continue
+      }
       const end = chunk.indexOf(NEWLINE, start)
       if (end === -1) {
         if (start < chunk.length) {
@@ -213,12 +263,43 @@ export abstract class FramedConnection
     }
   }
 
-  /** Decodes one line and emits it. */
+  /** Decodes one line and emits it (after its attachment, if it has one). */
   protected receiveLine(text: string): void {
     if (text.length === 0 || text === '\r') return
     const message = decodeFrame(text, this.maxDepth)
-    if (message instanceof Error) this.emit('invalid', message)
-    else this.emit('message', message)
+    if (message instanceof Error) {
+      this.emit('invalid', message)
+      return
+    }
+    const size = (message as { _size?: unknown })._size
+    if (this.#attachments && typeof size === 'number') {
+      if (!Number.isInteger(size) || size < 0 || size > this.maxFrame) {
+        this.#frameTooLarge()
+        return
+      }
+      this.#pending = message
+      this.#pendingRemaining = size
+      if (size === 0) this.#finishAttachment()
+      return
+    }
+    this.emit('message', message)
+  }
+
+  #takeAttachment(chunk: Buffer, start: number): number {
+    const take = Math.min(this.#pendingRemaining, chunk.length - start)
+    if (take > 0) this.#pendingParts.push(chunk.subarray(start, start + take))
+    this.#pendingRemaining -= take
+    if (this.#pendingRemaining === 0) this.#finishAttachment()
+    return start + take
+  }
+
+  #finishAttachment(): void {
+    const message = this.#pending!
+    const parts = this.#pendingParts
+    message._attachment = parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+    this.#pending = undefined
+    this.#pendingParts = []
+    this.emit('message', message)
   }
 
   #frameTooLarge(): void {
@@ -249,10 +330,7 @@ export abstract class FramedConnection
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
     // What was sent before close() still goes out.
-    if (this.#outbox.length > 0 && reason !== 'slow consumer') {
-      this.write(this.#outbox.join(''))
-      this.#outbox = []
-    }
+    if (this.#outbox.length > 0 && reason !== 'slow consumer') this.#writeOutbox()
     this.destroy(reason !== 'slow consumer' && error === undefined)
     this.#resolveClosed(info)
     this.emit('close', info)

@@ -13,10 +13,10 @@ class MemoryConnection extends FramedConnection {
     return 0
   }
 
-  protected write(text: string): void {
+  protected write(data: string | Uint8Array): void {
     const peer = this.peer
     if (!peer) return
-    const bytes = Buffer.from(text, 'utf8')
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data)
     // Delivered on a later tick, as a socket would.
     setImmediate(() => {
       if (!peer.isClosed) peer.receive(bytes)

@@ -41,8 +41,8 @@ class SocketConnection extends FramedConnection {
     return this.#socket.writableLength
   }
 
-  protected write(text: string): void {
-    if (!this.#socket.destroyed) this.#socket.write(text)
+  protected write(data: string | Uint8Array): void {
+    if (!this.#socket.destroyed) this.#socket.write(data)
   }
 
   protected destroy(graceful: boolean): void {
