@@ -81,7 +81,8 @@ async function rpc() {
       }
       natsServer = nats
       started.set(system, await server('nats', [String(nats.port)]))
-    } else if (system === 'moleculer') started.set(system, await server('moleculer', [String(moleculerPort())]))
+    } else if (system === 'moleculer')
+      started.set(system, await server('moleculer', [String(moleculerPort())]))
     else started.set(system, await server(system))
   }
   const seqCount = smoke ? 200 : 5_000
@@ -124,7 +125,9 @@ async function events() {
   const count = smoke ? 500 : 50_000
   for (const subscribers of [1, 10]) {
     // Moleculer's static discovery: the server lists exactly its subscribers.
-    const moleculer = smoke ? undefined : await server('moleculer', [String(moleculerPort()), String(subscribers)])
+    const moleculer = smoke
+      ? undefined
+      : await server('moleculer', [String(moleculerPort()), String(subscribers)])
     const perSystem = new Map<string, number[]>()
     for (let round = 0; round < rounds; round++) {
       const add = (system: string, rate: number) =>

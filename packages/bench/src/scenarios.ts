@@ -104,8 +104,16 @@ export async function moleculerEvents(server: Server, subscribers: number, count
   }
   // Wait until the server's registry has every subscriber.
   for (let i = 0; i < 100; i++) {
-    const nodes = (await clients[0]!.broker.call('$node.list', {}, { nodeID: 'bench-server' })) as Array<{ id: string; available: boolean }>
-    if (nodes.filter((node) => node.id.startsWith('bench-sub-') && node.available).length === subscribers) break
+    const nodes = (await clients[0]!.broker.call(
+      '$node.list',
+      {},
+      { nodeID: 'bench-server' },
+    )) as Array<{ id: string; available: boolean }>
+    if (
+      nodes.filter((node) => node.id.startsWith('bench-sub-') && node.available).length ===
+      subscribers
+    )
+      break
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
   const start = now()

@@ -181,14 +181,6 @@ async function publisher() {
   ready({ port: port! })
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as net.AddressInfo).port
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
-
 const servers: Record<string, () => Promise<void>> = {
   autobus,
   raw,

@@ -278,7 +278,10 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   sendData(stream: number, data: Uint8Array): boolean {
     if (this.#attachments) {
-      return this.connection.sendWithAttachment({ _type: MessageType.Notification, _command: 'stream_data', stream }, data)
+      return this.connection.sendWithAttachment(
+        { _type: MessageType.Notification, _command: 'stream_data', stream },
+        data,
+      )
     }
     const base64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64')
     return this.notify('stream_data', { stream, data: base64 })
@@ -348,7 +351,9 @@ export abstract class Session implements ChannelLink, StreamLink {
       }
       case 'stream_data': {
         const attachment = (message as { _attachment?: Buffer })._attachment
-        const bytes = attachment ?? (message.data === undefined ? undefined : Buffer.from(message.data, 'base64'))
+        const bytes =
+          attachment ??
+          (message.data === undefined ? undefined : Buffer.from(message.data, 'base64'))
         if (bytes) this.streams.get(message.stream)?.deliver(bytes)
         return true
       }

@@ -72,7 +72,7 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   sendEncoded(frame: string): boolean
   /**
    * Queues a message followed by raw bytes (its attachment; docs/protocol.md
-   * §3.13). Only for peers that negotiated attachments.
+   * §3.12). Only for peers that negotiated attachments.
    */
   sendWithAttachment(message: object, bytes: Uint8Array): boolean
   /**
