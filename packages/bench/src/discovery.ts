@@ -126,22 +126,16 @@ export async function discoveryBench(options: { samples: number; smoke: boolean 
   return results
 }
 
-/** RSS per 1,000 discovered services, in this process. */
+/** RSS per 1,000 discovered services, measured in a process of its own. */
 export async function discoveredMemory(count: number) {
   const port = 40_000 + (process.pid % 10_000)
-  globalThis.gc?.()
-  const before = process.memoryUsage().rss
-  const discoverer = await createDiscoverer({
-    network: network(port),
-    probe: async () => true,
-    maxServices: count + 10,
-  })
   const publisher = await startServer('publisher', [String(count), String(port)])
-  await waitFor(discoverer, () => discoverer.snapshot().length >= count, 20_000)
-  globalThis.gc?.()
-  const after = process.memoryUsage().rss
-  const seen = discoverer.snapshot().length
+  const measured = await startServer('discoverer', [String(count), String(port)])
+  await measured.stop()
   await publisher.stop()
-  await discoverer.close()
-  return { bytes_per_1000_services: ((after - before) / Math.max(1, seen)) * 1000, seen }
+  const { seen, bytes_per_1000_services } = measured.ready as unknown as {
+    seen: number
+    bytes_per_1000_services: number
+  }
+  return { bytes_per_1000_services, seen }
 }

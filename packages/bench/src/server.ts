@@ -181,6 +181,27 @@ async function publisher() {
   ready({ port: port! })
 }
 
+/** `discoverer <count> <discoveryPort>`: RSS growth until `count` services are known. */
+async function discoverer() {
+  const { createDiscoverer, udpNetwork } = await import('@autobus/discovery')
+  const [count, port] = process.argv.slice(3).map(Number)
+  const before = rss()
+  const created = await createDiscoverer({
+    network: udpNetwork({ port: port!, interfaces: ['lo'] }),
+    probe: async () => true,
+    maxServices: count! + 10,
+  })
+  const deadline = Date.now() + 20_000
+  while (created.snapshot().length < count! && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  const seen = created.snapshot().length
+  const grown = rss() - before
+  ready({
+    port: port!,
+    ...({ seen, bytes_per_1000_services: (grown / Math.max(1, seen)) * 1000 } as object),
+  })
+}
+
 const servers: Record<string, () => Promise<void>> = {
   autobus,
   raw,
@@ -189,6 +210,7 @@ const servers: Record<string, () => Promise<void>> = {
   zeromq,
   nats,
   publisher,
+  discoverer,
 }
 const run = servers[system]
 if (!run) {

@@ -65,10 +65,7 @@ export class ServiceTable extends EventEmitter<DiscovererEvents> {
   changes(
     options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
   ): AsyncIterable<ServiceChange> {
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, this.#closed.signal])
-      : this.#closed.signal
-    return serviceChanges(this, { signal, filter: options.filter })
+    return serviceChanges(this, this.#closed.signal, options)
   }
 
   close(): void {

@@ -132,6 +132,22 @@ function describeText(description: ServiceDescription): string {
   return out.join('\n')
 }
 
+/** Opens a target on a new bus, runs `use`, and closes the bus. */
+async function withTarget(
+  global: GlobalOptions,
+  text: string,
+  waitSeconds: number,
+  use: (connection: Connection | SingleServiceProxy) => Promise<void>,
+): Promise<void> {
+  const target = parseTarget(text)
+  const bus = await createBus(busOptions(global, target.kind === 'filter'))
+  try {
+    await use(await open(bus, target, waitSeconds))
+  } finally {
+    await bus.close()
+  }
+}
+
 /** Builds the program; `run` parses and executes it. */
 export function createProgram(): Command {
   const program = new Command('autobus')
@@ -221,18 +237,13 @@ export function createProgram(): Command {
     .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .option('--json', 'print the description as JSON')
-    .action(async (text: string, options: { wait: number; json?: boolean }) => {
-      const target = parseTarget(text)
-      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
-      try {
-        const connection = await open(bus, target, options.wait)
+    .action((text: string, options: { wait: number; json?: boolean }) =>
+      withTarget(globals(), text, options.wait, async (connection) => {
         const description = await connection.describe()
         if (options.json) line(description)
         else process.stdout.write(`${describeText(description)}\n`)
-      } finally {
-        await bus.close()
-      }
-    })
+      }),
+    )
 
   program
     .command('call')
@@ -287,17 +298,12 @@ export function createProgram(): Command {
     .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
     .argument('<event>', 'event name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
-    .action(async (text: string, name: string, options: { wait: number }) => {
-      const target = parseTarget(text)
-      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
-      try {
-        const connection = await open(bus, target, options.wait)
+    .action((text: string, name: string, options: { wait: number }) =>
+      withTarget(globals(), text, options.wait, async (connection) => {
         await connection.listen(name, (...args) => line(args))
         await untilInterruptedOrLost(connection)
-      } finally {
-        await bus.close()
-      }
-    })
+      }),
+    )
 
   program
     .command('watch')
@@ -305,17 +311,12 @@ export function createProgram(): Command {
     .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
     .argument('<object>', 'object name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
-    .action(async (text: string, name: string, options: { wait: number }) => {
-      const target = parseTarget(text)
-      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
-      try {
-        const connection = await open(bus, target, options.wait)
+    .action((text: string, name: string, options: { wait: number }) =>
+      withTarget(globals(), text, options.wait, async (connection) => {
         await connection.watch(name, (value) => line(value))
         await untilInterruptedOrLost(connection)
-      } finally {
-        await bus.close()
-      }
-    })
+      }),
+    )
 
   program
     .command('channel')

@@ -22,14 +22,16 @@ export interface ServiceEventSource {
 
 /**
  * The events of `source` as an async iterable of changes, ending when
- * `signal` aborts. A change of info is one "changed" (seen through a filter,
+ * `closed` or `options.signal` aborts. A change of info is one "changed" (seen through a filter,
  * an "up" or "down" when only one side matches), not a down and an up.
  */
 export async function* serviceChanges(
   source: ServiceEventSource,
-  options: { signal: AbortSignal; filter?: ServiceFilter | undefined },
+  closed: AbortSignal,
+  options: { signal?: AbortSignal | undefined; filter?: ServiceFilter | undefined } = {},
 ): AsyncIterable<ServiceChange> {
-  const { signal, filter } = options
+  const signal = options.signal ? AbortSignal.any([options.signal, closed]) : closed
+  const filter = options.filter
   const keep = (service: DiscoveredService) => !filter || matchesFilter(service.info, filter)
   const relay = new EventEmitter<{ change: [ServiceChange] }>()
   const up = (service: DiscoveredService, cause: AppearCause) => {

@@ -153,10 +153,7 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   changes(
     options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
   ): AsyncIterable<ServiceChange> {
-    const signal = options.signal
-      ? AbortSignal.any([options.signal, this.#closed.signal])
-      : this.#closed.signal
-    return serviceChanges(this, { signal, filter: options.filter })
+    return serviceChanges(this, this.#closed.signal, options)
   }
 
   /** @internal */

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
 import type { Connection, RequestOptions, Subscription } from '@autobus/rpc'
-import type { Connector, ServiceDirectory } from './directory.js'
+import { type Connector, HandlerRegistry, type ServiceDirectory } from './directory.js'
 
 /** One service's outcome of a fanned-out call. */
 export type Outcome = { ok: true; value: unknown } | { ok: false; error: Error }
@@ -45,8 +45,8 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
   readonly #connect: Connector
   readonly #bindings = new Map<string, Binding>()
   readonly #connecting = new Set<string>()
-  readonly #listeners = new Map<string, Set<TaggedEventHandler>>()
-  readonly #watchers = new Map<string, Set<TaggedWatchHandler>>()
+  readonly #listeners = new HandlerRegistry<TaggedEventHandler>()
+  readonly #watchers = new HandlerRegistry<TaggedWatchHandler>()
   readonly #values = new Map<string, Map<string, unknown>>()
   readonly #abort = new AbortController()
   #closed = false
@@ -92,8 +92,10 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
       this.#bindings.set(id, binding)
       connection.onClose((info) => this.#lost(binding, info.reason))
       await Promise.all([
-        ...[...this.#listeners.keys()].map((name) => this.#listenOn(binding, name).catch(() => {})),
-        ...[...this.#watchers.keys()].map((name) => this.#watchOn(binding, name).catch(() => {})),
+        ...[...this.#listeners.names()].map((name) =>
+          this.#listenOn(binding, name).catch(() => {}),
+        ),
+        ...[...this.#watchers.names()].map((name) => this.#watchOn(binding, name).catch(() => {})),
       ])
       this.emit('bound', service)
     } finally {
@@ -111,8 +113,7 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
 
   #listenOn(binding: Binding, name: string): Promise<Subscription> {
     return binding.connection.listen(name, (...args) => {
-      for (const handler of [...(this.#listeners.get(name) ?? [])])
-        handler(binding.service, ...args)
+      for (const handler of this.#listeners.get(name)) handler(binding.service, ...args)
     })
   }
 
@@ -125,8 +126,7 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
       }
       if (value === null && binding.connection.isClosed) values.delete(binding.service.service)
       else values.set(binding.service.service, value)
-      for (const handler of [...(this.#watchers.get(name) ?? [])])
-        handler(binding.service, value, values)
+      for (const handler of this.#watchers.get(name)) handler(binding.service, value, values)
     })
   }
 
@@ -167,29 +167,17 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
 
   /** Listens to an event on every bound service, now and later. */
   async listen(name: string, handler: TaggedEventHandler): Promise<Subscription> {
-    let handlers = this.#listeners.get(name)
-    const first = !handlers
-    if (!handlers) {
-      handlers = new Set()
-      this.#listeners.set(name, handlers)
-    }
-    handlers.add(handler)
+    const first = this.#listeners.add(name, handler)
     if (first)
       await Promise.all(
         [...this.#bindings.values()].map((b) => this.#listenOn(b, name).catch(() => {})),
       )
-    return this.#subscription(this.#listeners, name, handler)
+    return this.#listeners.subscription(name, handler)
   }
 
   /** Watches an object on every bound service; see {@link MultiServiceProxy.values}. */
   async watch(name: string, handler: TaggedWatchHandler): Promise<Subscription> {
-    let handlers = this.#watchers.get(name)
-    const first = !handlers
-    if (!handlers) {
-      handlers = new Set()
-      this.#watchers.set(name, handlers)
-    }
-    handlers.add(handler)
+    const first = this.#watchers.add(name, handler)
     if (first) {
       await Promise.all(
         [...this.#bindings.values()].map((b) => this.#watchOn(b, name).catch(() => {})),
@@ -201,20 +189,12 @@ export class MultiServiceProxy extends EventEmitter<MultiServiceProxyEvents> {
         if (binding) handler(binding.service, value, values)
       }
     }
-    return this.#subscription(this.#watchers, name, handler)
+    return this.#watchers.subscription(name, handler)
   }
 
   /** The live map of an object's values by service id (watch it first). */
   values(name: string): ReadonlyMap<string, unknown> {
     return this.#values.get(name) ?? new Map()
-  }
-
-  #subscription<H>(map: Map<string, Set<H>>, name: string, handler: H): Subscription {
-    const close = async () => {
-      const handlers = map.get(name)
-      if (handlers?.delete(handler) && handlers.size === 0) map.delete(name)
-    }
-    return { close, [Symbol.asyncDispose]: close }
   }
 
   /** Unbinds from everything; idempotent. */

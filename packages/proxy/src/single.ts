@@ -10,7 +10,7 @@ import type {
   Subscription,
   WatchHandler,
 } from '@autobus/rpc'
-import type { Connector, ServiceDirectory } from './directory.js'
+import { type Connector, HandlerRegistry, type ServiceDirectory } from './directory.js'
 
 /** Options for a call through a proxy. */
 export interface ProxyRequestOptions extends RequestOptions {
@@ -48,8 +48,8 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   readonly #directory: ServiceDirectory
   readonly #connect: Connector
   readonly #retryDelay: number
-  readonly #listeners = new Map<string, Set<EventHandler>>()
-  readonly #watchers = new Map<string, Set<WatchHandler>>()
+  readonly #listeners = new HandlerRegistry<EventHandler>()
+  readonly #watchers = new HandlerRegistry<WatchHandler>()
   readonly #values = new Map<string, unknown>()
   #connection: Connection | undefined
   #service: DiscoveredService | undefined
@@ -131,10 +131,10 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     connection.onClose((info) => this.#lost(service, connection, info.reason))
     // Re-establish every listen and watch on the new connection.
     await Promise.all([
-      ...[...this.#listeners.keys()].map((name) =>
+      ...[...this.#listeners.names()].map((name) =>
         this.#listenOn(connection, name).catch(() => {}),
       ),
-      ...[...this.#watchers.keys()].map((name) => this.#watchOn(connection, name).catch(() => {})),
+      ...[...this.#watchers.names()].map((name) => this.#watchOn(connection, name).catch(() => {})),
     ])
     if (this.#connection === connection) this.emit('bound', service)
   }
@@ -150,7 +150,7 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   #listenOn(connection: Connection, name: string): Promise<Subscription> {
     return connection.listen(name, (...args) => {
       if (this.#connection !== connection) return
-      for (const handler of [...(this.#listeners.get(name) ?? [])]) handler(...args)
+      for (const handler of this.#listeners.get(name)) handler(...args)
     })
   }
 
@@ -160,7 +160,7 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
       // null while unbound.
       if (this.#connection !== connection && value !== null) return
       this.#values.set(name, value)
-      for (const handler of [...(this.#watchers.get(name) ?? [])]) handler(value)
+      for (const handler of this.#watchers.get(name)) handler(value)
     })
   }
 
@@ -241,46 +241,21 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
 
   /** Listens to an event on whichever service is bound, across rebinds. */
   async listen(name: string, handler: EventHandler): Promise<Subscription> {
-    let handlers = this.#listeners.get(name)
-    const first = !handlers
-    if (!handlers) {
-      handlers = new Set()
-      this.#listeners.set(name, handlers)
-    }
-    handlers.add(handler)
+    const first = this.#listeners.add(name, handler)
     if (first && this.#connection) await this.#listenOn(this.#connection, name).catch(() => {})
-    return this.#subscription(this.#listeners, name, handler, 'unlisten')
+    return this.#listeners.subscription(name, handler)
   }
 
   /** Watches an object on whichever service is bound; null while unbound. */
   async watch(name: string, handler: WatchHandler): Promise<Subscription> {
-    let handlers = this.#watchers.get(name)
-    const first = !handlers
-    if (!handlers) {
-      handlers = new Set()
-      this.#watchers.set(name, handlers)
-    }
-    handlers.add(handler)
+    const first = this.#watchers.add(name, handler)
     const connection = this.#connection
     if (first && connection) {
       await this.#watchOn(connection, name).catch(() => handler(null))
     } else {
       handler(connection ? (this.#values.get(name) ?? null) : null)
     }
-    return this.#subscription(this.#watchers, name, handler, 'unwatch')
-  }
-
-  #subscription<H>(
-    map: Map<string, Set<H>>,
-    name: string,
-    handler: H,
-    _kind: string,
-  ): Subscription {
-    const close = async () => {
-      const handlers = map.get(name)
-      if (handlers?.delete(handler) && handlers.size === 0) map.delete(name)
-    }
-    return { close, [Symbol.asyncDispose]: close }
+    return this.#watchers.subscription(name, handler)
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
