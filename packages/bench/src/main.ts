@@ -13,6 +13,7 @@ import { rpcClient } from './clients.js'
 import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
 import type { System } from './payload.js'
+import { renderReport } from './report.js'
 import {
   autobusEvents,
   channelBench,
@@ -31,6 +32,7 @@ const program = new Command('bench')
   .option('--rounds <n>', 'interleaved rounds', (v) => Number(v), 5)
   .option('--save <file>', 'also write every result and the summary to this JSON file')
   .option('--chart <file>', 'also draw the ratio chart (SVG) to this file')
+  .option('--report <file>', 'also write the Markdown report (docs/benchmarks.md) to this file')
   .parse()
 const options = program.opts<{
   json?: boolean
@@ -38,6 +40,7 @@ const options = program.opts<{
   rounds: number
   save?: string
   chart?: string
+  report?: string
 }>()
 const smoke = options.smoke ?? false
 const rounds = smoke ? 1 : options.rounds
@@ -269,6 +272,8 @@ try {
   if (options.save)
     writeFileSync(options.save, `${JSON.stringify({ results, summary: line }, null, 2)}\n`)
   if (options.chart) writeFileSync(options.chart, renderChart(line))
+  if (options.report)
+    writeFileSync(options.report, renderReport(results, line, `pnpm bench --rounds ${rounds}`))
 } finally {
   await Promise.all(servers.map((srv) => srv.stop()))
 }

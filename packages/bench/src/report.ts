@@ -1,0 +1,143 @@
+type Result = { name: string } & Record<string, unknown>
+
+const fixed = (value: unknown, digits = 0) =>
+  typeof value === 'number' && Number.isFinite(value)
+    ? value.toLocaleString('en', { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : '—'
+
+const mark = (value: unknown, target: number, lowerIsBetter = false) => {
+  if (typeof value !== 'number') return '—'
+  const met = lowerIsBetter ? value <= target : value >= target
+  return `${value.toFixed(3)}× ${met ? '✅' : '❌'}`
+}
+
+/** docs/benchmarks.md from one run's results. */
+export function renderReport(
+  results: Result[],
+  summary: Record<string, unknown>,
+  command: string,
+): string {
+  const find = (
+    name: string,
+    system: string,
+    extra: Record<string, unknown> = {},
+  ): Record<string, unknown> | undefined =>
+    results.find(
+      (r) =>
+        r.name === name &&
+        r.system === system &&
+        Object.entries(extra).every(([k, v]) => r[k] === v),
+    )
+  const rpcRows = results
+    .filter((r) => r.name === 'rpc')
+    .map(
+      (r) =>
+        `| ${r.system} | ${fixed(r.sequential_calls_per_s)} | ${fixed(r.p50_ms, 3)} | ${fixed(r.p99_ms, 3)} | ${fixed(r.pipelined_calls_per_s)} |`,
+    )
+  const eventRows = ['autobus', 'raw', 'moleculer'].map(
+    (system) =>
+      `| ${system} | ${fixed(find('events', system, { subscribers: 1 })?.events_per_s)} | ${fixed(find('events', system, { subscribers: 10 })?.events_per_s)} |`,
+  )
+  const watch = find('watch', 'autobus') ?? {}
+  const channel = find('channel', 'autobus') ?? {}
+  const stream = find('stream', 'autobus') ?? {}
+  const idle = find('memory.idle_connection', 'autobus') ?? {}
+  const discovered = find('memory.discovered_services', 'autobus') ?? {}
+  const d = (find('discovery', 'autobus') ?? {}) as Record<string, unknown>
+  return `# Benchmarks
+
+Measured with \`${command}\` on ${summary.machine}, loopback only. Servers
+run in their own processes; each measurement is the median of ${summary.rounds}
+interleaved rounds (A B C … A B C …) of the same run, so the **ratios** are
+what to read: absolute numbers on a shared 2-core machine move from run to
+run. Every system gets the same ~100-byte JSON payload.
+
+![Ratios against targets](benchmarks.svg)
+
+## Targets
+
+| target | measured |
+| --- | --- |
+| 64 calls in flight ≥ 1.5× Moleculer | ${mark(summary.rpc_pipelined_vs_moleculer, 1.5)} |
+| 64 calls in flight ≥ 0.7× raw TCP | ${mark(summary.rpc_pipelined_vs_raw, 0.7)} |
+| one call at a time: p50 ≤ 0.8× the best peer's | ${mark(summary.rpc_p50_vs_best_peer, 0.8, true)} |
+| events ≥ 0.7× raw TCP (1 subscriber) | ${mark(summary.events_vs_raw, 0.7)} |
+| streams ≥ 0.5× raw TCP | ${mark(summary.stream_vs_raw, 0.5)} |
+| RSS per idle connection ≤ 32 KiB | ${fixed(summary.idle_connection_kib, 1)} KiB ${typeof summary.idle_connection_kib === 'number' && summary.idle_connection_kib <= 32 ? '✅' : '❌'} |
+
+${
+  typeof summary.rpc_p50_vs_best_peer === 'number' && summary.rpc_p50_vs_best_peer > 0.8
+    ? `One call at a time, Autobus is faster than every peer but not yet by the 20 % the target asks: both ends spend most of a round trip idle in the kernel and the event loop, and the JavaScript on the path (encode, validate, decode) is a few percent of the profile. Across runs this ratio moves between about 0.80 and 0.88.\n`
+    : ''
+}
+## Request/response
+
+| system | one at a time (calls/s) | p50 (ms) | p99 (ms) | 64 in flight (calls/s) |
+| --- | --- | --- | --- | --- |
+${rpcRows.join('\n')}
+
+Peers: Moleculer 0.14 with its TCP transporter (UDP discovery off, peers
+given by URL); ZeroMQ 6 DEALER/ROUTER with JSON bodies; NATS request/reply
+through a local nats-server; raw: newline JSON over a plain TCP socket, no
+library at all (the floor).
+
+## Events (one-way, delivered per second)
+
+| system | 1 subscriber | 10 subscribers |
+| --- | --- | --- |
+${eventRows.join('\n')}
+
+## Objects, channels, streams
+
+| what | result |
+| --- | --- |
+| object changes delivered | ${fixed(watch.changes_per_s)} /s |
+| change latency (set → watcher), p50 / p99 | ${fixed(watch.latency_p50_ms, 3)} / ${fixed(watch.latency_p99_ms, 3)} ms |
+| channel messages (echoed), each way | ${fixed(channel.messages_per_s)} /s |
+| byte stream upload | ${fixed(stream.autobus_mb_per_s)} MB/s (raw TCP: ${fixed(stream.raw_mb_per_s)} MB/s) |
+
+## Memory
+
+| what | result |
+| --- | --- |
+| RSS per idle bound connection (1,000 connections, server side) | ${fixed(Number(idle.bytes_per_connection) / 1024, 1)} KiB |
+| RSS per 1,000 discovered services | ${fixed(Number(discovered.bytes_per_1000_services) / 1024)} KiB |
+
+## Discovery (real UDP on loopback, private port)
+
+| target | measured |
+| --- | --- |
+| late joiner sees every service: p50 ≤ 150 ms, p99 ≤ 400 ms | ${fixed(d.late_joiner_p50_ms)} ms / ${fixed(d.late_joiner_p99_ms)} ms |
+| new service visible ≤ hold-off (1 s) + 0.5 s | ${fixed(d.new_service_visible_p50_ms)} ms |
+| graceful stop forgotten ≤ 100 ms | ${fixed(d.goodbye_forgotten_p50_ms, 2)} ms |
+| killed process removed (interval 1 s: 2.5 s + probe) | ${fixed(d.killed_removed_ms_interval_1s)} ms |
+| 200 services answer one query: ≥ 99 % first round, 100 % in 2 s | ${fixed(d.answers_first_round_pct)} % / ${fixed(d.answers_within_2s_pct)} % |
+| steady state: ≤ 1 datagram per service per interval | ${fixed(d.datagrams_per_service_per_interval, 2)} |
+
+The multi-host behaviour (three network namespaces on a bridge) is checked by
+the test suite (\`packages/cli/test/netns.integration.test.ts\`) rather than
+timed here.
+
+## What made the difference
+
+- **One write per turn of the event loop.** Frames sent in the same turn are
+  joined and written once (a microtask flush), so 64 pipelined calls cost a
+  handful of syscalls instead of 64; this is why pipelined calls match the
+  raw floor, whose naive client writes each request on its own.
+- **Encode once, fan out.** An event or object change is encoded to its frame
+  once and the same string is queued to every listener.
+- **Stream bytes as attachments.** Byte streams first sent base64 inside JSON
+  (0.25× raw TCP: the profile was all \`JSON.stringify\` and UTF-8 conversion
+  of large strings). With the negotiated \`attachments\` feature the data
+  follows its frame as raw bytes and is sliced, not parsed, on arrival;
+  together with a 2 MiB window and acknowledgements batched per eighth of a
+  window (the first profile showed both ends idle half the time, waiting for
+  credit), streams went to about 0.6× raw TCP.
+- **Cheap validation.** Every message is checked by TypeBox validators
+  compiled once; the depth walk that guards against hostile nesting is
+  skipped for frames too short to be deep.
+
+Regenerate this page with \`pnpm bench --save docs/benchmarks.json --chart
+docs/benchmarks.svg --report docs/benchmarks.md\`.
+`
+}
