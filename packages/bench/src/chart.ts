@@ -33,7 +33,8 @@ export function renderChart(summary: Record<string, unknown>): string {
     ].join('')
   })
   const height = 60 + bars.length * rowHeight
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13">
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13" role="img">
+<title>Autobus benchmark ratios against their targets</title>
 <rect width="100%" height="100%" fill="#fff"/>
 <text x="10" y="22" font-weight="bold">Autobus ratios (dashed line: target; green: met)</text>
 ${rows.join('\n')}

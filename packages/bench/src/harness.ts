@@ -29,7 +29,7 @@ export async function startServer(system: string, args: string[] = []): Promise<
     ready: JSON.parse(first) as Ready,
     child,
     stop: async () => {
-      if (child.exitCode !== null) return
+      if (child.exitCode !== null || child.signalCode !== null) return
       const exited = once(child, 'exit')
       child.kill('SIGKILL')
       await exited
