@@ -15,10 +15,18 @@ export interface Server {
 }
 
 /** Starts `server.js <system> …args` in its own process and waits until it is ready. */
-export async function startServer(system: string, args: string[] = []): Promise<Server> {
-  const child = spawn(process.execPath, ['--expose-gc', serverScript, system, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+export async function startServer(
+  system: string,
+  args: string[] = [],
+  nodeOptions: string[] = [],
+): Promise<Server> {
+  const child = spawn(
+    process.execPath,
+    ['--expose-gc', ...nodeOptions, serverScript, system, ...args],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
   const lines = createInterface({ input: child.stdout! })
   const [first] = (await Promise.race([
     once(lines, 'line'),
@@ -31,7 +39,7 @@ export async function startServer(system: string, args: string[] = []): Promise<
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return
       const exited = once(child, 'exit')
-      child.kill('SIGKILL')
+      child.kill(nodeOptions.length > 0 ? 'SIGTERM' : 'SIGKILL')
       await exited
     },
   }

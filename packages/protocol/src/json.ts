@@ -23,9 +23,10 @@ export function parseJsonObject(
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     return new ProtocolError(ErrorCode.MalformedJson, 'not a JSON object')
   }
-  // Text shorter than two brackets per level cannot be too deep, and text
-  // without the key needs no cleaning: most small messages skip the walk.
-  if (text.length > maxDepth * 2 || text.includes('__proto__')) {
+  // Text with no more opening brackets than levels allowed cannot be too
+  // deep, and text without the key needs no cleaning: most messages skip
+  // the walk.
+  if (mayBeDeeperThan(text, maxDepth) || text.includes('__proto__')) {
     const depthError = sanitize(value, maxDepth)
     if (depthError) {
       // Keep what identifies the message so that it can still be answered.
@@ -37,6 +38,17 @@ export function parseJsonObject(
     }
   }
   return value as JsonObject
+}
+
+function mayBeDeeperThan(text: string, maxDepth: number): boolean {
+  if (text.length <= maxDepth * 2) return false
+  let open = 0
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i)
+    // '{' and '['; brackets inside strings only make this answer "maybe".
+    if ((code === 0x7b || code === 0x5b) && ++open > maxDepth) return true
+  }
+  return false
 }
 
 function sanitize(root: object, maxDepth: number): ProtocolError | undefined {
