@@ -103,6 +103,17 @@ describe('decodeFrame', () => {
     expect(decoded).toMatchObject({ code: ErrorCode.UnknownCommand, messageId: 42, messageType: 1 })
   })
 
+  it('does not mistake brackets inside strings for nesting', () => {
+    const text = JSON.stringify({
+      _type: 1,
+      _id: 1,
+      _command: 'call',
+      name: 'f',
+      args: ['['.repeat(500)],
+    })
+    expect(decodeFrame(text)).toMatchObject({ args: ['['.repeat(500)] })
+  })
+
   it('bounds nesting depth without overflowing the stack', () => {
     const deep = `{"_type":1,"_id":1,"_command":"call","name":"f","args":${'['.repeat(100_000)}${']'.repeat(100_000)}}`
     expect(decodeFrame(deep)).toMatchObject({ code: ErrorCode.TooDeep })

@@ -160,13 +160,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
   readonly #server: net.Server
   readonly #connections = new Set<MessageConnection>()
   #closing: Promise<void> | undefined
-  #backoff = 0
 
   constructor(server: net.Server, options: ListenOptions) {
     super()
     this.#server = server
     server.on('connection', (socket) => {
-      this.#backoff = 0
       const connection = new SocketConnection(socket, options)
       this.#connections.add(connection)
       connection.once('close', () => this.#connections.delete(connection))
@@ -175,18 +173,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
   }
 
-  // Out of descriptors: stop accepting for a while rather than spin, then retry.
+  // Out of descriptors (EMFILE/ENFILE): libuv closes the connections it cannot
+  // accept and keeps listening, so accepting resumes by itself once
+  // descriptors are free. The error is reported, never thrown.
   #acceptFailed(error: NodeJS.ErrnoException): void {
     this.emit('warning', error)
-    if (error.code !== 'EMFILE' && error.code !== 'ENFILE') return
-    this.#backoff = Math.min(1_000, Math.max(10, this.#backoff * 2))
-    const handle = (this.#server as unknown as { _handle?: { onconnection?: unknown } })._handle
-    if (!handle) return
-    const onconnection = handle.onconnection
-    handle.onconnection = () => {}
-    setTimeout(() => {
-      handle.onconnection = onconnection
-    }, this.#backoff).unref()
   }
 
   get port(): number {
