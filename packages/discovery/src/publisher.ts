@@ -41,6 +41,8 @@ export interface PublisherOptions extends PublisherTimings {
   random?: Random
   /** Host name added to every info as "hostname" (default this host's, up to the first dot). */
   hostname?: string
+  /** Closing the publisher (with goodbyes) when this aborts. */
+  signal?: AbortSignal
 }
 
 /** A service to announce. */
@@ -134,7 +136,8 @@ class UdpPublisher implements Publisher {
       port,
       service,
       info: announcedInfo,
-      interval: Math.round(this.#t.announceInterval),
+      // The wire allows 100 ms to 1 h (docs/protocol.md §2.1).
+      interval: Math.min(3_600_000, Math.max(100, Math.round(this.#t.announceInterval))),
     }
     let onAnnounced!: () => void
     const announced = new Promise<void>((resolve) => {
@@ -263,5 +266,7 @@ export async function createPublisher(options: PublisherOptions = {}): Promise<P
     publisher?.receive(bytes, from),
   )
   publisher = new UdpPublisher(link, options)
+  const created = publisher
+  options.signal?.addEventListener('abort', () => void created.close(), { once: true })
   return publisher
 }
