@@ -1,15 +1,24 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { Commands, decodeDatagram, decodeFrame, ProtocolError } from '../src/index.js'
+import {
+  type CommandName,
+  Commands,
+  checkResponse,
+  decodeDatagram,
+  decodeFrame,
+  ProtocolError,
+  type ResponseMessage,
+} from '../src/index.js'
 
 interface Vector {
   name: string
+  command?: CommandName
   message?: unknown
   text?: string
   error?: string
 }
 interface VectorFile {
-  kind: 'datagram' | 'frame'
+  kind: 'datagram' | 'frame' | 'response'
   message: string
   valid: Vector[]
   invalid: Vector[]
@@ -20,7 +29,13 @@ const files = readdirSync(dir).filter((file) => file.endsWith('.json'))
 
 function decode(kind: VectorFile['kind'], vector: Vector) {
   const text = vector.text ?? JSON.stringify(vector.message)
-  return kind === 'datagram' ? decodeDatagram(Buffer.from(text)) : decodeFrame(text)
+  if (kind === 'datagram') return decodeDatagram(Buffer.from(text))
+  const decoded = decodeFrame(text)
+  if (kind !== 'response' || decoded instanceof ProtocolError) return decoded
+  // A response is checked against the command it answers; a failed one fits any.
+  const response = decoded as ResponseMessage
+  if (response._error) return decoded
+  return checkResponse(vector.command!, response) ?? decoded
 }
 
 describe('conformance vectors', () => {
