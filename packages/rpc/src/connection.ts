@@ -98,14 +98,15 @@ export class Connection {
     options: RequestOptions = {},
   ): Promise<unknown> {
     checkName(name)
-    const response = await this.#session.request('call', { name, args: [...args] }, options)
+    // The frame is encoded before this returns, so the caller's array is not kept.
+    const response = await this.#session.request('call', { name, args: args as unknown[] }, options)
     return response.result ?? null
   }
 
   /** Calls a function without waiting: no response is sent or awaited. */
   notify(name: string, args: readonly unknown[] = []): void {
     checkName(name)
-    if (!this.#session.notify('call', { name, args: [...args] })) {
+    if (!this.#session.notify('call', { name, args: args as unknown[] })) {
       throw new ClosedError('connection is closed')
     }
   }

@@ -33,7 +33,9 @@ interface Pending {
   command: CommandName
   resolve: (body: any) => void
   reject: (error: Error) => void
-  timer: NodeJS.Timeout | undefined
+  /** When to give up (ms since epoch), or Infinity. */
+  deadline: number
+  timeout: number
   signal: AbortSignal | undefined
   onAbort: (() => void) | undefined
 }
@@ -104,24 +106,18 @@ export abstract class Session implements ChannelLink, StreamLink {
     const id = this.#nextId++
     return new Promise((resolve, reject) => {
       const timeout = options.timeout ?? this.callTimeout
+      const deadline =
+        timeout > 0 && Number.isFinite(timeout) ? Date.now() + timeout : Number.POSITIVE_INFINITY
       const pending: Pending = {
         command,
         resolve,
         reject,
-        timer: undefined,
+        deadline,
+        timeout,
         signal,
         onAbort: undefined,
       }
-      if (timeout > 0 && Number.isFinite(timeout)) {
-        pending.timer = setTimeout(() => {
-          this.#settle(id)
-          reject(
-            new CallTimeoutError(
-              `no response to "${command}" within ${timeout} ms; it may have run`,
-            ),
-          )
-        }, timeout)
-      }
+      if (deadline < this.#alarmAt) this.#arm(deadline)
       if (signal) {
         pending.onAbort = () => {
           this.#settle(id)
@@ -144,11 +140,40 @@ export abstract class Session implements ChannelLink, StreamLink {
     })
   }
 
+  // One timer per session, armed for the earliest deadline, rather than one
+  // per request: a request that is answered in time costs no timer work.
+  #alarm: NodeJS.Timeout | undefined
+  #alarmAt = Number.POSITIVE_INFINITY
+
+  #arm(at: number): void {
+    if (this.#alarm) clearTimeout(this.#alarm)
+    this.#alarmAt = at
+    this.#alarm = setTimeout(() => this.#expire(), Math.max(0, at - Date.now()))
+    this.#alarm.unref()
+  }
+
+  #expire(): void {
+    this.#alarm = undefined
+    this.#alarmAt = Number.POSITIVE_INFINITY
+    const now = Date.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const [id, pending] of this.#pending) {
+      if (pending.deadline <= now) {
+        this.#settle(id)
+        pending.reject(
+          new CallTimeoutError(
+            `no response to "${pending.command}" within ${pending.timeout} ms; it may have run`,
+          ),
+        )
+      } else if (pending.deadline < next) next = pending.deadline
+    }
+    if (next < Number.POSITIVE_INFINITY) this.#arm(next)
+  }
+
   #settle(id: MessageId): Pending | undefined {
     const pending = this.#pending.get(id)
     if (!pending) return undefined
     this.#pending.delete(id)
-    if (pending.timer) clearTimeout(pending.timer)
     if (pending.onAbort) pending.signal!.removeEventListener('abort', pending.onAbort)
     return pending
   }
@@ -236,6 +261,7 @@ export abstract class Session implements ChannelLink, StreamLink {
   protected onInvalid(_error: ProtocolError): void {}
 
   #closed(info: CloseInfo): void {
+    if (this.#alarm) clearTimeout(this.#alarm)
     const pending = [...this.#pending.keys()]
     for (const id of pending) {
       const entry = this.#settle(id)!

@@ -57,6 +57,28 @@ describe('functions', () => {
     await Promise.all(slow)
   })
 
+  it('times out each call on its own deadline, whatever the order they were sent in', async () => {
+    const { connection } = await memoryPair()
+    const settled: string[] = []
+    const track = (name: string, promise: Promise<unknown>) =>
+      promise.then(
+        () => settled.push(`${name} ok`),
+        (error: Error) => settled.push(`${name} ${error.name}`),
+      )
+    await Promise.all([
+      track('long', connection.call('sleep', [150], { timeout: 2_000 })),
+      track('slow', connection.call('sleep', [300], { timeout: 100 })),
+      track('short', connection.call('sleep', [300], { timeout: 30 })),
+      track('fast', connection.call('sleep', [1], { timeout: 1_000 })),
+    ])
+    expect(settled).toEqual([
+      'fast ok',
+      'short CallTimeoutError',
+      'slow CallTimeoutError',
+      'long ok',
+    ])
+  })
+
   it('rejects pending calls with ConnectionLostError when the connection dies', async () => {
     const { connection, serverEnd } = await memoryPair()
     const pending = connection.call('sleep', [10_000])

@@ -108,8 +108,10 @@ export abstract class FramedConnection
   #resolveClosed!: (info: CloseInfo) => void
   #partial: Buffer[] = []
   #partialLength = 0
-  #outbox: Array<string | Uint8Array> = []
-  #outboxHasBytes = false
+  // Frames queued this turn: text joined as it comes; with attachments,
+  // the pieces in order.
+  #outboxText = ''
+  #outboxParts: Array<string | Uint8Array> | undefined
   #attachments = false
   #pending: (SessionMessage & { _attachment?: Buffer }) | undefined
   #pendingParts: Buffer[] = []
@@ -147,8 +149,10 @@ export abstract class FramedConnection
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
     if (this.#closeInfo) return false
-    this.#outbox.push(encodeFrame({ ...message, _size: bytes.byteLength }), bytes)
-    this.#outboxHasBytes = true
+    const parts = (this.#outboxParts ??= [])
+    if (this.#outboxText) parts.push(this.#outboxText)
+    this.#outboxText = ''
+    parts.push(encodeFrame({ ...message, _size: bytes.byteLength }), bytes)
     return this.sendEncoded('')
   }
 
@@ -157,29 +161,21 @@ export abstract class FramedConnection
   }
 
   #writeOutbox(): void {
-    const outbox = this.#outbox
-    this.#outbox = []
-    if (!this.#outboxHasBytes) {
-      this.write(outbox.length === 1 ? (outbox[0] as string) : outbox.join(''))
+    const parts = this.#outboxParts
+    const text = this.#outboxText
+    this.#outboxText = ''
+    if (!parts) {
+      if (text) this.write(text)
       return
     }
-    this.#outboxHasBytes = false
-    // Text runs are joined; attachments go out as they are, in order.
-    let text = ''
-    for (const item of outbox) {
-      if (typeof item === 'string') text += item
-      else {
-        if (text) this.write(text)
-        text = ''
-        this.write(item)
-      }
-    }
-    if (text) this.write(text)
+    this.#outboxParts = undefined
+    if (text) parts.push(text)
+    for (const part of parts) this.write(part)
   }
 
   sendEncoded(frame: string): boolean {
     if (this.#closeInfo) return false
-    if (frame) this.#outbox.push(frame)
+    this.#outboxText += frame
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       // Messages sent in one turn of the event loop go out in one write.
@@ -190,7 +186,7 @@ export abstract class FramedConnection
 
   #flush = (): void => {
     this.#flushScheduled = false
-    if (this.#closeInfo || this.#outbox.length === 0) return
+    if (this.#closeInfo || (this.#outboxText === '' && !this.#outboxParts)) return
     this.#writeOutbox()
     if (this.queuedBytes > this.maxQueuedBytes) {
       this.close(
@@ -330,7 +326,7 @@ export abstract class FramedConnection
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
     // What was sent before close() still goes out.
-    if (this.#outbox.length > 0 && reason !== 'slow consumer') this.#writeOutbox()
+    if (reason !== 'slow consumer') this.#writeOutbox()
     this.destroy(reason !== 'slow consumer' && error === undefined)
     this.#resolveClosed(info)
     this.emit('close', info)
