@@ -149,7 +149,8 @@ export abstract class FramedConnection
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
     if (this.#closeInfo) return false
-    const parts = (this.#outboxParts ??= [])
+    this.#outboxParts ??= []
+    const parts = this.#outboxParts
     if (this.#outboxText) parts.push(this.#outboxText)
     this.#outboxText = ''
     parts.push(encodeFrame({ ...message, _size: bytes.byteLength }), bytes)
