@@ -96,7 +96,10 @@ async function rpc() {
   >()
   for (let round = 0; round < rounds; round++) {
     log(`rpc round ${round + 1}/${rounds}`)
-    for (const [system, srv] of started) {
+    // Each round starts with the next system, so no system always goes first.
+    const order = [...started]
+    const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)]
+    for (const [system, srv] of rotated) {
       const client = await rpcClient(system, srv.ready)
       for (let i = 0; i < (smoke ? 20 : 500); i++) await client.call() // warm-up
       const seq = await sequential(client, seqCount)

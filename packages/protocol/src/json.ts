@@ -42,12 +42,13 @@ export function parseJsonObject(
 
 function mayBeDeeperThan(text: string, maxDepth: number): boolean {
   if (text.length <= maxDepth * 2) return false
+  // Counting opening brackets with indexOf stays in native code; brackets
+  // inside strings only make the answer "maybe".
   let open = 0
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i)
-    // '{' and '['; brackets inside strings only make this answer "maybe".
-    if ((code === 0x7b || code === 0x5b) && ++open > maxDepth) return true
-  }
+  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1))
+    if (++open > maxDepth) return true
+  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1))
+    if (++open > maxDepth) return true
   return false
 }
 
