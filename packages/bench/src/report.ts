@@ -67,7 +67,7 @@ run. Every system gets the same ~100-byte JSON payload.
 
 ${
   typeof summary.rpc_p50_vs_best_peer === 'number' && summary.rpc_p50_vs_best_peer > 0.8
-    ? `One call at a time, Autobus is faster than every peer but not yet by the 20 % the target asks: both ends spend most of a round trip idle in the kernel and the event loop, and the JavaScript on the path (encode, validate, decode) is a few percent of the profile. Across runs this ratio moves between about 0.80 and 0.88.\n`
+    ? `One call at a time, Autobus is faster than every peer but not yet by the 20 % the target asks: both ends spend most of a round trip idle in the kernel and the event loop, and the JavaScript on the path (encode, validate, decode) is a few percent of the profile. Across runs on this machine the ratio moves between about 0.80 and 0.95.\n`
     : ''
 }
 ## Request/response
