@@ -4,12 +4,14 @@
  * newline-JSON-over-TCP floor. Servers run in their own processes; rounds are
  * interleaved (A B A B …) and medians and ratios come from one run.
  */
+import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import os from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
 import Table from 'cli-table3'
 import { Command } from 'commander'
 import { renderChart } from './chart.js'
-import { rpcClient } from './clients.js'
 import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
 import type { System } from './payload.js'
@@ -19,9 +21,8 @@ import {
   channelBench,
   idleConnectionMemory,
   moleculerEvents,
-  pipelined,
   rawEvents,
-  sequential,
+  type sequential,
   streamBench,
   watchBench,
 } from './scenarios.js'
@@ -69,6 +70,36 @@ async function server(system: string, args: string[] = []) {
   return started
 }
 
+const clientScript = fileURLToPath(new URL('./client.js', import.meta.url))
+
+/** Runs one system's RPC client in a process of its own. */
+async function runClient(
+  system: System,
+  srv: Server,
+  seqCount: number,
+  pipeCount: number,
+  warmUp: number,
+) {
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    [
+      clientScript,
+      system,
+      JSON.stringify(srv.ready),
+      String(seqCount),
+      String(pipeCount),
+      String(warmUp),
+    ],
+    { timeout: 300_000 },
+  )
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as {
+    calls_per_s: number
+    p50_ms: number
+    p99_ms: number
+    pipelined_calls_per_s: number
+  }
+}
+
 async function rpc() {
   const systems: System[] = smoke
     ? ['autobus', 'raw']
@@ -100,14 +131,10 @@ async function rpc() {
     const order = [...started]
     const rotated = [...order.slice(round % order.length), ...order.slice(0, round % order.length)]
     for (const [system, srv] of rotated) {
-      const client = await rpcClient(system, srv.ready)
-      for (let i = 0; i < (smoke ? 20 : 500); i++) await client.call() // warm-up
-      const seq = await sequential(client, seqCount)
-      const pipe = await pipelined(client, pipeCount, 64)
-      await client.close()
+      const result = await runClient(system, srv, seqCount, pipeCount, smoke ? 20 : 500)
       const entry = samples.get(system) ?? { seq: [], pipe: [] }
-      entry.seq.push(seq)
-      entry.pipe.push(pipe.calls_per_s)
+      entry.seq.push(result)
+      entry.pipe.push(result.pipelined_calls_per_s)
       samples.set(system, entry)
     }
   }
