@@ -46,8 +46,9 @@ export function renderReport(
   const d = (find('discovery', 'autobus') ?? {}) as Record<string, unknown>
   return `# Benchmarks
 
-Measured with \`${command}\` on ${summary.machine}, loopback only. Servers
-run in their own processes; each measurement is the median of ${summary.rounds}
+Measured with \`${command}\` on ${summary.machine}, loopback only. Every
+server, and every system's request/response client, runs in a process of its
+own; each measurement is the median of ${summary.rounds}
 interleaved rounds (A B C … A B C …) of the same run, so the **ratios** are
 what to read: absolute numbers on a shared 2-core machine move from run to
 run. Every system gets the same ~100-byte JSON payload.
