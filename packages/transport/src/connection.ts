@@ -149,12 +149,20 @@ export abstract class FramedConnection
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
     if (this.#closeInfo) return false
+    const header = encodeFrame({ ...message, _size: bytes.byteLength })
+    if (!this.#flushScheduled) {
+      this.#startTurn()
+      this.write(header)
+      this.write(bytes)
+      this.#checkQueue()
+      return true
+    }
     this.#outboxParts ??= []
     const parts = this.#outboxParts
     if (this.#outboxText) parts.push(this.#outboxText)
     this.#outboxText = ''
-    parts.push(encodeFrame({ ...message, _size: bytes.byteLength }), bytes)
-    return this.sendEncoded('')
+    parts.push(header, bytes)
+    return true
   }
 
   enableAttachments(): void {
@@ -174,21 +182,35 @@ export abstract class FramedConnection
     for (const part of parts) this.write(part)
   }
 
+  // The first frame of a turn of the event loop is written at once (one
+  // message waits for nothing); frames sent later in the same turn are
+  // joined and written together when the turn ends (pipelined messages cost
+  // one write, not one each).
   sendEncoded(frame: string): boolean {
     if (this.#closeInfo) return false
-    this.#outboxText += frame
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true
-      // Messages sent in one turn of the event loop go out in one write.
-      queueMicrotask(this.#flush)
+    if (this.#flushScheduled) {
+      this.#outboxText += frame
+      return true
     }
+    this.#startTurn()
+    this.write(frame)
+    this.#checkQueue()
     return true
+  }
+
+  #startTurn(): void {
+    this.#flushScheduled = true
+    queueMicrotask(this.#flush)
   }
 
   #flush = (): void => {
     this.#flushScheduled = false
     if (this.#closeInfo || (this.#outboxText === '' && !this.#outboxParts)) return
     this.#writeOutbox()
+    this.#checkQueue()
+  }
+
+  #checkQueue(): void {
     if (this.queuedBytes > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
