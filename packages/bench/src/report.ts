@@ -121,10 +121,14 @@ timed here.
 
 ## What made the difference
 
-- **One write per turn of the event loop.** Frames sent in the same turn are
-  joined and written once (a microtask flush), so 64 pipelined calls cost a
-  handful of syscalls instead of 64; this is why pipelined calls match the
-  raw floor, whose naive client writes each request on its own.
+- **Write at once, join the rest.** The first frame of a turn of the event
+  loop is written immediately; frames sent later in the same turn are joined
+  and written together when the turn ends. Deferring every frame to a
+  microtask had cost about 6 µs of server time per call (measured from a
+  socket's data event to its write: 20 µs, now 14 µs; the raw floor's is
+  10 µs), while joining keeps 64 pipelined calls to a handful of syscalls.
+- **One deadline timer per connection.** A call that is answered in time
+  costs no timer work; the timer is armed for the earliest deadline only.
 - **Encode once, fan out.** An event or object change is encoded to its frame
   once and the same string is queued to every listener.
 - **Stream bytes as attachments.** Byte streams first sent base64 inside JSON
