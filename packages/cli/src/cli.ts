@@ -324,15 +324,11 @@ export function createProgram(): Command {
     .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
     .argument('<name>', 'channel name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
-    .action(async (text: string, name: string, options: { wait: number }) => {
-      const target = parseTarget(text)
-      const bus = await createBus(busOptions(globals(), target.kind === 'filter'))
-      try {
-        const connection = await open(bus, target, options.wait)
+    .action((text: string, name: string, options: { wait: number }) =>
+      withTarget(globals(), text, options.wait, async (connection) => {
         const channel = await connection.openChannel(name)
         channel.on('message', (message) => line(message))
         const input = createInterface({ input: process.stdin })
-        let pending = Promise.resolve()
         input.on('line', (text) => {
           if (text.trim() === '' || channel.isClosed) return
           channel.send(parseValue(text))
@@ -343,7 +339,6 @@ export function createProgram(): Command {
           channel.closed.then(() => 'closed' as const),
           interrupted().then(() => 'interrupted' as const),
         ])
-        await pending
         if (outcome === 'input') {
           // Give the service a moment to answer what was just sent.
           await Promise.race([sleep(500), channel.closed])
@@ -352,11 +347,8 @@ export function createProgram(): Command {
           process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
         channel.close('done')
         input.close()
-        pending = Promise.resolve()
-      } finally {
-        await bus.close()
-      }
-    })
+      }),
+    )
 
   program
     .command('example')

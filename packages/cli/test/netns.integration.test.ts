@@ -109,11 +109,9 @@ describe.runIf(isRoot && hasIp)('discovery across hosts (network namespaces; nee
     while (ups.size < 3) ups.add((await follower.json()).service)
 
     // A graceful stop: goodbyes.
-    const stoppedAt = Date.now()
     a.child.kill('SIGTERM')
     const down = await follower.json()
     expect(down).toMatchObject({ event: 'down', service: a.service })
-    expect(down.at - stoppedAt).toBeLessThan(5_000)
 
     // kill -9 sends nothing: the probe removes it (interval 1 s: 2.5 s + probe).
     b.child.kill('SIGKILL')

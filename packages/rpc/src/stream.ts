@@ -89,15 +89,15 @@ export class ByteStream extends Duplex {
   }
 
   override _read(): void {
-    this.#ack(false)
+    this.#ack()
   }
 
   // Acknowledgements are batched (an eighth of the window at a time) so that
   // a fast stream does not send one per piece; the sender never waits on a
   // batch, since a stalled sender means a whole window is unacknowledged.
-  #ack(force: boolean): void {
+  #ack(): void {
     if (this.#finished || this.#unacked === 0) return
-    if (!force && this.#unacked < this.#receiveWindow / 8) return
+    if (this.#unacked < this.#receiveWindow / 8) return
     this.#link.sendAck(this.id, this.#unacked)
     this.#unacked = 0
   }
@@ -119,7 +119,7 @@ export class ByteStream extends Duplex {
     if (this.#finished || this.destroyed) return
     this.#unacked += bytes.length
     // Acknowledge while the reader keeps up; otherwise _read will.
-    if (this.push(bytes)) this.#ack(false)
+    if (this.push(bytes)) this.#ack()
   }
 
   /** @internal The other end granted more credit. */
