@@ -1,0 +1,21 @@
+/**
+ * Test harness for Autobus: several "hosts" on one LAN, each a network
+ * namespace, and spawned processes read line by line. Private to the
+ * repository's test suites.
+ *
+ * @example
+ * ```ts
+ * import { canUseNamespaces, createLan } from '@autobus/testkit'
+ * describe.runIf(canUseNamespaces)('across hosts (needs root)', () => {
+ *   it('…', async () => {
+ *     await using lan = createLan(2)
+ *     const service = lan.hosts[0]!.node(cli, ['example', '--json'])
+ *     console.log(await service.json())
+ *   })
+ * })
+ * ```
+ *
+ * @packageDocumentation
+ */
+export { killAll, type LineProcess, spawnLines } from './lines.js'
+export { canUseNamespaces, createLan, type Host, type Lan } from './netns.js'
