@@ -39,11 +39,12 @@ export const DiscoveryDefaults = {
   /** A service answers one asker address at most once per this period. */
   answerInterval: 1_000,
   /** Unicast answer bytes an asker address may receive before it has sent anything more. */
-  answerBurst: 4_096,
+  answerBurst: 8_192,
   /** Unicast answer bytes earned per byte of query received from that address. */
   answerCredit: 1.5,
-  /** Asker addresses a publisher keeps answer budgets for. */
+  /** Asker addresses a publisher keeps answer budgets for, and for how long after their last query. */
   maxAskers: 1_024,
+  askerMemory: 10_000,
   /** Liveness probes in flight per discoverer, in total and to one host. */
   maxProbes: 32,
   maxProbesPerHost: 4,
