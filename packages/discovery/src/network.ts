@@ -194,7 +194,7 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
       let closing = false
       let closed: Promise<void> | undefined
       let drained: (() => void) | undefined
-      const retries = new Set<NodeJS.Timeout>()
+      const retries = new Map<NodeJS.Timeout, () => void>()
       const settle = () => {
         sending--
         if (sending === 0) drained?.()
@@ -203,14 +203,20 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         const failed = (error: unknown) => {
           failures++
           count(faults.send, error)
-          if (!retry || closing) return
-          // Out of buffers or descriptors is usually brief: one more try.
+          if (!retry) return
+          // Out of buffers or descriptors is usually brief: one more try,
+          // at once when closing (it may be the last goodbye).
+          const again = () => send(bytes, address, to, false)
+          if (closing) {
+            again()
+            return
+          }
           const timer = setTimeout(() => {
             retries.delete(timer)
-            if (!closing) send(bytes, address, to, false)
+            again()
           }, retryDelay)
           timer.unref()
-          retries.add(timer)
+          retries.set(timer, again)
         }
         sending++
         try {
@@ -237,7 +243,12 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
           closed ??= (async () => {
             closing = true
             clearInterval(rescanTimer)
-            for (const timer of retries) clearTimeout(timer)
+            // Retries still waiting (a goodbye among them) go now, not never.
+            for (const [timer, again] of retries) {
+              clearTimeout(timer)
+              again()
+            }
+            retries.clear()
             // A datagram handed to send() has not left until its callback:
             // closing the socket before that drops it (it was the last goodbye).
             if (sending > 0) {
