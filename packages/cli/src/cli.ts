@@ -216,7 +216,12 @@ export function createProgram(): Command {
       void interrupted().then(() => controller.abort())
       try {
         for await (const change of bus.changes({ filter, signal: controller.signal })) {
-          const record = { event: change.type, ...printableService(change.service), at: Date.now() }
+          const record = {
+            event: change.type,
+            ...printableService(change.service),
+            ...(change.restart ? { restart: true } : {}),
+            at: Date.now(),
+          }
           if (options.json) line(record)
           else {
             const colour =

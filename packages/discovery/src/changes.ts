@@ -22,8 +22,9 @@ export interface ServiceEventSource {
 
 /**
  * The events of `source` as an async iterable of changes, ending when
- * `closed` or `options.signal` aborts. A change of info is one "changed" (seen through a filter,
- * an "up" or "down" when only one side matches), not a down and an up.
+ * `closed` or `options.signal` aborts. A restart (same id, new port or info)
+ * is a `down` then an `up`, both marked `restart: true`; through a filter,
+ * only the side that matches.
  */
 export async function* serviceChanges(
   source: ServiceEventSource,
@@ -35,21 +36,21 @@ export async function* serviceChanges(
   const keep = (service: DiscoveredService) => !filter || matchesFilter(service.info, filter)
   const relay = new EventEmitter<{ change: [ServiceChange] }>()
   const up = (service: DiscoveredService, cause: AppearCause) => {
-    if (cause !== 'changed' && keep(service)) relay.emit('change', { type: 'up', service })
+    if (!keep(service)) return
+    relay.emit(
+      'change',
+      cause === 'changed' ? { type: 'up', service, restart: true } : { type: 'up', service },
+    )
   }
   const down = (service: DiscoveredService, cause: DisappearCause) => {
-    if (cause !== 'changed' && keep(service)) relay.emit('change', { type: 'down', service })
-  }
-  const changed = (service: DiscoveredService, previous: DiscoveredService) => {
-    const now = keep(service)
-    const before = keep(previous)
-    if (now && before) relay.emit('change', { type: 'changed', service, previous })
-    else if (now) relay.emit('change', { type: 'up', service })
-    else if (before) relay.emit('change', { type: 'down', service: previous })
+    if (!keep(service)) return
+    relay.emit(
+      'change',
+      cause === 'changed' ? { type: 'down', service, restart: true } : { type: 'down', service },
+    )
   }
   source.on('appeared', up)
   source.on('disappeared', down)
-  source.on('changed', changed)
   try {
     for await (const [change] of on(relay, 'change', { signal })) yield change as ServiceChange
   } catch (error) {
@@ -57,6 +58,5 @@ export async function* serviceChanges(
   } finally {
     source.off('appeared', up)
     source.off('disappeared', down)
-    source.off('changed', changed)
   }
 }

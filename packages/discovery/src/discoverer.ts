@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import {
+  type AddDatagram,
   DiscoveryDefaults,
   decodeDatagram,
   encodeDatagram,
@@ -13,6 +14,7 @@ import {
   type DatagramSource,
   type DiscoveryLink,
   type DiscoveryNetwork,
+  type NetworkFaults,
   udpNetwork,
 } from './network.js'
 import { type Probe, probeService } from './probe.js'
@@ -28,33 +30,41 @@ export interface DiscoveredService {
   readonly info: Readonly<Record<string, unknown>>
 }
 
-/** One change to the table of services. */
+/**
+ * One change to the table of services. A restart (same id, new port or new
+ * info, from the same sender) is a `down` of the old service then an `up`
+ * of the new one, both marked `restart: true`.
+ */
 export type ServiceChange =
-  | { type: 'up'; service: DiscoveredService }
-  | { type: 'down'; service: DiscoveredService }
-  | { type: 'changed'; service: DiscoveredService; previous: DiscoveredService }
+  | { type: 'up'; service: DiscoveredService; restart?: true }
+  | { type: 'down'; service: DiscoveredService; restart?: true }
 
-/** Why a service appeared: new, or re-added after its info changed. */
+/** Why a service appeared: new, or re-added after a restart. */
 export type AppearCause = 'new' | 'changed'
-/** Why a service disappeared: a goodbye, a failed probe, or a change of info. */
-export type DisappearCause = 'goodbye' | 'expired' | 'changed'
+/**
+ * Why a service disappeared: a goodbye, a failed probe, a restart, or
+ * eviction of an unverified entry from a full table.
+ */
+export type DisappearCause = 'goodbye' | 'expired' | 'changed' | 'evicted'
 
 /** Events of a {@link Discoverer}. */
 export type DiscovererEvents = {
-  /** A service appeared (also after a change, following `disappeared`). */
+  /** A service appeared (also after a restart, following `disappeared`). */
   appeared: [service: DiscoveredService, cause: AppearCause]
-  /** A service went away: goodbye, failed probe, or before a change. */
+  /** A service went away: goodbye, failed probe, eviction, or before a restart. */
   disappeared: [service: DiscoveredService, cause: DisappearCause]
-  /** A service's info or port changed; emitted after disappeared + appeared. */
+  /** A service restarted with a new port or info; emitted after disappeared + appeared. */
   changed: [service: DiscoveredService, previous: DiscoveredService]
 }
 
 /** Timings of a discoverer, in ms. */
 export interface DiscovererTimings {
-  /** Delays after start at which queries are sent (default 0, 200, 1000, 3000, 7000). */
+  /** Delays after start at which queries are sent (default `DiscoveryDefaults.querySchedule`: 0, 200, 1000, 3000, 7000). */
   querySchedule?: readonly number[]
   /** Interval assumed for announcers that do not state theirs (default 10 s). */
   announceInterval?: number
+  /** Longest announced interval believed; longer ones are clamped (default 60 s). */
+  maxInterval?: number
   /** A service silent for this many intervals is probed (default 2.5). */
   expiryIntervals?: number
   /** How long a probe may take (default 3 s). */
@@ -65,19 +75,59 @@ export interface DiscovererTimings {
 export interface DiscovererOptions extends DiscovererTimings {
   network?: DiscoveryNetwork
   clock?: Clock
-  /** The liveness check (default: TCP connect and bind). */
+  /**
+   * The liveness check (default: TCP connect and bind). Resolving `false`
+   * means gone; rejecting means the check could not be made (e.g. out of
+   * descriptors) and is tried again later.
+   */
   probe?: Probe
-  /** Most services kept at once (default 4,096); more are dropped and counted. */
+  /** Most services kept at once (default 4,096). */
   maxServices?: number
+  /** Most services kept from one source address (default 1,024). */
+  maxServicesPerHost?: number
+  /** Probes in flight at once (default 32). */
+  maxProbes?: number
+  /** Probes in flight to one host at once (default 4). */
+  maxProbesPerHost?: number
   signal?: AbortSignal
+}
+
+/** Counters of a {@link Discoverer}. */
+export interface DiscovererStats {
+  /** Datagrams dropped as malformed. */
+  readonly malformed: number
+  /** New services dropped because the table (or its share for one host) was full of verified ones. */
+  readonly overCapacity: number
+  /** Unverified services evicted to make room. */
+  readonly evicted: number
+  /** `remove`s ignored because they did not come from the service's own address. */
+  readonly ignoredRemoves: number
+  /** `add`s for a known id from another address (the owner is probed, not replaced). */
+  readonly contested: number
+  /** Probes put off because too many were in flight. */
+  readonly probesDeferred: number
+  /** Probes that could not be made (local failure) and will be tried again. */
+  readonly inconclusiveProbes: number
+  /** Probes in flight now. */
+  readonly probesInFlight: number
+  /** Failures of the operating system while sending or scanning interfaces. */
+  readonly faults: NetworkFaults
 }
 
 interface Entry {
   service: DiscoveredService
   announced: Record<string, unknown>
+  /** The owner is this host (heard through loopback or an own address). */
+  local: boolean
   lastSeen: number
   interval: number
+  /** A probe has succeeded: never evicted for a newcomer. */
+  verified: boolean
   probing: boolean
+  /** No probe before this time (after a success or an inconclusive attempt). */
+  quietUntil: number
+  /** The latest other address claiming this id, admitted if the owner fails its probe. */
+  challenger?: { datagram: AddDatagram; from: DatagramSource }
 }
 
 /** Keeps the table of services on the network. */
@@ -88,12 +138,13 @@ export interface Discoverer extends EventEmitter<DiscovererEvents>, AsyncDisposa
   changes(options?: { signal?: AbortSignal; filter?: ServiceFilter }): AsyncIterable<ServiceChange>
   /** Sends a query now (the start-up schedule does this by itself). */
   query(): void
-  /** Counters: malformed datagrams dropped, services dropped over the cap. */
-  readonly stats: { readonly malformed: number; readonly overCapacity: number }
+  /** Counters of dropped, ignored and deferred things. */
+  readonly stats: DiscovererStats
   close(): Promise<void>
 }
 
-const QUERY = encodeDatagram({ command: 'query' })
+// Marked: this discoverer listens on the private port the query leaves from.
+const QUERY = encodeDatagram({ command: 'query', reply: 'unicast' })
 
 class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer {
   #link!: DiscoveryLink
@@ -101,11 +152,26 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   readonly #probe: Probe
   readonly #t: Required<DiscovererTimings>
   readonly #max: number
+  readonly #maxPerHost: number
+  readonly #maxProbes: number
+  readonly #maxProbesPerHost: number
   readonly #table = new Map<string, Entry>()
+  /** Unverified entries, least recently heard first: the eviction order. */
+  readonly #unverified = new Map<string, Entry>()
+  readonly #perHost = new Map<string, number>()
+  readonly #probesPerHost = new Map<string, number>()
   readonly #timers = new Set<unknown>()
   #sweepTimer: unknown
-  #malformed = 0
-  #overCapacity = 0
+  #counts = {
+    malformed: 0,
+    overCapacity: 0,
+    evicted: 0,
+    ignoredRemoves: 0,
+    contested: 0,
+    probesDeferred: 0,
+    inconclusiveProbes: 0,
+  }
+  #probesInFlight = 0
   #closing: Promise<void> | undefined
   readonly #closed = new AbortController()
 
@@ -114,9 +180,13 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     this.#clock = options.clock ?? systemClock
     this.#probe = options.probe ?? probeService
     this.#max = options.maxServices ?? Limits.maxServices
+    this.#maxPerHost = options.maxServicesPerHost ?? Limits.maxServicesPerHost
+    this.#maxProbes = options.maxProbes ?? DiscoveryDefaults.maxProbes
+    this.#maxProbesPerHost = options.maxProbesPerHost ?? DiscoveryDefaults.maxProbesPerHost
     this.#t = {
-      querySchedule: options.querySchedule ?? [0, 200, 1_000, 3_000, 7_000],
+      querySchedule: options.querySchedule ?? DiscoveryDefaults.querySchedule,
       announceInterval: options.announceInterval ?? DiscoveryDefaults.announceInterval,
+      maxInterval: options.maxInterval ?? DiscoveryDefaults.maxInterval,
       expiryIntervals: options.expiryIntervals ?? DiscoveryDefaults.expiryIntervals,
       probeTimeout: options.probeTimeout ?? DiscoveryDefaults.probeTimeout,
     }
@@ -129,8 +199,8 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     this.#scheduleSweep()
   }
 
-  get stats() {
-    return { malformed: this.#malformed, overCapacity: this.#overCapacity }
+  get stats(): DiscovererStats {
+    return { ...this.#counts, probesInFlight: this.#probesInFlight, faults: this.#link.faults }
   }
 
   #later(delay: number, run: () => void): void {
@@ -161,63 +231,152 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     if (this.#closing) return
     const datagram = decodeDatagram(bytes)
     if (datagram instanceof ProtocolError) {
-      this.#malformed++
+      this.#counts.malformed++
       return
     }
-    if (datagram.command === 'add') {
+    if (datagram.command === 'add') this.#heard(datagram, from)
+    else if (datagram.command === 'remove') {
       const entry = this.#table.get(datagram.service)
-      const interval = datagram.interval ?? this.#t.announceInterval
-      if (
-        entry &&
-        entry.service.port === datagram.port &&
-        jsonEqual(entry.announced, datagram.info)
-      ) {
-        entry.lastSeen = this.#clock.now()
-        entry.interval = interval
-        return
+      if (!entry || entry.service.port !== datagram.port) return
+      // A goodbye counts only from where the service is: anyone can send one.
+      if (this.#isOwner(entry, from)) this.#remove(entry, 'goodbye')
+      else this.#counts.ignoredRemoves++
+    }
+  }
+
+  // Not the port: original peers send from throwaway ports, and a sender
+  // that can forge the owner's address can forge its port as well.
+  #isOwner(entry: Entry, from: DatagramSource): boolean {
+    return entry.service.host === from.address || (entry.local && from.local === true)
+  }
+
+  #heard(datagram: AddDatagram, from: DatagramSource): void {
+    const entry = this.#table.get(datagram.service)
+    if (!entry) {
+      this.#admit(datagram, from)
+      return
+    }
+    if (!this.#isOwner(entry, from)) {
+      this.#contest(entry, datagram, from)
+      return
+    }
+    if (entry.service.port === datagram.port && jsonEqual(entry.announced, datagram.info)) {
+      entry.lastSeen = this.#clock.now()
+      entry.interval = this.#interval(datagram)
+      if (!entry.verified) {
+        this.#unverified.delete(entry.service.service)
+        this.#unverified.set(entry.service.service, entry)
+        // Under pressure, a service heard again is checked, so that once
+        // it passes no flood of newcomers can push it out.
+        if (this.#underPressure(entry.service.host)) this.#startProbe(entry)
       }
-      if (!entry && this.#table.size >= this.#max) {
-        this.#overCapacity++
-        return
-      }
-      const service: DiscoveredService = Object.freeze({
+      return
+    }
+    // Info never changes while a service lives: a change is a restart.
+    const next = this.#entry(datagram, from)
+    this.#delete(entry)
+    this.emit('disappeared', entry.service, 'changed')
+    this.#insert(next)
+    this.emit('appeared', next.service, 'changed')
+    this.emit('changed', next.service, entry.service)
+  }
+
+  #interval(datagram: AddDatagram): number {
+    return Math.min(datagram.interval ?? this.#t.announceInterval, this.#t.maxInterval)
+  }
+
+  #entry(datagram: AddDatagram, from: DatagramSource): Entry {
+    const service: DiscoveredService = Object.freeze({
+      host: from.address,
+      port: datagram.port,
+      service: datagram.service,
+      info: Object.freeze({
+        ...datagram.info,
         host: from.address,
         port: datagram.port,
         service: datagram.service,
-        info: Object.freeze({
-          ...datagram.info,
-          host: from.address,
-          port: datagram.port,
-          service: datagram.service,
-        }),
-      })
-      const next: Entry = {
-        service,
-        announced: datagram.info,
-        lastSeen: this.#clock.now(),
-        interval,
-        probing: false,
-      }
-      if (entry) {
-        // Info never changes while a service lives: a change is a restart.
-        this.#table.delete(datagram.service)
-        this.emit('disappeared', entry.service, 'changed')
-        this.#table.set(datagram.service, next)
-        this.emit('appeared', service, 'changed')
-        this.emit('changed', service, entry.service)
-      } else {
-        this.#table.set(datagram.service, next)
-        this.emit('appeared', service, 'new')
-      }
-    } else if (datagram.command === 'remove') {
-      const entry = this.#table.get(datagram.service)
-      if (entry && entry.service.port === datagram.port) this.#remove(entry, 'goodbye')
+      }),
+    })
+    return {
+      service,
+      announced: datagram.info,
+      local: from.local === true,
+      lastSeen: this.#clock.now(),
+      interval: this.#interval(datagram),
+      verified: false,
+      probing: false,
+      quietUntil: 0,
     }
+  }
+
+  // A full table (or a host's full share) makes room by evicting the
+  // unverified entry heard least recently; verified ones are never pushed
+  // out, so a flood of forged adds cannot lock a real service out for long.
+  #admit(datagram: AddDatagram, from: DatagramSource): void {
+    const host = from.address
+    let victim: Entry | undefined
+    if ((this.#perHost.get(host) ?? 0) >= this.#maxPerHost) {
+      victim = this.#oldestUnverified(host)
+      if (!victim) {
+        this.#counts.overCapacity++
+        return
+      }
+    } else if (this.#table.size >= this.#max) {
+      victim = this.#oldestUnverified()
+      if (!victim) {
+        this.#counts.overCapacity++
+        return
+      }
+    }
+    if (victim) {
+      this.#counts.evicted++
+      this.#remove(victim, 'evicted')
+    }
+    const entry = this.#entry(datagram, from)
+    this.#insert(entry)
+    this.emit('appeared', entry.service, 'new')
+  }
+
+  #oldestUnverified(host?: string): Entry | undefined {
+    for (const entry of this.#unverified.values())
+      if (!entry.probing && (host === undefined || entry.service.host === host)) return entry
+    return undefined
+  }
+
+  #underPressure(host: string): boolean {
+    return (
+      this.#table.size * 4 >= this.#max * 3 ||
+      (this.#perHost.get(host) ?? 0) * 4 >= this.#maxPerHost * 3
+    )
+  }
+
+  #insert(entry: Entry): void {
+    const { service, host } = entry.service
+    this.#table.set(service, entry)
+    if (!entry.verified) this.#unverified.set(service, entry)
+    this.#perHost.set(host, (this.#perHost.get(host) ?? 0) + 1)
+  }
+
+  #delete(entry: Entry): void {
+    const { service, host } = entry.service
+    this.#table.delete(service)
+    this.#unverified.delete(service)
+    const left = (this.#perHost.get(host) ?? 1) - 1
+    if (left > 0) this.#perHost.set(host, left)
+    else this.#perHost.delete(host)
+  }
+
+  // Another address claims a known id: a replay, a forgery, or a service
+  // that really moved. Only a failed probe of the owner lets it move.
+  #contest(entry: Entry, datagram: AddDatagram, from: DatagramSource): void {
+    this.#counts.contested++
+    entry.challenger = { datagram, from }
+    this.#startProbe(entry)
   }
 
   #remove(entry: Entry, cause: DisappearCause): void {
     if (this.#table.get(entry.service.service) !== entry) return
-    this.#table.delete(entry.service.service)
+    this.#delete(entry)
     this.emit('disappeared', entry.service, cause)
   }
 
@@ -234,18 +393,57 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   #sweep(): void {
     const now = this.#clock.now()
     for (const entry of this.#table.values()) {
-      if (entry.probing || now - entry.lastSeen < entry.interval * this.#t.expiryIntervals) continue
-      entry.probing = true
-      const { host, port, service } = entry.service
-      this.#probe({ host, port, service }, this.#t.probeTimeout)
-        .catch(() => false)
-        .then((alive) => {
-          entry.probing = false
-          if (this.#closing) return
-          if (alive) entry.lastSeen = this.#clock.now()
-          else this.#remove(entry, 'expired')
-        })
+      if (now - entry.lastSeen >= entry.interval * this.#t.expiryIntervals) this.#startProbe(entry)
     }
+  }
+
+  // Probes are capped in total and per host, so that forged adds naming a
+  // victim cannot turn every bus into a connection flood against it.
+  #startProbe(entry: Entry): void {
+    if (entry.probing || this.#clock.now() < entry.quietUntil) return
+    const { host, port, service } = entry.service
+    const toHost = this.#probesPerHost.get(host) ?? 0
+    if (this.#probesInFlight >= this.#maxProbes || toHost >= this.#maxProbesPerHost) {
+      this.#counts.probesDeferred++
+      return
+    }
+    this.#probesInFlight++
+    this.#probesPerHost.set(host, toHost + 1)
+    entry.probing = true
+    let settled: Promise<boolean | undefined>
+    try {
+      settled = this.#probe({ host, port, service }, this.#t.probeTimeout).then(
+        (alive) => alive === true,
+        () => undefined,
+      )
+    } catch {
+      settled = Promise.resolve(undefined)
+    }
+    void settled.then((alive) => {
+      this.#probesInFlight--
+      const left = (this.#probesPerHost.get(host) ?? 1) - 1
+      if (left > 0) this.#probesPerHost.set(host, left)
+      else this.#probesPerHost.delete(host)
+      entry.probing = false
+      if (this.#closing || this.#table.get(service) !== entry) return
+      const now = this.#clock.now()
+      const challenger = entry.challenger
+      entry.challenger = undefined
+      if (alive === true) {
+        entry.lastSeen = now
+        entry.verified = true
+        this.#unverified.delete(service)
+        // One probe answers every claim made while it ran, and the next
+        // few seconds' worth: a replay loop gets no probe per datagram.
+        entry.quietUntil = now + this.#t.probeTimeout
+      } else if (alive === false) {
+        this.#remove(entry, 'expired')
+        if (challenger) this.#heard(challenger.datagram, challenger.from)
+      } else {
+        this.#counts.inconclusiveProbes++
+        entry.quietUntil = now + this.#t.probeTimeout
+      }
+    })
   }
 
   close(): Promise<void> {

@@ -25,6 +25,7 @@ export {
   type Discoverer,
   type DiscovererEvents,
   type DiscovererOptions,
+  type DiscovererStats,
   type DiscovererTimings,
   type ServiceChange,
 } from './discoverer.js'
@@ -44,6 +45,7 @@ export {
   type DatagramSource,
   type DiscoveryLink,
   type DiscoveryNetwork,
+  type NetworkFaults,
   type UdpNetworkOptions,
   udpNetwork,
 } from './network.js'
@@ -53,6 +55,10 @@ export {
   type Publication,
   type Published,
   type Publisher,
+  type PublisherEvents,
+  type PublisherLimits,
   type PublisherOptions,
+  type PublisherStats,
   type PublisherTimings,
+  type ServiceConflict,
 } from './publisher.js'

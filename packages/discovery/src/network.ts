@@ -6,10 +6,26 @@ import { DISCOVERY_PORT, DiscoveryDefaults } from '@autobus/protocol'
 export interface DatagramSource {
   address: string
   port: number
+  /**
+   * True when it came from this host (a loopback address or one of this
+   * host's own addresses): a host hears its own broadcasts through several
+   * addresses, and they all stand for the same sender.
+   */
+  local?: boolean
 }
 
 /** Receives datagrams. */
 export type DatagramHandler = (bytes: Buffer, from: DatagramSource) => void
+
+/**
+ * Failures of the operating system, counted by error code (`ENOBUFS`,
+ * `EMFILE`, `EADDRNOTAVAIL`, …). None is fatal: a failed send is retried
+ * once, a failed interface scan keeps the last good list until the next.
+ */
+export interface NetworkFaults {
+  readonly send: Readonly<Record<string, number>>
+  readonly rescan: Readonly<Record<string, number>>
+}
 
 /**
  * One participant's access to the discovery network: it hears what is
@@ -23,8 +39,11 @@ export interface DiscoveryLink {
   broadcast(bytes: Buffer): void
   /** Sends to one address and port. */
   unicast(bytes: Buffer, address: string, port: number): void
-  /** Datagrams that could not be sent (no route, interface down). */
+  /** Datagrams that could not be sent (no route, interface down, no buffers). */
   readonly sendFailures: number
+  /** The same failures and failed interface scans, by error code. */
+  readonly faults: NetworkFaults
+  /** Closes once every datagram handed to it has left (or failed). */
   close(): Promise<void>
 }
 
@@ -46,6 +65,10 @@ export interface UdpNetworkOptions {
   interfaceRescan?: number
   /** Address the shared socket binds (default all). */
   bindAddress?: string
+  /** Delay before a failed send is tried once more, in ms (default 100). */
+  sendRetryDelay?: number
+  /** Longest wait in `close()` for datagrams still being sent, in ms (default 1 s). */
+  closeTimeout?: number
 }
 
 function toInt(address: string): number {
@@ -56,16 +79,23 @@ function toAddress(value: number): string {
   return [24, 16, 8, 0].map((shift) => (value >>> shift) & 255).join('.')
 }
 
-/**
- * The directed broadcast address of every up IPv4 interface (or those
- * named), plus 127.255.255.255 so processes on this host hear each other.
- */
-export function broadcastAddresses(only?: readonly string[]): string[] {
+interface InterfaceScan {
+  /** Where broadcasts go. */
+  broadcast: string[]
+  /** Every IPv4 address of this host. */
+  local: Set<string>
+}
+
+// os.networkInterfaces() throws when the process is out of descriptors
+// (EMFILE): callers catch it and keep what they had.
+function scanInterfaces(only?: readonly string[]): InterfaceScan {
   const found = new Set<string>()
+  const local = new Set<string>()
   const interfaces = os.networkInterfaces()
   for (const [name, addresses] of Object.entries(interfaces)) {
     for (const entry of addresses ?? []) {
       if (entry.family !== 'IPv4') continue
+      local.add(entry.address)
       if (only && !only.includes(name) && !only.includes(entry.address)) continue
       if (entry.internal) {
         found.add('127.255.255.255')
@@ -78,7 +108,26 @@ export function broadcastAddresses(only?: readonly string[]): string[] {
     }
   }
   if (!only) found.add('127.255.255.255')
-  return [...found]
+  return { broadcast: [...found], local }
+}
+
+/**
+ * The directed broadcast address of every up IPv4 interface (or those
+ * named), plus 127.255.255.255 so processes on this host hear each other.
+ * Throws what `os.networkInterfaces()` throws (e.g. `EMFILE`).
+ */
+export function broadcastAddresses(only?: readonly string[]): string[] {
+  return scanInterfaces(only).broadcast
+}
+
+function errorCode(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' ? code : 'UNKNOWN'
+}
+
+function count(counts: Record<string, number>, error: unknown): void {
+  const code = errorCode(error)
+  counts[code] = (counts[code] ?? 0) + 1
 }
 
 function bindSocket(
@@ -102,6 +151,8 @@ function bindSocket(
 /** Real UDP: a socket shared on the discovery port and a private one. */
 export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
   const port = options.port ?? DISCOVERY_PORT
+  const retryDelay = options.sendRetryDelay ?? 100
+  const closeTimeout = options.closeTimeout ?? 1_000
   return {
     async open(onDatagram) {
       const shared = await bindSocket(port, options.bindAddress, true)
@@ -109,23 +160,73 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         shared.close()
         throw error
       })
+      const faults = { send: {} as Record<string, number>, rescan: {} as Record<string, number> }
+      let scan: InterfaceScan = {
+        broadcast: options.interfaces ? [] : ['127.255.255.255'],
+        local: new Set(['127.0.0.1']),
+      }
+      const rescan = () => {
+        try {
+          scan = scanInterfaces(options.interfaces)
+        } catch (error) {
+          // Keep the last good list; the next rescan tries again.
+          count(faults.rescan, error)
+        }
+      }
+      rescan()
+      const rescanTimer = setInterval(
+        rescan,
+        options.interfaceRescan ?? DiscoveryDefaults.interfaceRescan,
+      )
+      rescanTimer.unref()
+
       const receive = (bytes: Buffer, rinfo: dgram.RemoteInfo) =>
-        onDatagram(bytes, { address: rinfo.address, port: rinfo.port })
+        onDatagram(bytes, {
+          address: rinfo.address,
+          port: rinfo.port,
+          local: rinfo.address.startsWith('127.') || scan.local.has(rinfo.address),
+        })
       shared.on('message', receive)
       own.on('message', receive)
-      let targets = broadcastAddresses(options.interfaces)
-      const rescan = setInterval(() => {
-        targets = broadcastAddresses(options.interfaces)
-      }, options.interfaceRescan ?? DiscoveryDefaults.interfaceRescan)
-      rescan.unref()
+
       let failures = 0
-      const send = (bytes: Buffer, address: string, to: number) => {
+      let sending = 0
+      let closing = false
+      let closed: Promise<void> | undefined
+      let drained: (() => void) | undefined
+      const retries = new Map<NodeJS.Timeout, () => void>()
+      const settle = () => {
+        sending--
+        if (sending === 0) drained?.()
+      }
+      const send = (bytes: Buffer, address: string, to: number, retry: boolean) => {
+        const failed = (error: unknown) => {
+          failures++
+          count(faults.send, error)
+          if (!retry) return
+          // Out of buffers or descriptors is usually brief: one more try,
+          // at once when closing (it may be the last goodbye).
+          const again = () => send(bytes, address, to, false)
+          if (closing) {
+            again()
+            return
+          }
+          const timer = setTimeout(() => {
+            retries.delete(timer)
+            again()
+          }, retryDelay)
+          timer.unref()
+          retries.set(timer, again)
+        }
+        sending++
         try {
           own.send(bytes, to, address, (error) => {
-            if (error) failures++
+            if (error) failed(error)
+            settle()
           })
-        } catch {
-          failures++
+        } catch (error) {
+          failed(error)
+          settle()
         }
       }
       return {
@@ -133,17 +234,39 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         get sendFailures() {
           return failures
         },
+        faults,
         broadcast(bytes) {
-          for (const address of targets) send(bytes, address, port)
+          for (const address of scan.broadcast) send(bytes, address, port, true)
         },
-        unicast: send,
-        async close() {
-          clearInterval(rescan)
-          await Promise.all(
-            [shared, own].map(
-              (socket) => new Promise<void>((resolve) => socket.close(() => resolve())),
-            ),
-          )
+        unicast: (bytes, address, to) => send(bytes, address, to, true),
+        close() {
+          closed ??= (async () => {
+            closing = true
+            clearInterval(rescanTimer)
+            // Retries still waiting (a goodbye among them) go now, not never.
+            for (const [timer, again] of retries) {
+              clearTimeout(timer)
+              again()
+            }
+            retries.clear()
+            // A datagram handed to send() has not left until its callback:
+            // closing the socket before that drops it (it was the last goodbye).
+            if (sending > 0) {
+              await new Promise<void>((resolve) => {
+                const timer = setTimeout(resolve, closeTimeout)
+                drained = () => {
+                  clearTimeout(timer)
+                  resolve()
+                }
+              })
+            }
+            await Promise.all(
+              [shared, own].map(
+                (socket) => new Promise<void>((resolve) => socket.close(() => resolve())),
+              ),
+            )
+          })()
+          return closed
         },
       }
     },

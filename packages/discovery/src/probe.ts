@@ -10,19 +10,29 @@ export type Probe = (
   timeout: number,
 ) => Promise<boolean>
 
-/** The liveness probe of docs/protocol.md §2.6. */
+// Failures of this host, not of the target: they prove nothing about it.
+const LOCAL_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL'])
+
+/**
+ * The liveness probe of docs/protocol.md §2.5.3. Resolves `true` (alive) or
+ * `false` (gone); rejects when this host could not make the check (out of
+ * descriptors or buffers), which says nothing about the target.
+ */
 export const probeService: Probe = (target, timeout) =>
-  new Promise((resolve) => {
+  new Promise((resolve, reject) => {
     const socket = net.connect({ host: target.host, port: target.port })
     let buffer = ''
-    const finish = (alive: boolean) => {
+    const finish = (alive: boolean | Error) => {
       clearTimeout(timer)
       socket.destroy()
-      resolve(alive)
+      if (alive instanceof Error) reject(alive)
+      else resolve(alive)
     }
     const timer = setTimeout(() => finish(false), timeout)
     socket.setEncoding('utf8')
-    socket.on('error', () => finish(false))
+    socket.on('error', (error: NodeJS.ErrnoException) =>
+      finish(LOCAL_FAILURES.has(error.code ?? '') ? error : false),
+    )
     socket.on('close', () => finish(false))
     socket.on('connect', () => {
       socket.write(

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events'
 import os from 'node:os'
 import {
   type AddDatagram,
@@ -6,12 +7,14 @@ import {
   decodeDatagram,
   encodeDatagram,
   ProtocolError,
+  type QueryDatagram,
 } from '@autobus/protocol'
 import { type Clock, type Random, systemClock } from './clock.js'
 import {
   type DatagramSource,
   type DiscoveryLink,
   type DiscoveryNetwork,
+  type NetworkFaults,
   udpNetwork,
 } from './network.js'
 
@@ -31,10 +34,27 @@ export interface PublisherTimings {
   /** Goodbyes sent when a service goes away (default 3), and the gap (default 20 ms). */
   goodbyeCount?: number
   goodbyeGap?: number
+  /** A service answers one asker address, or broadcasts an answer, at most once per this (default 1 s). */
+  answerInterval?: number
+  /** How long an asker's answer budget is remembered after its last query (default 10 s). */
+  askerMemory?: number
+}
+
+/**
+ * Limits on answers, so that a query with a forged source cannot turn a bus
+ * into an amplifier aimed at that source.
+ */
+export interface PublisherLimits {
+  /** Unicast answer bytes an asker address gets before it has sent more queries (default 8,192). */
+  answerBurst?: number
+  /** Unicast answer bytes earned per query byte received from that address (default 1.5). */
+  answerCredit?: number
+  /** Asker addresses with an answer budget at once (default 1,024); others are answered by broadcast. */
+  maxAskers?: number
 }
 
 /** Options for {@link createPublisher}. */
-export interface PublisherOptions extends PublisherTimings {
+export interface PublisherOptions extends PublisherTimings, PublisherLimits {
   /** The network (default real UDP broadcast on port 52722). */
   network?: DiscoveryNetwork
   clock?: Clock
@@ -63,16 +83,62 @@ export interface Published {
   unpublish(): Promise<void>
 }
 
+/** Another host announced (or said goodbye for) one of this publisher's services. */
+export interface ServiceConflict {
+  /** The service id. */
+  readonly service: string
+  /** What the other host sent. */
+  readonly command: 'add' | 'remove'
+  /** Where it came from. */
+  readonly from: DatagramSource
+}
+
+/** Events of a {@link Publisher}. */
+export type PublisherEvents = {
+  /**
+   * Another host claimed one of this publisher's ids (a replay, a forgery,
+   * or a copied id). The publisher has re-announced the service at once.
+   */
+  conflict: [conflict: ServiceConflict]
+}
+
+/** Counters of a {@link Publisher}. */
+export interface PublisherStats {
+  /** Datagrams dropped as malformed. */
+  readonly malformed: number
+  /** Conflicts reported (see {@link PublisherEvents}). */
+  readonly conflicts: number
+  /** Answers sent by unicast to a marked query's source. */
+  readonly unicastAnswers: number
+  /** Answers sent by broadcast (unmarked queries, and unicast budgets used up). */
+  readonly broadcastAnswers: number
+  /** Answers not sent: the same asker or service was answered less than `answerInterval` ago. */
+  readonly suppressedAnswers: number
+  /** Failures of the operating system while sending or scanning interfaces. */
+  readonly faults: NetworkFaults
+}
+
 interface Entry {
   datagram: Buffer
   goodbye: Buffer
   timer: unknown
-  answering: Set<string>
+  /** Still published. */
+  live: boolean
+  /** A broadcast answer is scheduled. */
+  broadcastPending: boolean
+  lastBroadcastAnswer: number
   onAnnounced: () => void
 }
 
+/** An address that sent marked queries: its unicast answer budget. */
+interface Asker {
+  credit: number
+  lastQuery: number
+  answeredAt: number
+}
+
 /** Announces local services; answers queries. */
-export interface Publisher extends AsyncDisposable {
+export interface Publisher extends EventEmitter<PublisherEvents>, AsyncDisposable {
   /**
    * Starts announcing a service. Throws `ProtocolError` (code
    * `datagram_too_large`) if its info does not fit in one datagram.
@@ -82,36 +148,52 @@ export interface Publisher extends AsyncDisposable {
   readonly services: ReadonlyMap<string, Readonly<Record<string, unknown>>>
   /** Datagrams dropped as malformed. */
   readonly malformed: number
+  /** Counters of answers, conflicts and failures. */
+  readonly stats: PublisherStats
   /** Sends goodbyes for every service and closes the sockets; idempotent. */
   close(): Promise<void>
 }
 
-class UdpPublisher implements Publisher {
+class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
   readonly #link: DiscoveryLink
   readonly #clock: Clock
   readonly #random: Random
-  readonly #t: Required<PublisherTimings>
+  readonly #t: Required<PublisherTimings> & Required<PublisherLimits>
   readonly #hostname: string
   readonly #entries = new Map<string, Entry>()
   readonly #infos = new Map<string, Readonly<Record<string, unknown>>>()
-  #malformed = 0
+  /** By address, least recent query first. */
+  readonly #askers = new Map<string, Asker>()
+  #counts = {
+    malformed: 0,
+    conflicts: 0,
+    unicastAnswers: 0,
+    broadcastAnswers: 0,
+    suppressedAnswers: 0,
+  }
   #closing: Promise<void> | undefined
 
   constructor(link: DiscoveryLink, options: PublisherOptions) {
+    super()
     this.#link = link
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? Math.random
     this.#hostname = options.hostname ?? os.hostname().split('.')[0]!
+    const d = DiscoveryDefaults
     this.#t = {
-      announceInterval: options.announceInterval ?? DiscoveryDefaults.announceInterval,
-      announceJitter: options.announceJitter ?? DiscoveryDefaults.announceJitter,
-      holdOff: options.holdOff ?? DiscoveryDefaults.holdOff,
-      answerDelayMin: options.answerDelayMin ?? DiscoveryDefaults.answerDelayMin,
-      answerDelayMax: options.answerDelayMax ?? DiscoveryDefaults.answerDelayMax,
-      answerDelayPerService:
-        options.answerDelayPerService ?? DiscoveryDefaults.answerDelayPerService,
-      goodbyeCount: options.goodbyeCount ?? DiscoveryDefaults.goodbyeCount,
-      goodbyeGap: options.goodbyeGap ?? DiscoveryDefaults.goodbyeGap,
+      announceInterval: options.announceInterval ?? d.announceInterval,
+      announceJitter: options.announceJitter ?? d.announceJitter,
+      holdOff: options.holdOff ?? d.holdOff,
+      answerDelayMin: options.answerDelayMin ?? d.answerDelayMin,
+      answerDelayMax: options.answerDelayMax ?? d.answerDelayMax,
+      answerDelayPerService: options.answerDelayPerService ?? d.answerDelayPerService,
+      goodbyeCount: options.goodbyeCount ?? d.goodbyeCount,
+      goodbyeGap: options.goodbyeGap ?? d.goodbyeGap,
+      answerInterval: options.answerInterval ?? d.answerInterval,
+      askerMemory: options.askerMemory ?? d.askerMemory,
+      answerBurst: options.answerBurst ?? d.answerBurst,
+      answerCredit: options.answerCredit ?? d.answerCredit,
+      maxAskers: options.maxAskers ?? d.maxAskers,
     }
   }
 
@@ -120,7 +202,11 @@ class UdpPublisher implements Publisher {
   }
 
   get malformed(): number {
-    return this.#malformed
+    return this.#counts.malformed
+  }
+
+  get stats(): PublisherStats {
+    return { ...this.#counts, faults: this.#link.faults }
   }
 
   publish({ service, port, info }: Publication): Published {
@@ -147,7 +233,9 @@ class UdpPublisher implements Publisher {
       datagram: encodeDatagram(add),
       goodbye: encodeDatagram({ command: 'remove', port, service }),
       timer: undefined,
-      answering: new Set(),
+      live: true,
+      broadcastPending: false,
+      lastBroadcastAnswer: Number.NEGATIVE_INFINITY,
       onAnnounced,
     }
     this.#entries.set(service, entry)
@@ -178,6 +266,7 @@ class UdpPublisher implements Publisher {
   async #unpublish(service: string): Promise<void> {
     const entry = this.#entries.get(service)
     if (!entry) return
+    entry.live = false
     this.#entries.delete(service)
     this.#infos.delete(service)
     this.#clock.clearTimeout(entry.timer)
@@ -194,45 +283,113 @@ class UdpPublisher implements Publisher {
 
   /** @internal */
   receive(bytes: Buffer, from: DatagramSource): void {
+    if (this.#closing) return
     const datagram = decodeDatagram(bytes)
     if (datagram instanceof ProtocolError) {
-      this.#malformed++
+      this.#counts.malformed++
       return
     }
-    if (datagram.command === 'query') this.#answer(from)
+    if (datagram.command === 'query') this.#answer(datagram, bytes.byteLength, from)
+    else if (!from.local) {
+      const entry = this.#entries.get(datagram.service)
+      if (!entry) return
+      // Our id from another host: tell everyone where the service really is.
+      this.#counts.conflicts++
+      this.#broadcastAnswer(entry, 0)
+      this.emit('conflict', { service: datagram.service, command: datagram.command, from })
+    }
+  }
+
+  #delay(): number {
+    const { answerDelayMin: min, answerDelayMax: max, answerDelayPerService: per } = this.#t
+    return min + this.#random() * (max - min + per * Math.max(0, this.#entries.size - 10))
   }
 
   // Each service answers after its own random delay within a window that
   // widens with the number of services, so that many answers to one query
   // do not arrive at once.
-  #answer(to: DatagramSource): void {
-    const count = this.#entries.size
-    if (count === 0) return
-    const { answerDelayMin: min, answerDelayMax: max, answerDelayPerService: per } = this.#t
-    const window = max - min + per * Math.max(0, count - 10)
-    // A query from the shared discovery port cannot be answered by unicast:
-    // any process on that host sharing the port might get it.
-    const shared = to.port === DISCOVERY_PORT
-    const key = shared ? '*' : `${to.address}:${to.port}`
-    for (const [service, entry] of this.#entries) {
-      if (entry.answering.has(key)) continue
-      entry.answering.add(key)
-      this.#clock.setTimeout(
-        () => {
-          entry.answering.delete(key)
-          if (this.#entries.get(service) !== entry) return
-          if (shared) this.#link.broadcast(entry.datagram)
-          else this.#link.unicast(entry.datagram, to.address, to.port)
-        },
-        min + this.#random() * window,
-      )
+  #answer(query: QueryDatagram, size: number, to: DatagramSource): void {
+    if (this.#entries.size === 0) return
+    // Original peers query from a throwaway port and listen only on the
+    // discovery port, and a unicast to the shared discovery port reaches
+    // only one of the processes bound to it: both get broadcasts.
+    const asker =
+      query.reply === 'unicast' && to.port !== DISCOVERY_PORT ? this.#asker(to, size) : undefined
+    if (!asker) {
+      for (const entry of this.#entries.values()) this.#broadcastAnswer(entry, this.#delay())
+      return
     }
+    const now = this.#clock.now()
+    if (now - asker.answeredAt < this.#t.answerInterval) {
+      this.#counts.suppressedAnswers += this.#entries.size
+      return
+    }
+    asker.answeredAt = now
+    for (const [service, entry] of this.#entries) {
+      this.#clock.setTimeout(() => {
+        if (this.#entries.get(service) !== entry) return
+        // Beyond the budget, broadcast (at most once a second per service)
+        // instead: the asker hears it, and it cannot be aimed at anyone.
+        if (asker.credit < entry.datagram.byteLength) {
+          this.#broadcastAnswer(entry, 0)
+          return
+        }
+        asker.credit -= entry.datagram.byteLength
+        this.#counts.unicastAnswers++
+        this.#link.unicast(entry.datagram, to.address, to.port)
+      }, this.#delay())
+    }
+  }
+
+  // The answer budget of an address: a small burst, then only what its own
+  // queries earn, so what a forged source receives is bounded by what was
+  // sent in its name. Undefined when the table of askers is full.
+  #asker(from: DatagramSource, size: number): Asker | undefined {
+    const now = this.#clock.now()
+    for (const [address, asker] of this.#askers) {
+      if (now - asker.lastQuery <= this.#t.askerMemory) break
+      this.#askers.delete(address)
+    }
+    let asker = this.#askers.get(from.address)
+    if (asker) this.#askers.delete(from.address)
+    else if (this.#askers.size >= this.#t.maxAskers) return undefined
+    else
+      asker = {
+        credit: this.#t.answerBurst,
+        lastQuery: now,
+        answeredAt: Number.NEGATIVE_INFINITY,
+      }
+    asker.lastQuery = now
+    asker.credit = Math.min(this.#t.answerBurst, asker.credit + size * this.#t.answerCredit)
+    this.#askers.set(from.address, asker)
+    return asker
+  }
+
+  #broadcastAnswer(entry: Entry, delay: number): void {
+    if (
+      entry.broadcastPending ||
+      this.#clock.now() - entry.lastBroadcastAnswer < this.#t.answerInterval
+    ) {
+      this.#counts.suppressedAnswers++
+      return
+    }
+    entry.broadcastPending = true
+    const send = () => {
+      entry.broadcastPending = false
+      if (!entry.live) return
+      entry.lastBroadcastAnswer = this.#clock.now()
+      this.#counts.broadcastAnswers++
+      this.#link.broadcast(entry.datagram)
+    }
+    if (delay <= 0) send()
+    else this.#clock.setTimeout(send, delay)
   }
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
       const goodbyes = [...this.#entries.values()].map((entry) => {
         this.#clock.clearTimeout(entry.timer)
+        entry.live = false
         return entry.goodbye
       })
       this.#entries.clear()
@@ -250,11 +407,13 @@ class UdpPublisher implements Publisher {
 
 /**
  * Creates a publisher: it announces services by UDP broadcast at randomized
- * intervals, answers queries, and says goodbye when a service goes away.
+ * intervals, answers queries (rate-limited per asker and per service), says
+ * goodbye when a service goes away, and reports other hosts claiming its ids.
  *
  * @example
  * ```ts
  * await using publisher = await createPublisher()
+ * publisher.on('conflict', ({ service, from }) => console.warn(`${from.address} claims ${service}`))
  * const published = publisher.publish({ service: id, port: 4000, info: { type: 'speaker' } })
  * // later
  * await published.unpublish()

@@ -11,6 +11,7 @@ export interface Sent {
   at: number
   from: string
   to: string
+  bytes: number
   datagram: Record<string, unknown>
 }
 
@@ -29,18 +30,24 @@ export class MemoryNetwork {
         const member: Member = { host: address, port: this.#nextPort++, handler }
         this.members.add(member)
         const deliver = (bytes: Buffer, to: Member) =>
-          to.handler(bytes, { address: member.host, port: member.port })
+          to.handler(bytes, {
+            address: member.host,
+            port: member.port,
+            local: to.host === member.host,
+          })
         const record = (bytes: Buffer, to: string) => {
           this.sent.push({
             at: Date.now(),
             from: `${member.host}:${member.port}`,
             to,
+            bytes: bytes.byteLength,
             datagram: JSON.parse(bytes.toString()),
           })
         }
         const link: DiscoveryLink = {
           privatePort: member.port,
           sendFailures: 0,
+          faults: { send: {}, rescan: {} },
           broadcast: (bytes) => {
             record(bytes, '*')
             for (const other of [...this.members]) deliver(bytes, other)
@@ -62,7 +69,15 @@ export class MemoryNetwork {
   /** Injects raw bytes as if broadcast from `host`. */
   inject(bytes: Buffer | string, host = '10.0.0.99', port = 50_000): void {
     for (const member of [...this.members])
-      member.handler(Buffer.from(bytes), { address: host, port })
+      member.handler(Buffer.from(bytes), { address: host, port, local: member.host === host })
+  }
+
+  /** Bytes sent to `address` (by unicast to it, or by broadcast). */
+  bytesTo(address: string, { broadcast = true } = {}): number {
+    let total = 0
+    for (const sent of this.sent)
+      if (sent.to.startsWith(`${address}:`) || (broadcast && sent.to === '*')) total += sent.bytes
+    return total
   }
 
   commands(command: string): Sent[] {

@@ -1,4 +1,4 @@
-import { ErrorCode } from '@autobus/protocol'
+import { DiscoveryDefaults, ErrorCode } from '@autobus/protocol'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createDiscoverer, createPublisher, type ServiceChange } from '../src/index.js'
 import { MemoryNetwork } from './memory-network.js'
@@ -28,7 +28,12 @@ describe('Discoverer timing', () => {
       probe: async () => true,
     })
     await vi.advanceTimersByTimeAsync(60_000)
-    expect(network.commands('query').map((sent) => sent.at)).toEqual([0, 200, 1_000, 3_000, 7_000])
+    const queries = network.commands('query')
+    expect(queries.map((sent) => sent.at)).toEqual([...DiscoveryDefaults.querySchedule])
+    expect(DiscoveryDefaults.querySchedule).toEqual([0, 200, 1_000, 3_000, 7_000])
+    // Marked: this asker listens on the port its queries come from.
+    for (const query of queries)
+      expect(query.datagram).toEqual({ command: 'query', reply: 'unicast' })
     await discoverer.close()
   })
 
@@ -60,7 +65,7 @@ describe('Discoverer timing', () => {
     await discoverer.close()
   })
 
-  it('turns a changed info into disappeared, appeared and one changed', async () => {
+  it('turns a restart into disappeared, appeared and one changed; changes() says down then up', async () => {
     const discoverer = await createDiscoverer({
       network: network.host('10.0.0.1'),
       probe: async () => true,
@@ -90,7 +95,14 @@ describe('Discoverer timing', () => {
     expect(events).toEqual(['up 1', 'down 1', 'up 2', 'changed 1->2', 'down 2'])
     controller.abort()
     await collecting
-    expect(changes.map((change) => change.type)).toEqual(['up', 'changed', 'down'])
+    expect(
+      changes.map((change) => [change.type, change.service.info.version, change.restart]),
+    ).toEqual([
+      ['up', 1, undefined],
+      ['down', 1, true],
+      ['up', 2, true],
+      ['down', 2, undefined],
+    ])
     expect(changes[0]!.service.info).toMatchObject({
       version: 1,
       host: '10.0.0.99',
@@ -100,7 +112,7 @@ describe('Discoverer timing', () => {
     await discoverer.close()
   })
 
-  it('drops and counts malformed datagrams, and caps the table', async () => {
+  it('drops and counts malformed datagrams, and evicts an unverified entry from a full table', async () => {
     const discoverer = await createDiscoverer({
       network: network.host('10.0.0.1'),
       probe: async () => true,
@@ -112,8 +124,8 @@ describe('Discoverer timing', () => {
     network.inject(Buffer.alloc(10_000, 0x20))
     for (const id of ['a', 'b', 'c'])
       network.inject(JSON.stringify({ command: 'add', port: 1, service: id, info: {}, extra: 1 }))
-    expect(discoverer.stats).toEqual({ malformed: 4, overCapacity: 1 })
-    expect(discoverer.snapshot().map((s) => s.service)).toEqual(['a', 'b'])
+    expect(discoverer.stats).toMatchObject({ malformed: 4, overCapacity: 0, evicted: 1 })
+    expect(discoverer.snapshot().map((s) => s.service)).toEqual(['b', 'c'])
     await discoverer.close()
   })
 })
@@ -147,8 +159,9 @@ describe('Publisher timing', () => {
     await close(publisher)
   })
 
-  it('answers a query by unicast after 20–120 ms, and spreads 200 answers wider', async () => {
-    const publisher = await createPublisher({ network: network.host('10.0.0.2') })
+  it('answers a marked query by unicast after 20–120 ms, and spreads 200 answers wider', async () => {
+    // A budget large enough for every answer: the spread is the point here.
+    const publisher = await createPublisher({ network: network.host('10.0.0.2'), answerBurst: 1e6 })
     for (let i = 0; i < 200; i++) publisher.publish({ service: `s${i}`, port: 4000, info })
     const discoverer = await createDiscoverer({
       network: network.host('10.0.0.1'),

@@ -10,10 +10,10 @@ export const META_SERVICE_TYPE = 'autobus.details'
 /** Protocol revision this implementation speaks; sent at bind. */
 export const PROTOCOL_VERSION = 3
 
-/** Default discovery timings, in milliseconds. See docs/protocol.md §2.4. */
+/** Default discovery timings (ms) and rates. See docs/protocol.md §2.4–§2.6. */
 export const DiscoveryDefaults = {
-  /** Delays after start at which a discoverer (re)sends its query. */
-  querySchedule: [0, 100, 400, 1000, 2500, 5000] as readonly number[],
+  /** Delays after start at which a discoverer sends its query (§2.5.1). */
+  querySchedule: [0, 200, 1_000, 3_000, 7_000] as readonly number[],
   /** Mean interval between periodic announcements of one service. */
   announceInterval: 10_000,
   /** Each interval is drawn uniformly from interval × (1 ± jitter). */
@@ -34,18 +34,36 @@ export const DiscoveryDefaults = {
   probeTimeout: 3_000,
   /** How often the network interfaces are scanned for changes. */
   interfaceRescan: 5_000,
+  /** Longest announced `interval` a discoverer believes; longer ones are clamped. */
+  maxInterval: 60_000,
+  /** A service answers one asker address at most once per this period. */
+  answerInterval: 1_000,
+  /** Unicast answer bytes an asker address may receive before it has sent anything more. */
+  answerBurst: 8_192,
+  /** Unicast answer bytes earned per byte of query received from that address. */
+  answerCredit: 1.5,
+  /** Asker addresses a publisher keeps answer budgets for, and for how long after their last query. */
+  maxAskers: 1_024,
+  askerMemory: 10_000,
+  /** Liveness probes in flight per discoverer, in total and to one host. */
+  maxProbes: 32,
+  maxProbesPerHost: 4,
 } as const
 
 /** Default limits. See docs/protocol.md §4. */
 export const Limits = {
-  /** Largest discovery datagram a peer sends or accepts, in bytes. */
+  /** Largest discovery datagram a peer sends, in bytes. */
   maxDatagram: 8_192,
+  /** Largest discovery datagram a peer accepts, in bytes (original peers read this much). */
+  maxReceivedDatagram: 16_384,
   /** Largest session frame (one JSON line, newline excluded), in bytes. */
   maxFrame: 4 * 1024 * 1024,
   /** Deepest nesting of arrays and objects in any message. */
   maxDepth: 64,
   /** Services a discoverer keeps at once. */
   maxServices: 4_096,
+  /** Services a discoverer keeps from one source address. */
+  maxServicesPerHost: 1_024,
   /** Commands awaiting a response on one connection, per direction. */
   maxPendingCalls: 10_000,
   /** Watches, listens, channels and streams open on one connection, each. */

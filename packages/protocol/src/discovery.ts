@@ -7,11 +7,18 @@ import { parseJsonObject } from './json.js'
 const Port = Type.Integer({ minimum: 1, maximum: 65535 })
 const ServiceId = Type.String({ minLength: 1, maxLength: 256 })
 
-/** Asks every publisher to announce its services. docs/protocol.md §2.2. */
-export const QueryDatagram = Type.Object({ command: Type.Literal('query') })
+/**
+ * Asks every publisher to announce its services. docs/protocol.md §2.1.
+ * `reply: "unicast"` says the asker listens on the query's source port, so
+ * answers may go there; without it (original peers) answers are broadcast.
+ */
+export const QueryDatagram = Type.Object({
+  command: Type.Literal('query'),
+  reply: Type.Optional(Type.String({ maxLength: 64 })),
+})
 export type QueryDatagram = Static<typeof QueryDatagram>
 
-/** A service is available at (sender address, port) under `service`. §2.2. */
+/** A service is available at (sender address, port) under `service`. §2.1. */
 export const AddDatagram = Type.Object({
   command: Type.Literal('add'),
   port: Port,
@@ -22,7 +29,7 @@ export const AddDatagram = Type.Object({
 })
 export type AddDatagram = Static<typeof AddDatagram>
 
-/** A service is going away (a goodbye). §2.2. */
+/** A service is going away (a goodbye). §2.1. */
 export const RemoveDatagram = Type.Object({
   command: Type.Literal('remove'),
   port: Port,
@@ -40,11 +47,13 @@ const validators = {
 } as const
 
 /**
- * Decodes one received datagram. Never throws: anything that is not a valid
- * datagram comes back as a `ProtocolError`. Unknown keys are ignored.
+ * Decodes one received datagram of up to `Limits.maxReceivedDatagram` bytes
+ * (twice what a peer may send: original peers read that much). Never throws:
+ * anything that is not a valid datagram comes back as a `ProtocolError`.
+ * Unknown keys are ignored.
  */
 export function decodeDatagram(bytes: Uint8Array): Datagram | ProtocolError {
-  if (bytes.byteLength > Limits.maxDatagram) {
+  if (bytes.byteLength > Limits.maxReceivedDatagram) {
     return new ProtocolError(ErrorCode.DatagramTooLarge, `datagram of ${bytes.byteLength} bytes`)
   }
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
