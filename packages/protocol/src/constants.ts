@@ -46,7 +46,14 @@ export const Limits = {
   maxDepth: 64,
   /** Services a discoverer keeps at once. */
   maxServices: 4_096,
-  /** Commands awaiting a response on one connection, per direction. */
+  /** Connections a server keeps open at once. */
+  maxConnections: 4_096,
+  /** Connections a server keeps open at once from one remote address. */
+  maxConnectionsPerAddress: 256,
+  /**
+   * Commands awaiting a response on one connection, per direction: a client
+   * sends no more, a service answers more with `busy` without running them.
+   */
   maxPendingCalls: 10_000,
   /** Watches, listens, channels and streams open on one connection, each. */
   maxSubscriptions: 1_024,
