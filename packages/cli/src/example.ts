@@ -51,7 +51,20 @@ export function createExampleService(bus: Bus, extraInfo: Record<string, unknown
         doc: 'Waits ms milliseconds, then returns ms.',
         args: [Type.Integer({ minimum: 0, maximum: 600_000 })],
       },
-      (ms) => new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms)),
+      // Stops waiting when the caller is gone or the service shuts down, so
+      // a pending sleep never holds the process up.
+      (ms, { signal }) =>
+        new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            signal.removeEventListener('abort', abort)
+            resolve(ms)
+          }, ms)
+          const abort = () => {
+            clearTimeout(timer)
+            reject(signal.reason)
+          }
+          signal.addEventListener('abort', abort, { once: true })
+        }),
     )
     .addFunction(
       'tick',

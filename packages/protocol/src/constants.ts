@@ -64,7 +64,14 @@ export const Limits = {
   maxServices: 4_096,
   /** Services a discoverer keeps from one source address. */
   maxServicesPerHost: 1_024,
-  /** Commands awaiting a response on one connection, per direction. */
+  /** Connections a server keeps open at once. */
+  maxConnections: 4_096,
+  /** Connections a server keeps open at once from one remote address. */
+  maxConnectionsPerAddress: 256,
+  /**
+   * Commands awaiting a response on one connection, per direction: a client
+   * sends no more, a service answers more with `busy` without running them.
+   */
   maxPendingCalls: 10_000,
   /** Watches, listens, channels and streams open on one connection, each. */
   maxSubscriptions: 1_024,

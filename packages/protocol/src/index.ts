@@ -60,6 +60,8 @@ export {
   encodeFrame,
   Feature,
   isCommandName,
+  isMessageId,
+  MAX_ID_LENGTH,
   type MessageId,
   MessageType,
   type RequestBody,

@@ -190,6 +190,18 @@ for (const [name, spec] of Object.entries(Commands)) {
 }
 const wireErrorValidator = Compile(WireErrorSchema)
 
+/** Longest string `_id` accepted, in UTF-16 code units. docs/protocol.md §3.2. */
+export const MAX_ID_LENGTH = 256
+
+/**
+ * True if `id` is a valid message id: a safe integer (|id| ≤ 2^53 − 1) or a
+ * string of at most 256 characters. Anything else (1.5, 1e400, a long
+ * string) could not be echoed back exactly.
+ */
+export function isMessageId(id: unknown): id is MessageId {
+  return typeof id === 'string' ? id.length <= MAX_ID_LENGTH : Number.isSafeInteger(id)
+}
+
 /** True if `name` is a command of this protocol. */
 export function isCommandName(name: string): name is CommandName {
   return requestValidators.has(name)
@@ -208,7 +220,7 @@ export function decodeFrame(
   if (value instanceof ProtocolError) return value
   const type = value._type
   const id = value._id
-  const hasId = typeof id === 'number' || typeof id === 'string'
+  const hasId = isMessageId(id)
   if (type !== 1 && type !== 2 && type !== 3) {
     return new ProtocolError(
       ErrorCode.InvalidMessage,
@@ -217,10 +229,18 @@ export function decodeFrame(
     )
   }
   const context = hasId ? { messageId: id, messageType: type } : { messageType: type }
-  if (id !== undefined && !hasId && !(id === null && type === MessageType.Response)) {
+  // A notification is never answered, so its `_id` (originals send one on
+  // every message) is not looked at. Elsewhere an id that cannot be echoed
+  // exactly makes the frame invalid; it is answered with an error report.
+  if (
+    id !== undefined &&
+    !hasId &&
+    type !== MessageType.Notification &&
+    !(id === null && type === MessageType.Response)
+  ) {
     return new ProtocolError(
       ErrorCode.InvalidMessage,
-      '"_id" must be a number or a string',
+      `"_id" must be a safe integer or a string of at most ${MAX_ID_LENGTH} characters`,
       context,
     )
   }

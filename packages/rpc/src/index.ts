@@ -29,7 +29,13 @@ export {
   type Subscription,
   type WatchHandler,
 } from './connection.js'
-export { RpcServer, type ServeOptions, SUPPORTED_FEATURES, serve } from './server.js'
+export {
+  RpcServer,
+  type RpcServerStats,
+  type ServeOptions,
+  SUPPORTED_FEATURES,
+  serve,
+} from './server.js'
 export {
   type ChannelSpec,
   createService,
@@ -44,5 +50,5 @@ export {
   type StaticArgs,
   type StreamSpec,
 } from './service.js'
-export type { RequestOptions, SessionLimits } from './session.js'
+export type { CallContext, RequestOptions, SessionCounters, SessionLimits } from './session.js'
 export { ByteStream } from './stream.js'

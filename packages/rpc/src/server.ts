@@ -1,8 +1,11 @@
 import { EventEmitter } from 'node:events'
 import {
   BusyError,
+  ClosedError,
+  encodeFrame,
   Feature,
   Limits,
+  MessageType,
   NotBoundError,
   PROTOCOL_VERSION,
   RefusedError,
@@ -16,9 +19,10 @@ import {
   listen,
   type MessageConnection,
   type MessageServer,
+  type ServerCounters,
 } from '@autobus/transport'
 import { checkArgs, type Service, type Subscriber } from './service.js'
-import { Session, type SessionLimits } from './session.js'
+import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
 
 /** Features this implementation offers at bind. */
 export const SUPPORTED_FEATURES: readonly string[] = [
@@ -37,6 +41,10 @@ export interface ServiceRegistry {
 
 /** Options for serving services. */
 export interface ServeOptions extends SessionLimits {
+  /** Connections open at once on the listener (default 4,096); beyond it new ones are closed at once. */
+  maxConnections?: number
+  /** Connections open at once from one remote address (default 256); beyond it new ones are closed at once. */
+  maxConnectionsPerAddress?: number
   /** How long a connection may take to bind (default 10 s). */
   bindTimeout?: number
   /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
@@ -54,8 +62,15 @@ class ServerSession extends Session implements Subscriber {
   #listening = new Set<string>()
   #bindTimer: NodeJS.Timeout | undefined
 
-  constructor(connection: MessageConnection, registry: ServiceRegistry, options: ServeOptions) {
-    super(connection, options)
+  #featureless = true
+
+  constructor(
+    connection: MessageConnection,
+    registry: ServiceRegistry,
+    options: ServeOptions,
+    counters: SessionCounters,
+  ) {
+    super(connection, options, counters)
     this.#registry = registry
     this.#options = options
     this.#bindTimer = setTimeout(
@@ -83,7 +98,20 @@ class ServerSession extends Session implements Subscriber {
       throw new UnsupportedError(`the client did not negotiate "${feature}"`)
   }
 
-  protected handle(message: RequestMessage): unknown {
+  // An original client relies on a `changed` after each watch for the
+  // current value (it sends `watch` as a notification), and an original
+  // service follows `unwatch` with `changed` null: a session that bound
+  // without features gets both.
+  #tellValue(name: string, value: unknown): void {
+    if (!this.#featureless) return
+    queueMicrotask(() =>
+      this.connection.sendEncoded(
+        encodeFrame({ _type: MessageType.Notification, _command: 'changed', name, value }),
+      ),
+    )
+  }
+
+  protected handle(message: RequestMessage, context: CallContext): unknown {
     const service = this.#service
     if (message._command === 'bind') return this.#bind(message.service, message.features)
     if (message._command === 'ping') return {}
@@ -96,7 +124,18 @@ class ServerSession extends Session implements Subscriber {
       case 'call': {
         const entry = service.lookup(service.functions, 'function', message.name)
         checkArgs('function', message.name, entry.validators, message.args)
-        const result = entry.handler(...message.args)
+        const validators = entry.validators
+        let result: unknown
+        if (validators) {
+          // The context goes after the declared arguments, wherever the
+          // caller stopped.
+          const args = message.args.slice()
+          args.length = validators.length
+          args.push(context)
+          result = entry.handler.apply(context, args)
+        } else {
+          result = entry.handler.apply(context, message.args)
+        }
         if (result instanceof Promise) return result.then((value) => ({ result: value ?? null }))
         return { result: result ?? null }
       }
@@ -108,12 +147,14 @@ class ServerSession extends Session implements Subscriber {
           this.#watching.add(message.name)
           entry.watchers.add(this)
         }
+        this.#tellValue(message.name, entry.value)
         return { name: message.name, value: entry.value }
       }
       case 'unwatch': {
         const entry = service.lookup(service.objects, 'object', message.name)
-        this.#watching.delete(message.name)
+        const watched = this.#watching.delete(message.name)
         entry.watchers.delete(this)
+        if (watched) this.#tellValue(message.name, null)
         return { name: message.name, value: null }
       }
       case 'listen': {
@@ -160,6 +201,7 @@ class ServerSession extends Session implements Subscriber {
     clearTimeout(this.#bindTimer)
     this.#service = service
     if (!offered) return {}
+    this.#featureless = false
     this.#features = new Set(offered.filter((feature) => SUPPORTED_FEATURES.includes(feature)))
     if (this.#features.has(Feature.Attachments)) this.enableAttachments()
     if (this.#features.has(Feature.Heartbeat)) {
@@ -226,6 +268,14 @@ class ServerSession extends Session implements Subscriber {
   }
 }
 
+/** Counters of an {@link RpcServer}; see {@link RpcServer.stats}. */
+export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'open'> {
+  /** Sessions open now. */
+  sessions: number
+  /** Handlers running now, over every session. */
+  running: number
+}
+
 /**
  * Serves services to clients: one listener, many services, chosen by each
  * connection's `bind`.
@@ -238,6 +288,7 @@ export class RpcServer
   readonly #options: ServeOptions
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
+  readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
   #closing: Promise<void> | undefined
 
   /** @internal Use {@link serve}. */
@@ -251,6 +302,25 @@ export class RpcServer
   /** The TCP port clients connect to (0 without a listener). */
   get port(): number {
     return this.#listener?.port ?? 0
+  }
+
+  /**
+   * What clients were refused or made to wait, counted since the server
+   * started: connections refused by the caps and accept failures (from the
+   * listener), commands answered `busy` and notifications dropped at the
+   * in-flight limit, sessions closed for ignoring a stream window.
+   */
+  get stats(): RpcServerStats {
+    const listener = this.#listener?.counters
+    return {
+      sessions: this.#sessions.size,
+      running: [...this.#sessions].reduce((sum, session) => sum + session.inFlight, 0),
+      accepted: listener?.accepted ?? 0,
+      refusedTotal: listener?.refusedTotal ?? 0,
+      refusedPerAddress: listener?.refusedPerAddress ?? 0,
+      acceptErrors: listener?.acceptErrors ?? 0,
+      ...this.#counters,
+    }
   }
 
   /** The services served, by id. */
@@ -272,8 +342,9 @@ export class RpcServer
   /** Stops serving a service; connections bound to it are closed. */
   remove(id: string, reason = 'service removed'): boolean {
     if (!this.#services.delete(id)) return false
+    const error = new ClosedError(`service ${id} is going away (${reason}); the call was aborted`)
     for (const session of this.#sessions)
-      if (session.boundTo === id) session.connection.close(reason)
+      if (session.boundTo === id) session.shutdown(reason, error)
     return true
   }
 
@@ -283,16 +354,21 @@ export class RpcServer
       connection.close('server closing')
       return
     }
-    const session = new ServerSession(connection, this, this.#options)
+    const session = new ServerSession(connection, this, this.#options, this.#counters)
     this.#sessions.add(session)
     connection.once('close', () => this.#sessions.delete(session))
     this.emit('connection', connection)
   }
 
-  /** Closes the listener and every connection; idempotent. */
+  /**
+   * Closes the listener and every connection; idempotent. Running handlers
+   * are aborted (their `signal`) and their callers answered with `closed`
+   * at once.
+   */
   close(reason = 'server closing'): Promise<void> {
     this.#closing ??= (async () => {
-      for (const session of this.#sessions) session.connection.close(reason)
+      const error = new ClosedError(`service closing (${reason}); the call was aborted`)
+      for (const session of [...this.#sessions]) session.shutdown(reason, error)
       await this.#listener?.close(reason)
     })()
     return this.#closing

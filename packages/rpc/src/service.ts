@@ -9,6 +9,7 @@ import {
 import type { Static, TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
 import type { Channel } from './channel.js'
+import type { CallContext } from './session.js'
 import type { ByteStream } from './stream.js'
 
 /** The static types of a tuple of argument schemas. */
@@ -189,19 +190,27 @@ export class Service {
 
   /**
    * Defines a function. With `args` schemas, calls are validated first and
-   * the handler's parameters are typed from them.
+   * the handler's parameters are typed from them; after the declared
+   * arguments the handler gets a {@link CallContext} whose `signal` aborts
+   * when the caller is gone or the service shuts down. Without `args` the
+   * handler gets the arguments as sent, and the context as `this`.
    *
    * @example
    * ```ts
    * service.addFunction('add', { doc: 'Adds two numbers', args: [Type.Number(), Type.Number()] }, (a, b) => a + b)
+   * service.addFunction('fetch', { args: [Type.String()] }, (url, { signal }) => fetch(url, { signal }))
    * ```
    */
   addFunction<const A extends readonly TSchema[], R>(
     name: string,
     spec: FunctionSpec<A> & { args: A },
-    handler: (...args: StaticArgs<A>) => R | Promise<R>,
+    handler: (this: CallContext, ...args: [...StaticArgs<A>, CallContext]) => R | Promise<R>,
   ): this
-  addFunction(name: string, spec: FunctionSpec, handler: (...args: any[]) => unknown): this
+  addFunction(
+    name: string,
+    spec: FunctionSpec,
+    handler: (this: CallContext, ...args: any[]) => unknown,
+  ): this
   addFunction(name: string, spec: FunctionSpec, handler: (...args: any[]) => unknown): this {
     this.#claim(this.functions, 'function', name)
     if (typeof handler !== 'function') throw new TypeError(`function "${name}" needs a handler`)

@@ -1,16 +1,18 @@
 import {
+  type AutobusError,
   BusyError,
   CallTimeoutError,
   ClosedError,
   type CommandName,
   ConnectionLostError,
   checkResponse,
+  ErrorCode,
   errorFromWire,
   errorToWire,
   Limits,
   type MessageId,
   MessageType,
-  type ProtocolError,
+  ProtocolError,
   type RequestBody,
   type RequestMessage,
   type ResponseBody,
@@ -40,9 +42,76 @@ interface Pending {
   onAbort: (() => void) | undefined
 }
 
+/**
+ * What a handler gets besides its arguments: typed functions receive it as
+ * the parameter after their declared arguments, every handler as `this`.
+ *
+ * @example
+ * ```ts
+ * service.addFunction('sleep', { args: [Type.Integer()] }, (ms, { signal }) =>
+ *   new Promise((resolve, reject) => {
+ *     const timer = setTimeout(() => resolve(ms), ms)
+ *     signal.addEventListener('abort', () => {
+ *       clearTimeout(timer)
+ *       reject(signal.reason)
+ *     })
+ *   }),
+ * )
+ * ```
+ */
+export interface CallContext {
+  /**
+   * Aborted when the answer can no longer be delivered or is no longer
+   * wanted: the caller's session closed, or the service is shutting down
+   * (the caller is then answered with `closed` at once).
+   */
+  readonly signal: AbortSignal
+}
+
+// The controller is made on first use: most handlers never look.
+class HandlerContext implements CallContext {
+  #controller: AbortController | undefined
+  #reason: unknown
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController()
+      if (this.#reason !== undefined) this.#controller.abort(this.#reason)
+    }
+    return this.#controller.signal
+  }
+
+  abort(reason: unknown): void {
+    if (this.#reason !== undefined) return
+    this.#reason = reason
+    this.#controller?.abort(reason)
+  }
+}
+
+interface InFlight {
+  message: RequestMessage
+  context: HandlerContext
+}
+
+/** Counters a session keeps about what its peer sent. */
+export interface SessionCounters {
+  /** Commands answered `busy` because the in-flight limit was reached. */
+  busy: number
+  /** Notifications dropped because the in-flight limit was reached. */
+  dropped: number
+  /** Sessions closed for sending stream data beyond the granted window. */
+  windowViolations: number
+}
+
 /** Session limits. */
 export interface SessionLimits {
-  /** Commands awaiting a response, per direction (default 10,000). */
+  /**
+   * Commands awaiting a response, per direction (default 10,000): the
+   * requests this end may have outstanding, and the commands and
+   * notifications from the peer whose handlers may run at once. Beyond it a
+   * command is answered `busy` without running and a notification is
+   * dropped.
+   */
   maxPendingCalls?: number
   /** Watches, listens, channels and streams, each (default 1,024). */
   maxSubscriptions?: number
@@ -65,8 +134,15 @@ export abstract class Session implements ChannelLink, StreamLink {
   protected readonly streams = new Map<number, ByteStream>()
   #nextId = 1
   #pending = new Map<MessageId, Pending>()
+  #inFlight = new Set<InFlight>()
+  readonly #counters: SessionCounters
 
-  constructor(connection: MessageConnection, limits: SessionLimits = {}) {
+  constructor(
+    connection: MessageConnection,
+    limits: SessionLimits = {},
+    counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 },
+  ) {
+    this.#counters = counters
     this.connection = connection
     this.maxPendingCalls = limits.maxPendingCalls ?? Limits.maxPendingCalls
     this.maxSubscriptions = limits.maxSubscriptions ?? Limits.maxSubscriptions
@@ -77,7 +153,10 @@ export abstract class Session implements ChannelLink, StreamLink {
   }
 
   /** Handles a command or notification from the peer; the result is the response body. */
-  protected abstract handle(message: RequestMessage): unknown | Promise<unknown>
+  protected abstract handle(
+    message: RequestMessage,
+    context: CallContext,
+  ): unknown | Promise<unknown>
   /** Called once when the connection closes, after pending requests are rejected. */
   protected abstract cleanup(info: CloseInfo): void
 
@@ -183,21 +262,62 @@ export abstract class Session implements ChannelLink, StreamLink {
       this.#response(message)
       return
     }
+    // What the peer may make this end hold is bounded: beyond the limit a
+    // command is refused before its handler runs.
+    if (this.#inFlight.size >= this.maxPendingCalls) {
+      if (message._type === MessageType.Command) {
+        this.#counters.busy++
+        this.#answer(
+          message,
+          undefined,
+          new BusyError(`${this.maxPendingCalls} commands are already running on this session`),
+        )
+      } else {
+        this.#counters.dropped++
+      }
+      return
+    }
+    const context = new HandlerContext()
     let result: unknown
     try {
-      result = this.handle(message)
+      result = this.handle(message, context)
     } catch (error) {
       this.#answer(message, undefined, error)
       return
     }
     if (result instanceof Promise) {
+      const call: InFlight = { message, context }
+      this.#inFlight.add(call)
       result.then(
-        (body) => this.#answer(message, body, undefined),
-        (error) => this.#answer(message, undefined, error),
+        (body) => {
+          if (this.#inFlight.delete(call)) this.#answer(message, body, undefined)
+        },
+        (error) => {
+          if (this.#inFlight.delete(call)) this.#answer(message, undefined, error)
+        },
       )
     } else {
       this.#answer(message, result, undefined)
     }
+  }
+
+  /** Handlers running for the peer's commands and notifications. */
+  get inFlight(): number {
+    return this.#inFlight.size
+  }
+
+  /**
+   * Ends the session from this side: every running handler is aborted and
+   * its caller answered with `error` at once, then the connection closes
+   * (what was queued still goes out).
+   */
+  shutdown(reason: string, error: AutobusError): void {
+    for (const call of [...this.#inFlight]) {
+      this.#inFlight.delete(call)
+      this.#answer(call.message, undefined, error)
+      call.context.abort(error)
+    }
+    this.connection.close(reason)
   }
 
   #answer(message: RequestMessage, body: unknown, error: unknown): void {
@@ -262,6 +382,12 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   #closed(info: CloseInfo): void {
     if (this.#alarm) clearTimeout(this.#alarm)
+    if (this.#inFlight.size > 0) {
+      const reason = new ConnectionLostError(`connection lost: ${info.reason}`)
+      const calls = [...this.#inFlight]
+      this.#inFlight.clear()
+      for (const call of calls) call.context.abort(reason)
+    }
     const pending = [...this.#pending.keys()]
     for (const id of pending) {
       const entry = this.#settle(id)!
@@ -380,7 +506,22 @@ export abstract class Session implements ChannelLink, StreamLink {
         const bytes =
           attachment ??
           (message.data === undefined ? undefined : Buffer.from(message.data, 'base64'))
-        if (bytes) this.streams.get(message.stream)?.deliver(bytes)
+        if (bytes && this.streams.get(message.stream)?.deliver(bytes) === false) {
+          // The sender ignored the window: what it pushes would otherwise
+          // be buffered without bound.
+          this.#counters.windowViolations++
+          const error = new ProtocolError(
+            ErrorCode.InvalidMessage,
+            `stream ${message.stream}: data beyond the granted window`,
+          )
+          this.connection.send({
+            _type: MessageType.Response,
+            _id: null,
+            _error: errorToWire(error),
+          })
+          // A plain close, so that the report goes out first.
+          this.connection.close('stream window exceeded')
+        }
         return true
       }
       case 'stream_ack':

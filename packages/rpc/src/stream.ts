@@ -114,12 +114,17 @@ export class ByteStream extends Duplex {
     callback(error)
   }
 
-  /** @internal Bytes from the other end. */
-  deliver(bytes: Buffer): void {
-    if (this.#finished || this.destroyed) return
+  /**
+   * @internal Bytes from the other end. Returns false, taking nothing, when
+   * they go beyond the window granted: a protocol error.
+   */
+  deliver(bytes: Buffer): boolean {
+    if (this.#finished || this.destroyed) return true
+    if (this.#unacked + bytes.length > this.#receiveWindow) return false
     this.#unacked += bytes.length
     // Acknowledge while the reader keeps up; otherwise _read will.
     if (this.push(bytes)) this.#ack()
+    return true
   }
 
   /** @internal The other end granted more credit. */

@@ -26,6 +26,12 @@ describe('an original Autobus 2 client against our service', () => {
       name: 'counter',
       value: 0,
     })
+    // Like an original service, ours follows the watch with the current value.
+    expect(await peer.next((line) => line._command === 'changed')).toMatchObject({
+      _type: 3,
+      name: 'counter',
+      value: 0,
+    })
     counter.set(5)
     expect(await peer.next((line) => line._command === 'changed')).toMatchObject({
       _type: 3,
@@ -33,6 +39,11 @@ describe('an original Autobus 2 client against our service', () => {
       value: 5,
     })
     expect((await peer.call(4, 'unwatch', { name: 'counter' })).value).toBeNull()
+    // … and the unwatch with `changed` null, which an original client takes as the answer.
+    expect(await peer.next((line) => line._command === 'changed')).toMatchObject({
+      name: 'counter',
+      value: null,
+    })
     await peer.call(5, 'listen', { name: 'ticked' })
     await peer.call(6, 'call', { name: 'tick', args: [] })
     expect(await peer.next((line) => line._command === 'fired')).toMatchObject({

@@ -34,5 +34,6 @@ export {
   listen,
   type MessageServer,
   type MessageServerEvents,
+  type ServerCounters,
   type SocketOptions,
 } from './tcp.js'

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { UnreachableError } from '@autobus/protocol'
+import { Limits, UnreachableError } from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -137,8 +137,32 @@ export type MessageServerEvents = {
   warning: [error: Error]
 }
 
+/** What a {@link MessageServer} has accepted and refused since it started. */
+export interface ServerCounters {
+  /** Connections open now. */
+  open: number
+  /** Connections accepted. */
+  accepted: number
+  /** Connections closed at once because `maxConnections` were open. */
+  refusedTotal: number
+  /** Connections closed at once because `maxConnectionsPerAddress` were open from their address. */
+  refusedPerAddress: number
+  /** Accept failures (EMFILE, ENFILE, …); accepting goes on by itself. */
+  acceptErrors: number
+}
+
 /** Options for {@link listen}. */
 export interface ListenOptions extends SocketOptions {
+  /**
+   * Connections open at once (default 4,096). One more is closed as soon as
+   * it is accepted, so a flood cannot use up the process's descriptors.
+   */
+  maxConnections?: number
+  /**
+   * Connections open at once from one remote address (default 256), so one
+   * host cannot take every slot from the others.
+   */
+  maxConnectionsPerAddress?: number
   /** TCP port (0 picks a free one); ignored with `path`. */
   port?: number
   /** Address to bind (default all IPv4 addresses). */
@@ -151,6 +175,8 @@ export interface ListenOptions extends SocketOptions {
 export interface MessageServer extends EventEmitter<MessageServerEvents> {
   /** The bound TCP port (0 for Unix sockets). */
   readonly port: number
+  /** Accepted and refused connections, counted since the server started. */
+  readonly counters: Readonly<ServerCounters>
   /** Stops accepting and closes every open connection; idempotent. */
   close(reason?: string): Promise<void>
   [Symbol.asyncDispose](): Promise<void>
@@ -159,24 +185,63 @@ export interface MessageServer extends EventEmitter<MessageServerEvents> {
 class SocketServer extends EventEmitter<MessageServerEvents> implements MessageServer {
   readonly #server: net.Server
   readonly #connections = new Set<MessageConnection>()
+  readonly #perAddress = new Map<string, number>()
+  readonly #maxConnections: number
+  readonly #maxPerAddress: number
+  readonly counters: ServerCounters = {
+    open: 0,
+    accepted: 0,
+    refusedTotal: 0,
+    refusedPerAddress: 0,
+    acceptErrors: 0,
+  }
   #closing: Promise<void> | undefined
 
   constructor(server: net.Server, options: ListenOptions) {
     super()
     this.#server = server
-    server.on('connection', (socket) => {
-      const connection = new SocketConnection(socket, options)
-      this.#connections.add(connection)
-      connection.once('close', () => this.#connections.delete(connection))
-      this.emit('connection', connection)
-    })
+    this.#maxConnections = options.maxConnections ?? Limits.maxConnections
+    this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
+    server.on('connection', (socket) => this.#accept(socket, options))
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
+  }
+
+  #accept(socket: net.Socket, options: ListenOptions): void {
+    // Unix socket peers have no address: only the total cap applies to them.
+    const address = socket.remoteAddress
+    const fromAddress = address === undefined ? 0 : (this.#perAddress.get(address) ?? 0)
+    const full = this.#connections.size >= this.#maxConnections
+    if (full || fromAddress >= this.#maxPerAddress) {
+      if (full) this.counters.refusedTotal++
+      else this.counters.refusedPerAddress++
+      socket.on('error', () => {})
+      // A reset, not a FIN: the descriptor is freed now and no TIME_WAIT
+      // state is left behind for a flood to pile up.
+      if (address === undefined) socket.destroy()
+      else socket.resetAndDestroy()
+      return
+    }
+    const connection = new SocketConnection(socket, options)
+    this.#connections.add(connection)
+    if (address !== undefined) this.#perAddress.set(address, fromAddress + 1)
+    this.counters.accepted++
+    this.counters.open = this.#connections.size
+    connection.once('close', () => {
+      this.#connections.delete(connection)
+      this.counters.open = this.#connections.size
+      if (address === undefined) return
+      const left = (this.#perAddress.get(address) ?? 1) - 1
+      if (left > 0) this.#perAddress.set(address, left)
+      else this.#perAddress.delete(address)
+    })
+    this.emit('connection', connection)
   }
 
   // Out of descriptors (EMFILE/ENFILE): libuv closes the connections it cannot
   // accept and keeps listening, so accepting resumes by itself once
-  // descriptors are free. The error is reported, never thrown.
+  // descriptors are free. The error is counted and reported, never thrown.
   #acceptFailed(error: NodeJS.ErrnoException): void {
+    this.counters.acceptErrors++
     this.emit('warning', error)
   }
 

@@ -1,0 +1,50 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { decodeFrame, ErrorCode, ProtocolError, parseJsonObject } from '../src/index.js'
+
+/** Depth of a decoded value: the object itself is depth 1. */
+function depthOf(value: unknown): number {
+  if (typeof value !== 'object' || value === null) return 0
+  const children = Array.isArray(value) ? value : Object.values(value)
+  return 1 + Math.max(0, ...children.map(depthOf))
+}
+
+describe('nesting depth, checked on the text', () => {
+  it('agrees with the depth of the value for any JSON, strings full of brackets included', () => {
+    const tricky = fc.constantFrom('[', ']', '{', '}', '"', '\\', '\\"', '[[[[', '\\\\"')
+    const text = fc.array(tricky, { maxLength: 20 }).map((parts) => parts.join(''))
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small' },
+        text,
+        fc.integer(),
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.dictionary(text, tie('node'), { maxKeys: 3 }),
+      ),
+    })).node
+    fc.assert(
+      fc.property(value, fc.integer({ min: 1, max: 8 }), (inner, limit) => {
+        const root = { _type: 1, _id: 1, _command: 'call', name: 'f', args: [inner] }
+        const decoded = parseJsonObject(JSON.stringify(root), limit)
+        const tooDeep = depthOf(root) > limit
+        expect(decoded instanceof ProtocolError && decoded.code === ErrorCode.TooDeep).toBe(tooDeep)
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('refuses 4 MiB of brackets without building it, and keeps the id to answer with', () => {
+    const half = 2 * 1024 * 1024
+    const text = `{"_type":1,"_command":"call","name":"f","args":${'['.repeat(half)}${']'.repeat(half)},"_id":"x\\"1"}`
+    const decoded = decodeFrame(text)
+    expect(decoded).toBeInstanceOf(ProtocolError)
+    expect(decoded).toMatchObject({ code: 'too_deep', messageId: 'x"1', messageType: 1 })
+  })
+
+  it('does not take an _id nested below the top level', () => {
+    const text = `{"_type":1,"_command":"call","name":"f","args":[{"_id":5},${'['.repeat(70)}${']'.repeat(70)}]}`
+    const decoded = decodeFrame(text) as ProtocolError
+    expect(decoded.code).toBe('too_deep')
+    expect(decoded.messageId).toBeUndefined()
+  })
+})
