@@ -10,6 +10,7 @@ import {
 import type {
   ByteStream,
   Channel,
+  ChannelOptions,
   Connection,
   EventHandler,
   RequestOptions,
@@ -298,7 +299,10 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
-  async openChannel(name: string, options: ProxyRequestOptions = {}): Promise<Channel> {
+  async openChannel(
+    name: string,
+    options: ProxyRequestOptions & ChannelOptions = {},
+  ): Promise<Channel> {
     return (await this.#connected(options)).openChannel(name, options)
   }
 

@@ -13,7 +13,7 @@ import {
   connect,
   type MessageConnection,
 } from '@autobus/transport'
-import type { Channel } from './channel.js'
+import { type Channel, DEFAULT_MAX_UNREAD_MESSAGES } from './channel.js'
 import { SUPPORTED_FEATURES } from './server.js'
 import { type RequestOptions, Session, type SessionLimits } from './session.js'
 import type { ByteStream } from './stream.js'
@@ -37,6 +37,17 @@ export interface ConnectServiceOptions extends ConnectOptions, SessionLimits {
   heartbeatTimeout?: number
   /** Features to offer; default all. An empty list binds like an original Autobus 2 client. */
   features?: readonly string[]
+  /**
+   * Messages a channel keeps while nothing reads it (default 1,024); one more
+   * closes the channel. See {@link Channel}.
+   */
+  maxUnreadMessages?: number
+}
+
+/** Options for {@link Connection.openChannel}. */
+export interface ChannelOptions extends RequestOptions {
+  /** Overrides the connection's `maxUnreadMessages` for this channel. */
+  maxUnreadMessages?: number
 }
 
 /** Where a service is: host and port (or a Unix socket path) and its id. */
@@ -137,8 +148,12 @@ export class Connection {
     return this.#session.watch(name, handler, options)
   }
 
-  /** Opens a channel; rejects with `RefusedError` if the service refuses. */
-  openChannel(name: string, options: RequestOptions = {}): Promise<Channel> {
+  /**
+   * Opens a channel; rejects with `RefusedError` if the service refuses.
+   * Messages that arrive before you attach a `message` listener or start
+   * iterating are kept for you (up to `maxUnreadMessages`).
+   */
+  openChannel(name: string, options: ChannelOptions = {}): Promise<Channel> {
     checkName(name)
     return this.#session.openChannel(name, options)
   }
@@ -273,11 +288,13 @@ class ClientSession extends Session {
     })
   }
 
-  async openChannel(name: string, options: RequestOptions): Promise<Channel> {
+  async openChannel(name: string, options: ChannelOptions): Promise<Channel> {
     if (!this.features.has(Feature.Channels))
       throw new UnsupportedError('the service does not support channels')
     const id = this.#nextLocalId++
+    // Registered before the request: a greeting sent with the open is kept.
     const channel = this.addChannel(id, name)
+    channel.setMaxUnread(options.maxUnreadMessages ?? this.maxUnreadMessages)
     try {
       await this.request('channel_open', { name, channel: id }, options)
     } catch (error) {
@@ -314,6 +331,7 @@ class ClientSession extends Session {
   }
 
   features: ReadonlySet<string> = new Set()
+  maxUnreadMessages = DEFAULT_MAX_UNREAD_MESSAGES
 
   protected cleanup(): void {
     this.#listeners.clear()
@@ -354,6 +372,7 @@ export async function bindService(
   options: Omit<ConnectServiceOptions, keyof ConnectOptions> & RequestOptions = {},
 ): Promise<Connection> {
   const session = new ClientSession(connection, options)
+  if (options.maxUnreadMessages !== undefined) session.maxUnreadMessages = options.maxUnreadMessages
   const offered = options.features ?? SUPPORTED_FEATURES
   try {
     const response = await session.request(
