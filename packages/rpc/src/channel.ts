@@ -73,7 +73,7 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
-    this.on('newListener', (event) => {
+    ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
       // The listener is added after this event, so hand over on a later tick;
       // a listener attached right after `openChannel` resolves gets it all.
       if (event === 'message' && this.#unread.length > 0 && !this.#flushing) {

@@ -201,12 +201,32 @@ function checkName(name: unknown): void {
     throw new TypeError('name must be a non-empty string')
 }
 
+/**
+ * One watched object on a connection. The initial value may come in the
+ * watch's response or, from an original Autobus 2 service, only in the
+ * `changed` that follows it; a `changed` that repeats the response's value
+ * right after it is that echo, not a change, and is not delivered again.
+ */
+interface Watched {
+  handlers: Set<WatchHandler>
+  value: unknown
+  /** pending: no response yet; waiting: answered without a value; live: value known. */
+  state: 'pending' | 'waiting' | 'live'
+  /** A `changed` arrived before the response was handled (it is newer). */
+  changedEarly: boolean
+  /** The next `changed` may be the echo of the response's value. */
+  echo: boolean
+  ready: Promise<void>
+}
+
 class ClientSession extends Session {
   #listeners = new Map<string, Set<EventHandler>>()
-  #watchers = new Map<
-    string,
-    { handlers: Set<WatchHandler>; value: unknown; ready: Promise<unknown> }
-  >()
+  #watchers = new Map<string, Watched>()
+  /**
+   * Objects unwatched on an original service, which says so with a `changed`
+   * of null instead of a response; that null is not a value of a new watch.
+   */
+  #unwatching = new Set<string>()
   #nextLocalId = 1
 
   protected handle(message: RequestMessage): unknown {
@@ -218,11 +238,9 @@ class ClientSession extends Session {
         return {}
       }
       case 'changed': {
+        if (message.value === null && this.#unwatching.delete(message.name)) return {}
         const entry = this.#watchers.get(message.name)
-        if (entry) {
-          entry.value = message.value
-          for (const handler of [...entry.handlers]) safely(() => handler(message.value))
-        }
+        if (entry) this.#changed(entry, message.value)
         return {}
       }
       case 'ping':
@@ -230,6 +248,40 @@ class ClientSession extends Session {
       default:
         throw new UnsupportedError(`"${message._command}" is not a service command`)
     }
+  }
+
+  #changed(entry: Watched, value: unknown): void {
+    if (entry.state === 'pending') {
+      entry.value = value
+      entry.changedEarly = true
+      return
+    }
+    if (entry.state === 'live' && entry.echo && sameJson(value, entry.value)) {
+      entry.echo = false
+      return
+    }
+    entry.echo = false
+    entry.state = 'live'
+    entry.value = value
+    for (const handler of [...entry.handlers]) safely(() => handler(value))
+  }
+
+  /**
+   * An original Autobus 2 service (a session without features) never
+   * answers `unwatch` or `unlisten`, so they go as notifications: closing a
+   * subscription never waits for an answer that will not come.
+   */
+  #unsubscribe(command: 'unwatch' | 'unlisten', name: string): Promise<void> {
+    if (this.isClosed) return Promise.resolve()
+    if (this.features.size === 0) {
+      if (command === 'unwatch') this.#unwatching.add(name)
+      this.notify(command, { name })
+      return Promise.resolve()
+    }
+    return this.request(command, { name }).then(
+      () => {},
+      () => {},
+    )
   }
 
   async listen(
@@ -252,27 +304,42 @@ class ClientSession extends Session {
     return subscription(async () => {
       if (!handlers.delete(handler) || handlers.size > 0) return
       this.#listeners.delete(name)
-      if (!this.isClosed) await this.request('unlisten', { name }).catch(() => {})
+      await this.#unsubscribe('unlisten', name)
     })
   }
 
   async watch(name: string, handler: WatchHandler, options: RequestOptions): Promise<Subscription> {
     let entry = this.#watchers.get(name)
     if (!entry) {
-      const created = {
-        handlers: new Set<WatchHandler>(),
-        value: null as unknown,
-        ready: Promise.resolve() as Promise<unknown>,
+      const created: Watched = {
+        handlers: new Set(),
+        value: null,
+        state: 'pending',
+        changedEarly: false,
+        echo: false,
+        ready: Promise.resolve(),
       }
-      created.ready = this.request('watch', { name }, options).then((response) => {
-        created.value = response.value ?? null
+      const answered = this.request('watch', { name }, options).finally(() => {
+        // Any `changed` answering an earlier unwatch came before this response.
+        this.#unwatching.delete(name)
+      })
+      created.ready = answered.then((response) => {
+        if (created.changedEarly) {
+          created.state = 'live'
+        } else if (response.value !== undefined) {
+          created.value = response.value
+          created.state = 'live'
+          created.echo = true
+        } else {
+          created.state = 'waiting'
+        }
       })
       entry = created
       this.#watchers.set(name, entry)
       try {
         await entry.ready
       } catch (error) {
-        this.#watchers.delete(name)
+        if (this.#watchers.get(name) === entry) this.#watchers.delete(name)
         throw error
       }
     } else {
@@ -280,11 +347,12 @@ class ClientSession extends Session {
     }
     const watched = entry
     watched.handlers.add(handler)
-    handler(watched.value)
+    // Without a value yet, the handler gets the first `changed`.
+    if (watched.state === 'live') handler(watched.value)
     return subscription(async () => {
       if (!watched.handlers.delete(handler) || watched.handlers.size > 0) return
-      this.#watchers.delete(name)
-      if (!this.isClosed) await this.request('unwatch', { name }).catch(() => {})
+      if (this.#watchers.get(name) === watched) this.#watchers.delete(name)
+      await this.#unsubscribe('unwatch', name)
     })
   }
 
@@ -351,6 +419,10 @@ function safely(run: () => void): void {
       throw error
     })
   }
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b)
 }
 
 function subscription(close: () => Promise<void>): Subscription {
