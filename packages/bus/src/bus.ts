@@ -18,6 +18,7 @@ import {
 } from '@autobus/discovery'
 import { ClosedError, DISCOVERY_PORT, META_SERVICE_ID, UnreachableError } from '@autobus/protocol'
 import {
+  createDeadline,
   createMultiServiceProxy,
   createSingleServiceProxy,
   type MultiServiceProxy,
@@ -275,13 +276,12 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     if (known) return Promise.resolve(known)
     const timeout = options.timeout ?? 30_000
     return new Promise((resolve, reject) => {
-      const signal = AbortSignal.any([
-        AbortSignal.timeout(timeout),
-        ...(options.signal ? [options.signal] : []),
-      ])
+      const deadline = createDeadline(timeout, [options.signal])
+      const signal = deadline.signal
       const stop = this.onServiceAppeared(
         (service) => {
           stop()
+          deadline.clear()
           signal.removeEventListener('abort', abort)
           resolve(service)
         },
@@ -289,6 +289,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       )
       const abort = () => {
         stop()
+        deadline.clear()
         reject(
           options.signal?.aborted
             ? options.signal.reason
@@ -297,7 +298,8 @@ export class Bus extends EventEmitter<DiscovererEvents> {
               ),
         )
       }
-      signal.addEventListener('abort', abort, { once: true })
+      if (signal.aborted) abort()
+      else signal.addEventListener('abort', abort, { once: true })
     })
   }
 

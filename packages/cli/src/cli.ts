@@ -330,7 +330,10 @@ export function createProgram(): Command {
     .argument('<name>', 'channel name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .action((text: string, name: string, options: { wait: number }) =>
-      withTarget(globals(), text, options.wait, async (connection) => {
+      withTarget(globals(), text, options.wait, async (target) => {
+        // The channel lives on one connection, even through a proxy: when
+        // that connection drops, the channel is over.
+        const connection = 'waitForBind' in target ? await target.waitForBind() : target
         const channel = await connection.openChannel(name)
         channel.on('message', (message) => line(message))
         const input = createInterface({ input: process.stdin })
@@ -348,10 +351,16 @@ export function createProgram(): Command {
           // Give the service a moment to answer what was just sent.
           await Promise.race([sleep(500), channel.closed])
         }
-        if (outcome === 'closed')
-          process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
+        if (outcome === 'closed') {
+          if (connection.isClosed) {
+            process.stderr.write(`connection closed: ${(await connection.closed).reason}\n`)
+            process.exitCode = ExitCode.Unreachable
+          } else process.stderr.write(`channel closed: ${(await channel.closed).reason}\n`)
+        }
         channel.close('done')
         input.close()
+        // Reading stdin would keep the process alive until it ends.
+        process.stdin.destroy()
       }),
     )
 

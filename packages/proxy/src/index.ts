@@ -20,6 +20,7 @@
  *
  * @packageDocumentation
  */
+export { createDeadline, type Deadline } from './deadline.js'
 export type { Connector, ServiceDirectory } from './directory.js'
 export {
   createMultiServiceProxy,

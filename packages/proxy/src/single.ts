@@ -1,15 +1,23 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
-import { Limits, type ServiceDescription, UnreachableError } from '@autobus/protocol'
+import {
+  Limits,
+  RemoteError,
+  type ServiceDescription,
+  UnknownNameError,
+  UnreachableError,
+} from '@autobus/protocol'
 import type {
   ByteStream,
   Channel,
+  ChannelOptions,
   Connection,
   EventHandler,
   RequestOptions,
   Subscription,
   WatchHandler,
 } from '@autobus/rpc'
+import { createDeadline } from './deadline.js'
 import { type Connector, HandlerRegistry, type ServiceDirectory } from './directory.js'
 
 /** Options for a call through a proxy. */
@@ -169,11 +177,11 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     if (this.#connection) return this.#connection
     if (this.#closedWhy) throw new UnreachableError(`proxy is closed: ${this.#closedWhy.reason}`)
     const timeout = options.timeout ?? Limits.callTimeout
-    const signals = [this.#abort.signal, AbortSignal.timeout(timeout)]
-    if (options.signal) signals.push(options.signal)
-    const signal = AbortSignal.any(signals)
+    const deadline = createDeadline(timeout, [this.#abort.signal, options.signal])
+    const signal = deadline.signal
     return new Promise((resolve, reject) => {
       const done = () => {
+        deadline.clear()
         this.off('bound', onBound)
         signal.removeEventListener('abort', onAbort)
       }
@@ -192,6 +200,10 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
               `no service matching ${JSON.stringify(this.filter)} bound within ${timeout} ms`,
             ),
           )
+      }
+      if (signal.aborted) {
+        onAbort()
+        return
       }
       this.on('bound', onBound)
       signal.addEventListener('abort', onAbort, { once: true })
@@ -212,12 +224,12 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     args: readonly unknown[] = [],
     options: ProxyRequestOptions = {},
   ): Promise<unknown> {
-    const started = Date.now()
+    const started = performance.now()
     const connection = await this.#connected(options)
     const timeout =
       options.timeout === undefined
         ? undefined
-        : Math.max(1, options.timeout - (Date.now() - started))
+        : Math.max(1, options.timeout - (performance.now() - started))
     return connection.call(name, args, { ...options, timeout })
   }
 
@@ -239,27 +251,58 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     this.call(name, args, options).then(onResult, onError)
   }
 
-  /** Listens to an event on whichever service is bound, across rebinds. */
+  /**
+   * Listens to an event on whichever service is bound, across rebinds. If a
+   * service is bound now and answers that it has no such event, rejects
+   * (with its `UnknownNameError`, or the `RemoteError` of an original
+   * Autobus 2 service) and keeps nothing.
+   */
   async listen(name: string, handler: EventHandler): Promise<Subscription> {
     const first = this.#listeners.add(name, handler)
-    if (first && this.#connection) await this.#listenOn(this.#connection, name).catch(() => {})
-    return this.#listeners.subscription(name, handler)
+    const subscription = this.#listeners.subscription(name, handler)
+    if (first && this.#connection) {
+      try {
+        await this.#listenOn(this.#connection, name)
+      } catch (error) {
+        if (refusedByService(error)) {
+          await subscription.close()
+          throw error
+        }
+      }
+    }
+    return subscription
   }
 
-  /** Watches an object on whichever service is bound; null while unbound. */
+  /**
+   * Watches an object on whichever service is bound; null while unbound. If
+   * a service is bound now and answers that it has no such object, rejects
+   * as {@link SingleServiceProxy.listen} does.
+   */
   async watch(name: string, handler: WatchHandler): Promise<Subscription> {
     const first = this.#watchers.add(name, handler)
+    const subscription = this.#watchers.subscription(name, handler)
     const connection = this.#connection
     if (first && connection) {
-      await this.#watchOn(connection, name).catch(() => handler(null))
+      try {
+        await this.#watchOn(connection, name)
+      } catch (error) {
+        if (refusedByService(error)) {
+          await subscription.close()
+          throw error
+        }
+        handler(null)
+      }
     } else {
       handler(connection ? (this.#values.get(name) ?? null) : null)
     }
-    return this.#watchers.subscription(name, handler)
+    return subscription
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
-  async openChannel(name: string, options: ProxyRequestOptions = {}): Promise<Channel> {
+  async openChannel(
+    name: string,
+    options: ProxyRequestOptions & ChannelOptions = {},
+  ): Promise<Channel> {
     return (await this.#connected(options)).openChannel(name, options)
   }
 
@@ -302,6 +345,15 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   [Symbol.asyncDispose](): Promise<unknown> {
     return this.close()
   }
+}
+
+/**
+ * True if the service itself answered that it will not do this (an unknown
+ * name, or an original service's plain error), as opposed to the connection
+ * failing, which a rebind may cure.
+ */
+function refusedByService(error: unknown): boolean {
+  return error instanceof UnknownNameError || error instanceof RemoteError
 }
 
 /**

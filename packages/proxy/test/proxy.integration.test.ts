@@ -5,7 +5,7 @@ import {
   matchesFilter,
   type ServiceFilter,
 } from '@autobus/discovery'
-import { UnreachableError } from '@autobus/protocol'
+import { UnknownNameError, UnreachableError } from '@autobus/protocol'
 import { connectService, createService, type RpcServer, serve } from '@autobus/rpc'
 import Type from 'typebox'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -88,6 +88,26 @@ describe('SingleServiceProxy', () => {
     expect(values).toEqual([20, 21, null, 15])
     hall.alarm.fire('cold')
     await expect.poll(() => alarms).toEqual([['hot'], ['cold']])
+    await proxy.close()
+  })
+
+  it('rejects a watch or listen of a name the bound service does not have, and keeps nothing', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    const proxy = createSingleServiceProxy({ directory, connect, filter: { type: 'thermometer' } })
+    await proxy.waitForBind()
+    const seen: unknown[] = []
+    await expect(proxy.watch('temperatur', (value) => seen.push(value))).rejects.toThrow(
+      `service ${kitchen.service.id} has no object "temperatur"`,
+    )
+    await expect(proxy.listen('alrm', (...args) => seen.push(args))).rejects.toBeInstanceOf(
+      UnknownNameError,
+    )
+    expect(seen).toEqual([])
+    // The same names work once spelt right, and the failed ones left nothing behind.
+    await proxy.watch('temperature', (value) => seen.push(value))
+    expect(seen).toEqual([20])
     await proxy.close()
   })
 

@@ -16,6 +16,12 @@ export type ChannelEvents = {
   close: [info: ChannelCloseInfo]
 }
 
+/**
+ * Default for how many messages a channel keeps while nothing reads it
+ * (before the first `message` listener or iterator, or between two).
+ */
+export const DEFAULT_MAX_UNREAD_MESSAGES = 1_024
+
 /** The two things a channel needs from its connection. @internal */
 export interface ChannelLink {
   sendMessage(channel: number, message: unknown): boolean
@@ -27,6 +33,14 @@ export interface ChannelLink {
  * Either end may send at any time; both ends are told when the other closes
  * or its connection dies. Incoming messages arrive as `message` events and
  * through async iteration (which ends when the channel closes).
+ *
+ * Messages that arrive while nothing reads the channel — typically a
+ * greeting the other end sends as soon as the channel opens, before
+ * `openChannel` has even resolved — are kept, in order, and handed to the
+ * first `message` listener or iterator that attaches. At most
+ * `maxUnreadMessages` (default {@link DEFAULT_MAX_UNREAD_MESSAGES}) are kept:
+ * one more closes the channel (both ends are told, with reason
+ * "too many unread messages") rather than dropping messages silently.
  *
  * @example
  * ```ts
@@ -45,6 +59,10 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
   #link: ChannelLink
   #closeInfo: ChannelCloseInfo | undefined
   #resolveClosed!: (info: ChannelCloseInfo) => void
+  /** Messages that arrived while nothing read the channel, oldest first. */
+  #unread: unknown[] = []
+  #maxUnread = DEFAULT_MAX_UNREAD_MESSAGES
+  #flushing = false
 
   /** @internal */
   constructor(link: ChannelLink, id: number, name: string) {
@@ -55,6 +73,33 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    ;(this as EventEmitter).on('newListener', (event: string | symbol) => {
+      // The listener is added after this event, so hand over on a later tick;
+      // a listener attached right after `openChannel` resolves gets it all.
+      if (event === 'message' && this.#unread.length > 0 && !this.#flushing) {
+        this.#flushing = true
+        process.nextTick(() => this.#flush())
+      }
+    })
+  }
+
+  /** How many messages arrived and were not read yet (see the class notes). */
+  get unreadCount(): number {
+    return this.#unread.length
+  }
+
+  /** @internal Sets how many unread messages are kept (see the class notes). */
+  setMaxUnread(limit: number): void {
+    if (!Number.isInteger(limit) || limit < 0)
+      throw new TypeError('maxUnreadMessages must be a non-negative integer')
+    this.#maxUnread = limit
+  }
+
+  #flush(): void {
+    this.#flushing = false
+    while (this.#unread.length > 0 && this.listenerCount('message') > 0) {
+      this.emit('message', this.#unread.shift())
+    }
   }
 
   /** True once closed by either end. */
@@ -81,7 +126,17 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
 
   /** @internal Delivers a message from the other end. */
   deliver(message: unknown): void {
-    if (!this.#closeInfo) this.emit('message', message)
+    if (this.#closeInfo) return
+    // Behind earlier unread messages, or with no reader: keep it, in order.
+    if (this.#unread.length > 0 || this.listenerCount('message') === 0) {
+      if (this.#unread.length >= this.#maxUnread) {
+        this.close('too many unread messages')
+        return
+      }
+      this.#unread.push(message)
+      return
+    }
+    this.emit('message', message)
   }
 
   /** @internal Marks the channel closed without telling the other end. */
@@ -94,7 +149,9 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
-    const queue: unknown[] = []
+    // Take what arrived unread first, so a channel closed right after its
+    // greeting still yields the greeting.
+    const queue: unknown[] = this.#unread.splice(0)
     let wake: (() => void) | undefined
     const onMessage = (message: unknown) => {
       queue.push(message)

@@ -13,7 +13,7 @@ import {
   connect,
   type MessageConnection,
 } from '@autobus/transport'
-import type { Channel } from './channel.js'
+import { type Channel, DEFAULT_MAX_UNREAD_MESSAGES } from './channel.js'
 import { SUPPORTED_FEATURES } from './server.js'
 import { type RequestOptions, Session, type SessionLimits } from './session.js'
 import type { ByteStream } from './stream.js'
@@ -37,6 +37,17 @@ export interface ConnectServiceOptions extends ConnectOptions, SessionLimits {
   heartbeatTimeout?: number
   /** Features to offer; default all. An empty list binds like an original Autobus 2 client. */
   features?: readonly string[]
+  /**
+   * Messages a channel keeps while nothing reads it (default 1,024); one more
+   * closes the channel. See {@link Channel}.
+   */
+  maxUnreadMessages?: number
+}
+
+/** Options for {@link Connection.openChannel}. */
+export interface ChannelOptions extends RequestOptions {
+  /** Overrides the connection's `maxUnreadMessages` for this channel. */
+  maxUnreadMessages?: number
 }
 
 /** Where a service is: host and port (or a Unix socket path) and its id. */
@@ -137,8 +148,12 @@ export class Connection {
     return this.#session.watch(name, handler, options)
   }
 
-  /** Opens a channel; rejects with `RefusedError` if the service refuses. */
-  openChannel(name: string, options: RequestOptions = {}): Promise<Channel> {
+  /**
+   * Opens a channel; rejects with `RefusedError` if the service refuses.
+   * Messages that arrive before you attach a `message` listener or start
+   * iterating are kept for you (up to `maxUnreadMessages`).
+   */
+  openChannel(name: string, options: ChannelOptions = {}): Promise<Channel> {
     checkName(name)
     return this.#session.openChannel(name, options)
   }
@@ -186,12 +201,32 @@ function checkName(name: unknown): void {
     throw new TypeError('name must be a non-empty string')
 }
 
+/**
+ * One watched object on a connection. The initial value may come in the
+ * watch's response or, from an original Autobus 2 service, only in the
+ * `changed` that follows it; a `changed` that repeats the response's value
+ * right after it is that echo, not a change, and is not delivered again.
+ */
+interface Watched {
+  handlers: Set<WatchHandler>
+  value: unknown
+  /** pending: no response yet; waiting: answered without a value; live: value known. */
+  state: 'pending' | 'waiting' | 'live'
+  /** A `changed` arrived before the response was handled (it is newer). */
+  changedEarly: boolean
+  /** The next `changed` may be the echo of the response's value. */
+  echo: boolean
+  ready: Promise<void>
+}
+
 class ClientSession extends Session {
   #listeners = new Map<string, Set<EventHandler>>()
-  #watchers = new Map<
-    string,
-    { handlers: Set<WatchHandler>; value: unknown; ready: Promise<unknown> }
-  >()
+  #watchers = new Map<string, Watched>()
+  /**
+   * Objects unwatched on an original service, which says so with a `changed`
+   * of null instead of a response; that null is not a value of a new watch.
+   */
+  #unwatching = new Set<string>()
   #nextLocalId = 1
 
   protected handle(message: RequestMessage): unknown {
@@ -203,11 +238,9 @@ class ClientSession extends Session {
         return {}
       }
       case 'changed': {
+        if (message.value === null && this.#unwatching.delete(message.name)) return {}
         const entry = this.#watchers.get(message.name)
-        if (entry) {
-          entry.value = message.value
-          for (const handler of [...entry.handlers]) safely(() => handler(message.value))
-        }
+        if (entry) this.#changed(entry, message.value)
         return {}
       }
       case 'ping':
@@ -215,6 +248,40 @@ class ClientSession extends Session {
       default:
         throw new UnsupportedError(`"${message._command}" is not a service command`)
     }
+  }
+
+  #changed(entry: Watched, value: unknown): void {
+    if (entry.state === 'pending') {
+      entry.value = value
+      entry.changedEarly = true
+      return
+    }
+    if (entry.state === 'live' && entry.echo && sameJson(value, entry.value)) {
+      entry.echo = false
+      return
+    }
+    entry.echo = false
+    entry.state = 'live'
+    entry.value = value
+    for (const handler of [...entry.handlers]) safely(() => handler(value))
+  }
+
+  /**
+   * An original Autobus 2 service (a session without features) never
+   * answers `unwatch` or `unlisten`, so they go as notifications: closing a
+   * subscription never waits for an answer that will not come.
+   */
+  #unsubscribe(command: 'unwatch' | 'unlisten', name: string): Promise<void> {
+    if (this.isClosed) return Promise.resolve()
+    if (this.features.size === 0) {
+      if (command === 'unwatch') this.#unwatching.add(name)
+      this.notify(command, { name })
+      return Promise.resolve()
+    }
+    return this.request(command, { name }).then(
+      () => {},
+      () => {},
+    )
   }
 
   async listen(
@@ -237,27 +304,42 @@ class ClientSession extends Session {
     return subscription(async () => {
       if (!handlers.delete(handler) || handlers.size > 0) return
       this.#listeners.delete(name)
-      if (!this.isClosed) await this.request('unlisten', { name }).catch(() => {})
+      await this.#unsubscribe('unlisten', name)
     })
   }
 
   async watch(name: string, handler: WatchHandler, options: RequestOptions): Promise<Subscription> {
     let entry = this.#watchers.get(name)
     if (!entry) {
-      const created = {
-        handlers: new Set<WatchHandler>(),
-        value: null as unknown,
-        ready: Promise.resolve() as Promise<unknown>,
+      const created: Watched = {
+        handlers: new Set(),
+        value: null,
+        state: 'pending',
+        changedEarly: false,
+        echo: false,
+        ready: Promise.resolve(),
       }
-      created.ready = this.request('watch', { name }, options).then((response) => {
-        created.value = response.value ?? null
+      const answered = this.request('watch', { name }, options).finally(() => {
+        // Any `changed` answering an earlier unwatch came before this response.
+        this.#unwatching.delete(name)
+      })
+      created.ready = answered.then((response) => {
+        if (created.changedEarly) {
+          created.state = 'live'
+        } else if (response.value !== undefined) {
+          created.value = response.value
+          created.state = 'live'
+          created.echo = true
+        } else {
+          created.state = 'waiting'
+        }
       })
       entry = created
       this.#watchers.set(name, entry)
       try {
         await entry.ready
       } catch (error) {
-        this.#watchers.delete(name)
+        if (this.#watchers.get(name) === entry) this.#watchers.delete(name)
         throw error
       }
     } else {
@@ -265,19 +347,22 @@ class ClientSession extends Session {
     }
     const watched = entry
     watched.handlers.add(handler)
-    handler(watched.value)
+    // Without a value yet, the handler gets the first `changed`.
+    if (watched.state === 'live') handler(watched.value)
     return subscription(async () => {
       if (!watched.handlers.delete(handler) || watched.handlers.size > 0) return
-      this.#watchers.delete(name)
-      if (!this.isClosed) await this.request('unwatch', { name }).catch(() => {})
+      if (this.#watchers.get(name) === watched) this.#watchers.delete(name)
+      await this.#unsubscribe('unwatch', name)
     })
   }
 
-  async openChannel(name: string, options: RequestOptions): Promise<Channel> {
+  async openChannel(name: string, options: ChannelOptions): Promise<Channel> {
     if (!this.features.has(Feature.Channels))
       throw new UnsupportedError('the service does not support channels')
     const id = this.#nextLocalId++
+    // Registered before the request: a greeting sent with the open is kept.
     const channel = this.addChannel(id, name)
+    channel.setMaxUnread(options.maxUnreadMessages ?? this.maxUnreadMessages)
     try {
       await this.request('channel_open', { name, channel: id }, options)
     } catch (error) {
@@ -314,6 +399,7 @@ class ClientSession extends Session {
   }
 
   features: ReadonlySet<string> = new Set()
+  maxUnreadMessages = DEFAULT_MAX_UNREAD_MESSAGES
 
   protected cleanup(): void {
     this.#listeners.clear()
@@ -335,6 +421,10 @@ function safely(run: () => void): void {
   }
 }
 
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || JSON.stringify(a) === JSON.stringify(b)
+}
+
 function subscription(close: () => Promise<void>): Subscription {
   let closing: Promise<void> | undefined
   const once = () => {
@@ -354,6 +444,7 @@ export async function bindService(
   options: Omit<ConnectServiceOptions, keyof ConnectOptions> & RequestOptions = {},
 ): Promise<Connection> {
   const session = new ClientSession(connection, options)
+  if (options.maxUnreadMessages !== undefined) session.maxUnreadMessages = options.maxUnreadMessages
   const offered = options.features ?? SUPPORTED_FEATURES
   try {
     const response = await session.request(

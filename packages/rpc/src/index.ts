@@ -18,9 +18,15 @@
  *
  * @packageDocumentation
  */
-export { Channel, type ChannelCloseInfo, type ChannelEvents } from './channel.js'
+export {
+  Channel,
+  type ChannelCloseInfo,
+  type ChannelEvents,
+  DEFAULT_MAX_UNREAD_MESSAGES,
+} from './channel.js'
 export {
   bindService,
+  type ChannelOptions,
   Connection,
   type ConnectServiceOptions,
   connectService,
