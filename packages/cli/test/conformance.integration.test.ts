@@ -1,8 +1,13 @@
+import { execFile } from 'node:child_process'
 import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import { createBus } from '@autobus/bus'
 import { checkService, formatResult, startReferenceService } from '@autobus/conformance'
 import { describe, expect, it } from 'vitest'
 import { createConformanceService } from '../src/conformance.js'
+import { createExampleService } from '../src/example.js'
+
+const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))
 
 // Outcomes that docs/protocol.md requires and that land with the hardening
 // and original-peer work (issues 9 and 10); until then they may fail here.
@@ -76,5 +81,27 @@ describe('the conformance kit against this implementation', () => {
     } finally {
       await reference.close()
     }
+  })
+})
+
+describe('autobus conformance', () => {
+  it('prints a line per check, the summary line last, and exits non-zero on failure', async () => {
+    // The example service is not a conformance service: most checks fail.
+    await using bus = await createBus({ discovery: false })
+    const service = bus.publish(createExampleService(bus)).service
+    const target = `127.0.0.1:${bus.port}/${service.id}`
+    const { code, stdout } = await new Promise<{ code: number; stdout: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [main, 'conformance', target, '--no-discovery-checks', '--timeout', '0.3'],
+        { env: { ...process.env, NO_COLOR: '1' } },
+        (error, stdout) => resolve({ code: error ? Number(error.code) : 0, stdout }),
+      )
+    })
+    const lines = stdout.trim().split('\n')
+    expect(code).toBe(1)
+    expect(lines.at(-1)).toMatch(/^\d+ passed, [1-9]\d* failed(, \d+ skipped)?$/)
+    expect(lines).toContainEqual(expect.stringMatching(/^PASS {2}§3\.5 +call add\(1, 2\): 3$/))
+    expect(lines).toContainEqual(expect.stringMatching(/^FAIL {2}§3\.6 /))
   })
 })
