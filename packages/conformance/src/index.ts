@@ -14,7 +14,7 @@
  *   { host: '127.0.0.1', port: 4000, service: 'the-peer-service-id' },
  *   { onResult: (result) => console.log(formatResult(result)) },
  * )
- * console.log(formatSummary(report)) // "57 passed, 0 failed"
+ * console.log(formatSummary(report)) // e.g. "96 passed, 0 failed"
  * ```
  *
  * @packageDocumentation
