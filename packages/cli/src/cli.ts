@@ -13,6 +13,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import pc from 'picocolors'
+import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
 import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
 
@@ -405,6 +406,11 @@ export function createProgram(): Command {
         await bus.close('example stopped')
       },
     )
+
+  addConformanceCommand(program, {
+    busOptions: (discovery) => busOptions(globals(), discovery),
+    interrupted,
+  })
 
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program

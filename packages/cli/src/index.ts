@@ -10,5 +10,6 @@
  * @packageDocumentation
  */
 export { createProgram, ExitCode, run } from './cli.js'
+export { addConformanceCommand, createConformanceService } from './conformance.js'
 export { createExampleService, EXAMPLE_TYPE } from './example.js'
 export { parseFilter, parseTarget, type Target, UsageError } from './target.js'
