@@ -151,7 +151,7 @@ describe('code blocks of the docs', () => {
   beforeAll(() => {
     // One program for every block: the packages are checked once, not per block.
     problems = compile([...[...units.values()].flat(), wrong])
-  })
+  }, 120_000)
 
   it.each(checkedFiles)('%s compiles', (file) => {
     const found = units.get(file)!.flatMap((unit) => problems.get(unit)!)
