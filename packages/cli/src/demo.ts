@@ -7,7 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { createBus, type RemoteError } from '@autobus/bus'
+import { type BusOptions, createBus, type RemoteError } from '@autobus/bus'
 import pc from 'picocolors'
 import { EXAMPLE_TYPE } from './example.js'
 
@@ -43,6 +43,20 @@ async function startExample(
   return { child, ...ready }
 }
 
+/**
+ * The discovery settings the example processes read from the environment
+ * (`AUTOBUS_DISCOVERY_PORT`, `AUTOBUS_INTERFACES`), so the demo can run on a
+ * port or an interface of its own and still find them.
+ */
+function discoverySettings(): BusOptions {
+  const options: BusOptions = {}
+  const port = Number(process.env.AUTOBUS_DISCOVERY_PORT)
+  if (Number.isInteger(port) && port > 0) options.discoveryPort = port
+  const interfaces = process.env.AUTOBUS_INTERFACES?.split(',').filter(Boolean)
+  if (interfaces && interfaces.length > 0) options.interfaces = interfaces
+  return options
+}
+
 async function stop(child: ChildProcess, signal: NodeJS.Signals) {
   const exited = once(child, 'exit')
   child.kill(signal)
@@ -55,7 +69,7 @@ async function demo() {
   const a = await startExample('A')
 
   step('2. Discover it over UDP broadcast')
-  await using bus = await createBus()
+  await using bus = await createBus(discoverySettings())
   bus.onServiceChange((appeared, service) => {
     if (service.info.type === EXAMPLE_TYPE)
       say(
@@ -91,12 +105,17 @@ async function demo() {
   )
 
   step('4. Events and watched objects')
-  await connection.listen('ticked', (count) => say(`event ticked(${json(count)})`))
-  await connection.watch('counter', (value) => say(`object counter = ${json(value)}`))
+  const ticked = await connection.listen('ticked', (count) => say(`event ticked(${json(count)})`))
+  const counter = await connection.watch('counter', (value) =>
+    say(`object counter = ${json(value)}`),
+  )
   await connection.call('tick')
   await connection.call('tick')
   await connection.call('increment')
   await sleep(100)
+  // A watcher gets null when its connection closes; stopping both here keeps
+  // that null from showing up under a later step.
+  await Promise.all([ticked.close(), counter.close()])
 
   step('5. A channel: a two-way session of JSON messages')
   const channel = await connection.openChannel('echo')
@@ -140,7 +159,9 @@ async function demo() {
     say(`proxy ${pc.red('unbound')} from example ${service.info.name}: ${reason}`),
   )
   await proxy.waitForBind()
-  await proxy.watch('counter', (value) => say(`proxy sees counter = ${json(value)}`))
+  const proxyCounter = await proxy.watch('counter', (value) =>
+    say(`proxy sees counter = ${json(value)}`),
+  )
   const b = await startExample('B')
   await bus.waitForService({ name: 'B' }, { timeout: 10_000 })
   say(`killing example A with SIGKILL (no goodbye)…`)
@@ -168,6 +189,7 @@ async function demo() {
   await sleep(100)
 
   step('10. Graceful stops send goodbyes')
+  await proxyCounter.close()
   await proxy.close()
   await all.close()
   await Promise.all([stop(b.child, 'SIGTERM'), stop(c.child, 'SIGTERM')])
