@@ -31,4 +31,4 @@ export const ALL_FEATURES = [
  * The key the kit puts in its own discovery queries: it can take an answer
  * by unicast to the port the query came from (docs/protocol.md §2.4).
  */
-export const QUERY_MARKER: Readonly<Record<string, unknown>> = { unicast: true }
+export const QUERY_MARKER: Readonly<Record<string, unknown>> = { reply: 'unicast' }
