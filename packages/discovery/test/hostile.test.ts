@@ -60,7 +60,7 @@ describe('a goodbye counts only from the service itself', () => {
 
 describe('an add for a known id from another address', () => {
   it('probes the owner and keeps it when it answers; a replay loop costs one probe per probe timeout', async () => {
-    const probe = vi.fn(async () => true)
+    const probe = vi.fn(async (_target: { host: string }) => true)
     const discoverer = await createDiscoverer({ network: network.host('10.0.0.1'), probe })
     const moved: string[] = []
     discoverer.on('disappeared', (service) => moved.push(`down ${service.host}`))

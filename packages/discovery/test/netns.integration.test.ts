@@ -58,7 +58,7 @@ describe.runIf(canUseNamespaces)(
     it('keeps a service listed under forged removes and replayed adds; nothing reaches the impostor', async () => {
       const [h1, h2, h3] = lan.hosts as [Host, Host, Host]
       const service = start(h1, 'publish', 'victim', '1000')
-      const { ready } = await service.json()
+      await service.json()
       const watcher = start(h2, 'discover')
       const seen: any[] = []
       await until(watcher, (line) => line.event === 'up' && line.service === 'victim', seen)
