@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -74,9 +74,7 @@ describe('installing the packed packages into a new project', () => {
     tarballs = packed.stdout.trim().split('\n')
 
     // No "type": "module": the README says the file must be .mjs then.
-    writeFileSync(join(work, 'package.json'), '{}\n')
-    rmSync(app, { recursive: true, force: true })
-    await run('mkdir', ['-p', app], { cwd: work })
+    mkdirSync(app)
     writeFileSync(join(app, 'package.json'), '{ "name": "app", "private": true }\n')
     const installed = await run(
       'npm',
