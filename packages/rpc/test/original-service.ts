@@ -121,8 +121,14 @@ export class OriginalService {
         return
       case 'watch': {
         const name = line.name as string
-        if (!this.values.has(name)) return fail(`No such object ${name}`)
-        if (peer.watching.has(name)) return fail(`Already watching ${name}`)
+        if (!this.values.has(name)) {
+          fail(`No such object ${name}`)
+          return
+        }
+        if (peer.watching.has(name)) {
+          fail(`Already watching ${name}`)
+          return
+        }
         peer.watching.add(name)
         answer(this.watchAnswer === 'value' ? { name, value: this.values.get(name) } : { name })
         this.#changed(socket, name, this.values.get(name))
@@ -132,7 +138,10 @@ export class OriginalService {
         if (peer.watching.delete(line.name)) this.#changed(socket, line.name, null)
         return
       case 'listen':
-        if (!this.events.includes(line.name)) return fail(`No such event ${line.name}`)
+        if (!this.events.includes(line.name)) {
+          fail(`No such event ${line.name}`)
+          return
+        }
         peer.listening.add(line.name)
         answer({})
         return
