@@ -134,8 +134,12 @@ interface Entry {
 interface Asker {
   credit: number
   lastQuery: number
-  answeredAt: number
+  /** When each of its sockets (by port) was last answered. */
+  answeredAt: Map<number, number>
 }
+
+/** Sockets of one address whose last answer is remembered. */
+const MAX_ASKER_PORTS = 64
 
 /** Announces local services; answers queries. */
 export interface Publisher extends EventEmitter<PublisherEvents>, AsyncDisposable {
@@ -319,22 +323,34 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
       for (const entry of this.#entries.values()) this.#broadcastAnswer(entry, this.#delay())
       return
     }
+    // Once a second per address; on this host, per asking socket, since its
+    // processes share the address and each must get its answers. A remote
+    // asker answered less than a second ago still hears the broadcasts.
     const now = this.#clock.now()
-    if (now - asker.answeredAt < this.#t.answerInterval) {
+    const socket = to.local ? to.port : 0
+    if (now - (asker.answeredAt.get(socket) ?? Number.NEGATIVE_INFINITY) < this.#t.answerInterval) {
       this.#counts.suppressedAnswers += this.#entries.size
+      if (!to.local)
+        for (const entry of this.#entries.values()) this.#broadcastAnswer(entry, this.#delay())
       return
     }
-    asker.answeredAt = now
+    asker.answeredAt.delete(socket)
+    asker.answeredAt.set(socket, now)
+    if (asker.answeredAt.size > MAX_ASKER_PORTS)
+      asker.answeredAt.delete(asker.answeredAt.keys().next().value!)
     for (const [service, entry] of this.#entries) {
       this.#clock.setTimeout(() => {
         if (this.#entries.get(service) !== entry) return
         // Beyond the budget, broadcast (at most once a second per service)
         // instead: the asker hears it, and it cannot be aimed at anyone.
-        if (asker.credit < entry.datagram.byteLength) {
-          this.#broadcastAnswer(entry, 0)
-          return
+        // This host's own processes are no target to protect.
+        if (!to.local) {
+          if (asker.credit < entry.datagram.byteLength) {
+            this.#broadcastAnswer(entry, 0)
+            return
+          }
+          asker.credit -= entry.datagram.byteLength
         }
-        asker.credit -= entry.datagram.byteLength
         this.#counts.unicastAnswers++
         this.#link.unicast(entry.datagram, to.address, to.port)
       }, this.#delay())
@@ -357,7 +373,7 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
       asker = {
         credit: this.#t.answerBurst,
         lastQuery: now,
-        answeredAt: Number.NEGATIVE_INFINITY,
+        answeredAt: new Map(),
       }
     asker.lastQuery = now
     asker.credit = Math.min(this.#t.answerBurst, asker.credit + size * this.#t.answerCredit)
