@@ -11,7 +11,16 @@ import { codeBlocks } from './code-blocks.js'
 // own, and run the README's example there. Packs and installs once.
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
-const published = ['protocol', 'transport', 'discovery', 'rpc', 'proxy', 'bus', 'cli']
+const published = [
+  'protocol',
+  'transport',
+  'discovery',
+  'rpc',
+  'proxy',
+  'bus',
+  'cli',
+  'conformance',
+]
 
 interface Ran {
   readonly code: number | null

@@ -14,9 +14,9 @@ const packages = readdirSync(`${root}packages`).map((dir) => ({
 const published = packages.filter(({ manifest }) => !manifest.private)
 
 describe('published package metadata', () => {
-  it('publishes the seven layers and keeps the harnesses private', () => {
+  it('publishes the layers and the conformance kit, and keeps the harnesses private', () => {
     expect(published.map(({ manifest }) => manifest.name).sort()).toEqual(
-      ['bus', 'cli', 'discovery', 'protocol', 'proxy', 'rpc', 'transport'].map(
+      ['bus', 'cli', 'conformance', 'discovery', 'protocol', 'proxy', 'rpc', 'transport'].map(
         (n) => `@autobus/${n}`,
       ),
     )
