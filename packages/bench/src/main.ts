@@ -14,6 +14,7 @@ import { Command } from 'commander'
 import { renderChart } from './chart.js'
 import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
+import { hostileNesting } from './hostile.js'
 import type { System } from './payload.js'
 import { renderReport } from './report.js'
 import {
@@ -201,6 +202,16 @@ async function autobusOnly() {
   emit({ name: 'memory.discovered_services', system: 'autobus', ...discovered })
 }
 
+/** What hostile input costs the service (docs/hardening.md). */
+async function hostile() {
+  const autobus = await server('autobus')
+  emit({
+    name: 'hostile.nesting',
+    system: 'autobus',
+    ...(await hostileNesting(autobus, smoke ? 2 : 32, smoke ? 300 : 5_000)),
+  })
+}
+
 async function discovery() {
   emit({
     name: 'discovery',
@@ -259,6 +270,9 @@ function summary() {
       pick('stream', 'autobus', 'autobus_mb_per_s'),
       pick('stream', 'autobus', 'raw_mb_per_s'),
     ),
+    hostile_cpu_ms_per_mib: pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib') ?? null,
+    hostile_flood_call_p99_ms: pick('hostile.nesting', 'autobus', 'legit_call_p99_ms') ?? null,
+    hostile_flood_call_max_ms: pick('hostile.nesting', 'autobus', 'legit_call_max_ms') ?? null,
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
@@ -295,6 +309,7 @@ try {
   await rpc()
   await events()
   await autobusOnly()
+  await hostile()
   await discovery()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)

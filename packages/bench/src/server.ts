@@ -53,6 +53,11 @@ async function autobus() {
       return count
     })
     .addFunction('rss', {}, () => rss())
+    // This process's CPU time (user + system) in ms, for costs per unit of input.
+    .addFunction('cpu', {}, () => {
+      const usage = process.cpuUsage()
+      return (usage.user + usage.system) / 1000
+    })
     .addChannel('echo', {}, (channel) => channel.on('message', (message) => channel.send(message)))
     .addStream('sink', {}, (stream) => {
       stream.on('data', () => {})

@@ -26,6 +26,9 @@ describe('pnpm bench --smoke', () => {
       'rpc_p50_vs_best_peer',
       'events_vs_raw',
       'stream_vs_raw',
+      'hostile_cpu_ms_per_mib',
+      'hostile_flood_call_p99_ms',
+      'hostile_flood_call_max_ms',
     ]) {
       expect(summary).toHaveProperty(key)
     }
@@ -38,10 +41,14 @@ describe('pnpm bench --smoke', () => {
       'stream',
       'memory.idle_connection',
       'memory.discovered_services',
+      'hostile.nesting',
       'discovery',
     ]) {
       expect(names).toContain(name)
     }
+    // Every hostile frame was refused; how fast is a figure, never asserted.
+    const hostile = lines.find((line) => line.name === 'hostile.nesting')
+    expect(hostile.frames_refused_too_deep).toBeGreaterThanOrEqual(2)
     expect(lines.find((line) => line.name === 'discovery')).toMatchObject({
       answers_within_2s_pct: 100,
     })

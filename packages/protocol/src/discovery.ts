@@ -56,8 +56,7 @@ export function decodeDatagram(bytes: Uint8Array): Datagram | ProtocolError {
   if (bytes.byteLength > Limits.maxReceivedDatagram) {
     return new ProtocolError(ErrorCode.DatagramTooLarge, `datagram of ${bytes.byteLength} bytes`)
   }
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')
-  const value = parseJsonObject(text)
+  const value = parseJsonObject(bytes)
   if (value instanceof ProtocolError) return value
   const command = value.command
   if (typeof command !== 'string') {

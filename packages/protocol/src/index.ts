@@ -51,7 +51,7 @@ export {
   UnsupportedError,
   type WireError,
 } from './errors.js'
-export { type JsonObject, parseJsonObject } from './json.js'
+export { type JsonObject, parseJsonObject, tooDeepError } from './json.js'
 export {
   type CommandName,
   Commands,

@@ -5,29 +5,30 @@ import { ErrorCode, ProtocolError } from './errors.js'
 export type JsonObject = { [key: string]: unknown }
 
 /**
- * Parses one JSON object from text. Returns a `ProtocolError` (never throws)
- * when the text is not JSON, is not an object, or nests deeper than
- * `maxDepth` (the object itself is depth 1). Own `__proto__` keys are removed
- * so that no later copy of the value can change an object's prototype.
+ * Parses one JSON object from UTF-8 bytes or text. Returns a
+ * `ProtocolError` (never throws) when the input is not JSON, is not an
+ * object, or nests deeper than `maxDepth` (the object itself is depth 1).
+ * Own `__proto__` keys are removed so that no later copy of the value can
+ * change an object's prototype.
  *
- * Depth is checked on the text, before any object is built: a hostile frame
- * of a few MiB of brackets costs one linear scan, not a parse into millions
- * of objects.
+ * Depth is checked on the bytes, before any string or object is built, and
+ * reading stops where the limit is passed: a hostile frame of a few MiB of
+ * brackets costs a few hundred bytes of scanning, not a parse into millions
+ * of objects. The `_id` and `_type` seen at the top level before that point
+ * are kept on the error, so that the frame can still be answered.
  */
 export function parseJsonObject(
-  text: string,
+  input: string | Uint8Array,
   maxDepth: number = Limits.maxDepth,
 ): JsonObject | ProtocolError {
-  if (mayBeDeeperThan(text, maxDepth)) {
-    const scan = scanDepth(text, maxDepth)
-    if (scan.tooDeep) {
-      // Keep what identifies the message so that it can still be answered.
-      return new ProtocolError(ErrorCode.TooDeep, `nesting deeper than ${maxDepth}`, {
-        ...(scan.id !== undefined ? { messageId: scan.id } : {}),
-        ...(scan.type !== undefined ? { messageType: scan.type } : {}),
-      })
-    }
+  if (mayBeDeeperThan(input, maxDepth)) {
+    const error = tooDeepError(typeof input === 'string' ? Buffer.from(input) : input, maxDepth)
+    if (error) return error
   }
+  const text =
+    typeof input === 'string'
+      ? input
+      : Buffer.from(input.buffer, input.byteOffset, input.byteLength).toString('utf8')
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -41,17 +42,23 @@ export function parseJsonObject(
   return value as JsonObject
 }
 
-// Text with no more opening brackets than levels allowed cannot be too deep,
-// so most messages skip the scan. Counting with indexOf stays in native code;
-// brackets inside strings only make the answer "maybe".
-function mayBeDeeperThan(text: string, maxDepth: number): boolean {
-  if (text.length <= maxDepth * 2) return false
-  let open = 0
-  for (let i = text.indexOf('{'); i !== -1; i = text.indexOf('{', i + 1))
-    if (++open > maxDepth) return true
-  for (let i = text.indexOf('['); i !== -1; i = text.indexOf('[', i + 1))
-    if (++open > maxDepth) return true
-  return false
+/**
+ * The `too_deep` error for a frame, or for the beginning of one, that nests
+ * deeper than `maxDepth`; undefined when it does not (or, for a beginning,
+ * not yet). Lets a receiver refuse a long frame from its first bytes and
+ * drop the rest unread.
+ */
+export function tooDeepError(
+  bytes: Uint8Array,
+  maxDepth: number = Limits.maxDepth,
+): ProtocolError | undefined {
+  if (!mayBeDeeperThan(bytes, maxDepth)) return undefined
+  const scan = scanDepth(bytes, maxDepth)
+  if (!scan.tooDeep) return undefined
+  return new ProtocolError(ErrorCode.TooDeep, `nesting deeper than ${maxDepth}`, {
+    ...(scan.id !== undefined ? { messageId: scan.id } : {}),
+    ...(scan.type !== undefined ? { messageType: scan.type } : {}),
+  })
 }
 
 const QUOTE = 0x22
@@ -62,52 +69,77 @@ const OPEN_ARRAY = 0x5b
 const CLOSE_ARRAY = 0x5d
 const COMMA = 0x2c
 
+// Input with no more opening brackets than levels allowed cannot be too
+// deep, so most messages skip the scan. Counting with indexOf stays in
+// native code; brackets inside strings only make the answer "maybe".
+function mayBeDeeperThan(input: string | Uint8Array, maxDepth: number): boolean {
+  if (input.length <= maxDepth * 2) return false
+  let open = 0
+  if (typeof input === 'string') {
+    for (let i = input.indexOf('{'); i !== -1; i = input.indexOf('{', i + 1))
+      if (++open > maxDepth) return true
+    for (let i = input.indexOf('['); i !== -1; i = input.indexOf('[', i + 1))
+      if (++open > maxDepth) return true
+    return false
+  }
+  for (let i = input.indexOf(OPEN_OBJECT); i !== -1; i = input.indexOf(OPEN_OBJECT, i + 1))
+    if (++open > maxDepth) return true
+  for (let i = input.indexOf(OPEN_ARRAY); i !== -1; i = input.indexOf(OPEN_ARRAY, i + 1))
+    if (++open > maxDepth) return true
+  return false
+}
+
 interface DepthScan {
   tooDeep: boolean
-  /** The top-level `_id`, when it is a plain number or string. */
+  /** The top-level `_id` before the limit was passed, when it is a valid id. */
   id?: number | string
-  /** The top-level `_type`, when it is a number. */
+  /** The top-level `_type` before the limit was passed, when it is an integer. */
   type?: number
 }
 
 /** Index of the quote that closes the string opening at `start`, or -1. */
-function endOfString(text: string, start: number): number {
-  let end = text.indexOf('"', start + 1)
+function endOfString(bytes: Uint8Array, start: number): number {
+  let end = bytes.indexOf(QUOTE, start + 1)
   while (end !== -1) {
     let backslashes = 0
-    for (let i = end - 1; text.charCodeAt(i) === BACKSLASH; i--) backslashes++
+    for (let i = end - 1; bytes[i] === BACKSLASH; i--) backslashes++
     if (backslashes % 2 === 0) return end
-    end = text.indexOf('"', end + 1)
+    end = bytes.indexOf(QUOTE, end + 1)
   }
   return -1
 }
 
+function textOf(bytes: Uint8Array, start: number, end: number): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8', start, end)
+}
+
 /**
- * Measures nesting on the text itself (strings and their escapes skipped)
- * and picks up the top-level `_id` and `_type` on the way, so that a frame
- * refused as too deep can still be answered. Ill-formed text gives an
- * answer that does not matter: JSON.parse rejects it next.
+ * Measures nesting on the UTF-8 bytes (no byte of a multi-byte character is
+ * ASCII, so brackets and quotes are found exactly; strings and their escapes
+ * are skipped) and stops as soon as the limit is passed. Picks up the
+ * top-level `_id` and `_type` on the way. Ill-formed input gives an answer
+ * that does not matter: JSON.parse rejects it next.
  */
-function scanDepth(text: string, maxDepth: number): DepthScan {
+function scanDepth(bytes: Uint8Array, maxDepth: number): DepthScan {
   const scan: DepthScan = { tooDeep: false }
-  const length = text.length
+  const length = bytes.length
   let depth = 0
   let expectKey = false
   let pending: '_id' | '_type' | undefined
   let i = 0
   while (i < length) {
-    const c = text.charCodeAt(i)
+    const c = bytes[i]!
     if (c === QUOTE) {
-      const end = endOfString(text, i)
+      const end = endOfString(bytes, i)
       if (end === -1) break
       if (depth === 1) {
         if (expectKey) {
-          const key = end - i === 4 || end - i === 6 ? text.slice(i + 1, end) : ''
+          const key = end - i === 4 || end - i === 6 ? textOf(bytes, i + 1, end) : ''
           pending = key === '_id' || key === '_type' ? key : undefined
           expectKey = false
         } else if (pending) {
           if (pending === '_id' && end - i <= 258) {
-            const id = stringAt(text, i, end)
+            const id = stringAt(textOf(bytes, i, end + 1))
             if (id !== undefined && id.length <= 256) scan.id = id
           }
           pending = undefined
@@ -115,8 +147,10 @@ function scanDepth(text: string, maxDepth: number): DepthScan {
       }
       i = end + 1
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      depth++
-      if (depth > maxDepth) scan.tooDeep = true
+      if (++depth > maxDepth) {
+        scan.tooDeep = true
+        return scan
+      }
       if (depth === 1) expectKey = c === OPEN_OBJECT
       else pending = undefined
       i++
@@ -129,11 +163,11 @@ function scanDepth(text: string, maxDepth: number): DepthScan {
     } else if (depth === 1 && pending && (c === 0x2d || (c >= 0x30 && c <= 0x39))) {
       let end = i + 1
       while (end < length && end - i < 32) {
-        const d = text.charCodeAt(end)
+        const d = bytes[end]!
         if (d === COMMA || d === CLOSE_OBJECT || d <= 0x20) break
         end++
       }
-      const number = Number(text.slice(i, end))
+      const number = Number(textOf(bytes, i, end))
       if (pending === '_type') {
         if (Number.isInteger(number)) scan.type = number
       } else if (Number.isSafeInteger(number)) scan.id = number
@@ -146,9 +180,10 @@ function scanDepth(text: string, maxDepth: number): DepthScan {
   return scan
 }
 
-function stringAt(text: string, start: number, end: number): string | undefined {
+function stringAt(json: string): string | undefined {
   try {
-    return JSON.parse(text.slice(start, end + 1)) as string
+    const value: unknown = JSON.parse(json)
+    return typeof value === 'string' ? value : undefined
   } catch {
     return undefined
   }

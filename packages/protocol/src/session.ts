@@ -208,15 +208,16 @@ export function isCommandName(name: string): name is CommandName {
 }
 
 /**
- * Decodes one frame (a line without its newline). Never throws: an invalid
- * frame comes back as a `ProtocolError` that carries `_id` and `_type` when
- * they could be read, so the receiver can answer it.
+ * Decodes one frame (a line without its newline, as UTF-8 bytes or text).
+ * Never throws: an invalid frame comes back as a `ProtocolError` that
+ * carries `_id` and `_type` when they could be read, so the receiver can
+ * answer it.
  */
 export function decodeFrame(
-  text: string,
+  frame: string | Uint8Array,
   maxDepth: number = Limits.maxDepth,
 ): SessionMessage | ProtocolError {
-  const value = parseJsonObject(text, maxDepth)
+  const value = parseJsonObject(frame, maxDepth)
   if (value instanceof ProtocolError) return value
   const type = value._type
   const id = value._id

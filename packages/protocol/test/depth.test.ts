@@ -33,12 +33,18 @@ describe('nesting depth, checked on the text', () => {
     )
   })
 
-  it('refuses 4 MiB of brackets without building it, and keeps the id to answer with', () => {
+  it('refuses 4 MiB of brackets where the limit is passed, keeping the id read before it', async () => {
     const half = 2 * 1024 * 1024
-    const text = `{"_type":1,"_command":"call","name":"f","args":${'['.repeat(half)}${']'.repeat(half)},"_id":"x\\"1"}`
-    const decoded = decodeFrame(text)
-    expect(decoded).toBeInstanceOf(ProtocolError)
-    expect(decoded).toMatchObject({ code: 'too_deep', messageId: 'x"1', messageType: 1 })
+    const deep = `${'['.repeat(half)}${']'.repeat(half)}`
+    const idFirst = decodeFrame(
+      Buffer.from(`{"_type":1,"_id":"x\\"1","_command":"call","name":"f","args":${deep}}`),
+    )
+    expect(idFirst).toMatchObject({ code: 'too_deep', messageId: 'x"1', messageType: 1 })
+    // Reading stops at the limit: an id that comes after it is not known,
+    // and the frame gets an error report.
+    const idLast = decodeFrame(`{"_type":1,"_command":"call","name":"f","args":${deep},"_id":2}`)
+    expect(idLast).toMatchObject({ code: 'too_deep', messageType: 1 })
+    expect((idLast as ProtocolError).messageId).toBeUndefined()
   })
 
   it('does not take an _id nested below the top level', () => {

@@ -135,6 +135,7 @@ export abstract class Session implements ChannelLink, StreamLink {
   #nextId = 1
   #pending = new Map<MessageId, Pending>()
   #inFlight = new Set<InFlight>()
+  #busyError: string | undefined
   readonly #counters: SessionCounters
 
   constructor(
@@ -267,10 +268,14 @@ export abstract class Session implements ChannelLink, StreamLink {
     if (this.#inFlight.size >= this.maxPendingCalls) {
       if (message._type === MessageType.Command) {
         this.#counters.busy++
-        this.#answer(
-          message,
-          undefined,
-          new BusyError(`${this.maxPendingCalls} commands are already running on this session`),
+        // Encoded by hand: a flood of these should cost little more than the bytes.
+        this.#busyError ??= JSON.stringify(
+          errorToWire(
+            new BusyError(`${this.maxPendingCalls} commands are already running on this session`),
+          ),
+        )
+        this.connection.sendEncoded(
+          `{"_type":2,"_id":${JSON.stringify(message._id)},"_error":${this.#busyError}}\n`,
         )
       } else {
         this.#counters.dropped++

@@ -51,7 +51,23 @@ describe('bad input over TCP', () => {
     endless.socket.write('{"_type":1,"_id":2,"_command":"call","name":"echo","args":["')
     for (let i = 0; i < 10; i++) endless.socket.write('y'.repeat(1000))
     await endless.closed
+    // A plain close: no error report comes first (docs/protocol.md §3.1).
+    expect([...long.lines, ...endless.lines].filter((line) => line._id === null)).toEqual([])
     await stillServing(service.id)
+  })
+
+  it('answers a command whose id cannot be echoed with an error report, without running it', async () => {
+    const { service, counter } = await setup()
+    const peer = await bound(service.id)
+    peer.send('{"_type":1,"_id":1e400,"_command":"call","name":"increment","args":[]}')
+    expect((await peer.response(null))._error).toMatchObject({ code: 'invalid_message' })
+    peer.send({ _type: 1, _id: 'x'.repeat(257), _command: 'call', name: 'increment', args: [] })
+    expect((await peer.response(null))._error).toMatchObject({ code: 'invalid_message' })
+    expect(counter.value).toBe(0)
+    // A notification's id is not looked at: it runs.
+    peer.send('{"_type":3,"_id":1.5,"_command":"call","name":"increment","args":[]}')
+    expect((await peer.call(2, 'call', { name: 'add', args: [1, 1] })).result).toBe(2)
+    expect(counter.value).toBe(1)
   })
 
   it('answers unknown commands, missing or ill-typed fields with typed errors', async () => {

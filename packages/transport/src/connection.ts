@@ -6,6 +6,7 @@ import {
   Limits,
   type ProtocolError,
   type SessionMessage,
+  tooDeepError,
 } from '@autobus/protocol'
 
 /** Why a connection closed. */
@@ -90,6 +91,12 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
 
 const NEWLINE = 0x0a
 
+/** True for a line of nothing but spaces, tabs and carriage returns: skipped, like an empty one. */
+function isBlank(line: Buffer): boolean {
+  for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false
+  return true
+}
+
 /**
  * Shared framing, queueing and heartbeat logic. Subclasses move the bytes.
  * @internal
@@ -108,6 +115,9 @@ export abstract class FramedConnection
   #resolveClosed!: (info: CloseInfo) => void
   #partial: Buffer[] = []
   #partialLength = 0
+  // A long line already refused from its first bytes: the rest is counted
+  // (the frame limit still applies) but neither kept nor read.
+  #refused: ProtocolError | undefined
   // Frames queued this turn: text joined as it comes; with attachments,
   // the pieces in order.
   #outboxText = ''
@@ -253,21 +263,35 @@ export abstract class FramedConnection
       const end = chunk.indexOf(NEWLINE, start)
       if (end === -1) {
         if (start < chunk.length) {
-          this.#partial.push(start === 0 ? chunk : chunk.subarray(start))
-          this.#partialLength += chunk.length - start
+          const piece = start === 0 ? chunk : chunk.subarray(start)
+          if (this.#partialLength === 0) this.#refused = tooDeepError(piece, this.maxDepth)
+          if (!this.#refused) this.#partial.push(piece)
+          this.#partialLength += piece.length
           // A line that never ends is cut off as soon as it is too long.
           if (this.#partialLength > this.maxFrame) this.#frameTooLarge()
         }
         return
       }
-      let text: string
+      const refused = this.#refused
+      if (refused) {
+        if (this.#partialLength + end - start > this.maxFrame) {
+          this.#frameTooLarge()
+          return
+        }
+        this.#refused = undefined
+        this.#partialLength = 0
+        start = end + 1
+        this.emit('invalid', refused)
+        continue
+      }
+      let line: Buffer
       if (this.#partialLength > 0) {
         if (this.#partialLength + end - start > this.maxFrame) {
           this.#frameTooLarge()
           return
         }
         this.#partial.push(chunk.subarray(start, end))
-        text = Buffer.concat(this.#partial).toString('utf8')
+        line = Buffer.concat(this.#partial)
         this.#partial = []
         this.#partialLength = 0
       } else {
@@ -275,17 +299,21 @@ export abstract class FramedConnection
           this.#frameTooLarge()
           return
         }
-        text = chunk.toString('utf8', start, end)
+        line = chunk.subarray(start, end)
       }
       start = end + 1
-      this.receiveLine(text)
+      this.receiveLine(line)
     }
   }
 
-  /** Decodes one line and emits it (after its attachment, if it has one). */
-  protected receiveLine(text: string): void {
-    if (text.length === 0 || text === '\r') return
-    const message = decodeFrame(text, this.maxDepth)
+  /**
+   * Decodes one line and emits it (after its attachment, if it has one).
+   * The bytes go to the decoder as they are, so that a frame refused for
+   * its depth never becomes a string.
+   */
+  protected receiveLine(line: Buffer): void {
+    if (isBlank(line)) return
+    const message = decodeFrame(line, this.maxDepth)
     if (message instanceof Error) {
       this.emit('invalid', message)
       return

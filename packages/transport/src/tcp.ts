@@ -147,7 +147,11 @@ export interface ServerCounters {
   refusedTotal: number
   /** Connections closed at once because `maxConnectionsPerAddress` were open from their address. */
   refusedPerAddress: number
-  /** Accept failures (EMFILE, ENFILE, …); accepting goes on by itself. */
+  /**
+   * Accept errors reported by the runtime; accepting goes on by itself. (Out
+   * of descriptors, libuv closes the connections it cannot keep without
+   * reporting them: the caps keep a server from getting there.)
+   */
   acceptErrors: number
 }
 
@@ -237,9 +241,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     this.emit('connection', connection)
   }
 
-  // Out of descriptors (EMFILE/ENFILE): libuv closes the connections it cannot
-  // accept and keeps listening, so accepting resumes by itself once
-  // descriptors are free. The error is counted and reported, never thrown.
+  // Out of descriptors (EMFILE/ENFILE), libuv accepts and closes what it
+  // cannot keep (with a descriptor it holds in reserve) and keeps listening,
+  // so accepting resumes by itself once descriptors are free; those closes
+  // are not reported to us. An accept error that does surface is counted and
+  // reported, never thrown.
   #acceptFailed(error: NodeJS.ErrnoException): void {
     this.counters.acceptErrors++
     this.emit('warning', error)
