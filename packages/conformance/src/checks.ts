@@ -1,5 +1,5 @@
 import dgram from 'node:dgram'
-import { Limits, ServiceDescription } from '@autobus/protocol'
+import { isMessageId, Limits, ServiceDescription } from '@autobus/protocol'
 import { Compile } from 'typebox/compile'
 import { ALL_FEATURES, ConformanceService as C, QUERY_MARKER } from './contract.js'
 import {
@@ -1047,8 +1047,7 @@ function vectorChecks(files: VectorFile[]): Check[] {
                   parsed = value
               } catch {}
               const type = parsed?._type
-              const readable =
-                typeof id === 'string' || (typeof id === 'number' && Number.isSafeInteger(id))
+              const readable = isMessageId(id)
               session.sendText(text)
               if (type === 1 && readable) {
                 failed(

@@ -190,7 +190,7 @@ for (const [name, spec] of Object.entries(Commands)) {
 }
 const wireErrorValidator = Compile(WireErrorSchema)
 
-/** Longest string `_id` accepted, in UTF-16 code units. docs/protocol.md §3.2. */
+/** Longest string `_id` accepted, in code points like every length of the spec. docs/protocol.md §3.2. */
 export const MAX_ID_LENGTH = 256
 
 /**
@@ -199,7 +199,13 @@ export const MAX_ID_LENGTH = 256
  * string) could not be echoed back exactly.
  */
 export function isMessageId(id: unknown): id is MessageId {
-  return typeof id === 'string' ? id.length <= MAX_ID_LENGTH : Number.isSafeInteger(id)
+  if (typeof id !== 'string') return Number.isSafeInteger(id)
+  // A code point is one or two UTF-16 units: only lengths in between need counting.
+  if (id.length <= MAX_ID_LENGTH) return true
+  if (id.length > 2 * MAX_ID_LENGTH) return false
+  let points = 0
+  for (const _ of id) if (++points > MAX_ID_LENGTH) return false
+  return true
 }
 
 /** True if `name` is a command of this protocol. */
