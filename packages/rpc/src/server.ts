@@ -45,6 +45,11 @@ export interface ServeOptions extends SessionLimits {
   maxConnections?: number
   /** Connections open at once from one remote address (default 256); beyond it new ones are closed at once. */
   maxConnectionsPerAddress?: number
+  /**
+   * Bytes of a byte stream a client may send ahead of what the service has
+   * read (default 2 MiB); data beyond it closes the session.
+   */
+  streamWindow?: number
   /** How long a connection may take to bind (default 10 s). */
   bindTimeout?: number
   /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
@@ -247,7 +252,8 @@ class ServerSession extends Session implements Subscriber {
     this.#require(Feature.Streams)
     const entry = service.lookup(service.streams, 'stream', name)
     if (this.streams.has(id)) throw new RefusedError(`stream ${id} is already open`)
-    const stream = this.addStream(id, name, window, Limits.streamWindow)
+    const receiveWindow = this.#options.streamWindow ?? Limits.streamWindow
+    const stream = this.addStream(id, name, window, receiveWindow)
     try {
       await entry.onOpen(stream)
     } catch (error) {
@@ -256,7 +262,7 @@ class ServerSession extends Session implements Subscriber {
         `stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
       )
     }
-    return { window: Limits.streamWindow }
+    return { window: receiveWindow }
   }
 
   protected cleanup(_info: CloseInfo): void {

@@ -56,6 +56,23 @@ describe('bad input over TCP', () => {
     await stillServing(service.id)
   })
 
+  it('grants the stream window it is configured with, and closes a session that goes beyond it', async () => {
+    const { service } = await setup({ streamWindow: 1000 })
+    const peer = await LinePeer.connect(server.port)
+    peers.push(peer)
+    await peer.call(1, 'bind', { service: service.id, features: ['streams'] })
+    expect(
+      await peer.call(2, 'stream_open', { name: 'echo', stream: 1, window: 1 << 20 }),
+    ).toMatchObject({
+      window: 1000,
+    })
+    const data = Buffer.alloc(1001).toString('base64')
+    peer.send({ _type: 3, _command: 'stream_data', stream: 1, data })
+    await peer.closed
+    expect(server.stats.windowViolations).toBe(1)
+    await stillServing(service.id)
+  })
+
   it('answers a command whose id cannot be echoed with an error report, without running it', async () => {
     const { service, counter } = await setup()
     const peer = await bound(service.id)
