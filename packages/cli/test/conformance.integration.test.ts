@@ -23,9 +23,7 @@ describe('the conformance kit against this implementation', () => {
       { host: '127.0.0.1', port: bus.port, service: publication.service.id },
       { discoveryPort, timeout: 1_000 },
     )
-    const failures = report.results.filter(
-      (result) => result.outcome !== 'pass',
-    )
+    const failures = report.results.filter((result) => result.outcome !== 'pass')
     expect(failures.map(formatResult)).toEqual([])
     expect(report.passed).toBeGreaterThan(50)
   })
