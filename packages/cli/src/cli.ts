@@ -383,6 +383,9 @@ export function createProgram(): Command {
         discoveryOff?: boolean
         interval?: number
       }) => {
+        // Listening for the signals before anything starts: a stop asked for
+        // while starting up still closes the bus and says goodbye.
+        const stopped = interrupted()
         const bus = await createBus({
           ...busOptions(globals(), !options.discoveryOff),
           ...(options.interval ? { announceInterval: options.interval * 1000 } : {}),
@@ -402,7 +405,7 @@ export function createProgram(): Command {
           process.stdout.write(
             `example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
           )
-        await interrupted()
+        await stopped
         await bus.close('example stopped')
       },
     )
