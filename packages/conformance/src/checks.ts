@@ -572,26 +572,10 @@ function objectChecks(): Check[] {
       if (session.peek((f) => f._command === 'changed' && f.value === 15).length > 0)
         fail('"changed" after unwatch')
     }),
-    check('3.6', 'watch or unwatch of an unknown object: unknown_name', async (context) => {
-      const session = await context.bound()
-      failed(
-        await session.request('watch', { name: 'no_such_object' }, context.timeout),
-        'unknown_name',
-        'watch',
-      )
-      failed(
-        await session.request('unwatch', { name: 'no_such_object' }, context.timeout),
-        'unknown_name',
-        'unwatch',
-      )
-    }),
-    check('3.6', 'unwatch of an object not watched: success', async (context) => {
-      const session = await context.bound()
-      ok(await session.request('unwatch', { name: C.object }, context.timeout), 'unwatch')
-    }),
-    check('3.6', '"changed" received as a command is answered {}', async (context) => {
-      const session = await context.bound()
-      ok(await session.request('changed', { name: 'x', value: 1 }, context.timeout), 'changed')
+    ...unsubscribeChecks('3.6', 'watch', 'unwatch', C.object, 'object', {
+      _command: 'changed',
+      name: 'x',
+      value: 1,
     }),
   ]
 }
@@ -617,26 +601,46 @@ function eventChecks(): Check[] {
       await context.settle(session)
       if (session.peek((f) => f._command === 'fired').length > 0) fail('"fired" after unlisten')
     }),
-    check('3.7', 'listen or unlisten of an unknown event: unknown_name', async (context) => {
-      const session = await context.bound()
-      failed(
-        await session.request('listen', { name: 'no_such_event' }, context.timeout),
-        'unknown_name',
-        'listen',
-      )
-      failed(
-        await session.request('unlisten', { name: 'no_such_event' }, context.timeout),
-        'unknown_name',
-        'unlisten',
-      )
+    ...unsubscribeChecks('3.7', 'listen', 'unlisten', C.event, 'event', {
+      _command: 'fired',
+      name: 'x',
+      args: [],
     }),
-    check('3.7', 'unlisten of an event not listened to: success', async (context) => {
+  ]
+}
+
+// Objects (§3.6) and events (§3.7) answer the same outcomes for names and
+// repeated unsubscribing, and take their notification sent as a command.
+function unsubscribeChecks(
+  section: string,
+  subscribe: 'watch' | 'listen',
+  unsubscribe: 'unwatch' | 'unlisten',
+  name: string,
+  kind: string,
+  notification: { _command: string } & Record<string, unknown>,
+): Check[] {
+  const { _command: command, ...body } = notification
+  return [
+    check(
+      section,
+      `${subscribe} or ${unsubscribe} of an unknown ${kind}: unknown_name`,
+      async (context) => {
+        const session = await context.bound()
+        for (const verb of [subscribe, unsubscribe])
+          failed(
+            await session.request(verb, { name: `no_such_${kind}` }, context.timeout),
+            'unknown_name',
+            verb,
+          )
+      },
+    ),
+    check(section, `${unsubscribe} of an ${kind} not subscribed: success`, async (context) => {
       const session = await context.bound()
-      ok(await session.request('unlisten', { name: C.event }, context.timeout), 'unlisten')
+      ok(await session.request(unsubscribe, { name }, context.timeout), unsubscribe)
     }),
-    check('3.7', '"fired" received as a command is answered {}', async (context) => {
+    check(section, `"${command}" received as a command is answered {}`, async (context) => {
       const session = await context.bound()
-      ok(await session.request('fired', { name: 'x', args: [] }, context.timeout), 'fired')
+      ok(await session.request(command, body, context.timeout), command)
     }),
   ]
 }
