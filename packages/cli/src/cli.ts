@@ -68,13 +68,11 @@ function interrupted(): Promise<void> {
   })
 }
 
+/** The command line's settings; `createBus` reads the environment for the rest. */
 function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
   const options: BusOptions = { discovery }
-  const envPort = process.env.AUTOBUS_DISCOVERY_PORT
-  const discoveryPort = global.discoveryPort ?? (envPort ? Number(envPort) : undefined)
-  if (discoveryPort) options.discoveryPort = discoveryPort
-  const interfaces = global.interface ?? process.env.AUTOBUS_INTERFACES?.split(',').filter(Boolean)
-  if (interfaces && interfaces.length > 0) options.interfaces = interfaces
+  if (global.discoveryPort) options.discoveryPort = global.discoveryPort
+  if (global.interface && global.interface.length > 0) options.interfaces = global.interface
   return options
 }
 
@@ -173,7 +171,7 @@ export function createProgram(): Command {
     )
     .option(
       '--interface <name>',
-      'announce and discover only on this interface (repeatable)',
+      'announce and discover only on this interface (repeatable; or $AUTOBUS_INTERFACES)',
       collect,
     )
     .version(version(), '-V, --version', 'print the version of @autobus/cli')

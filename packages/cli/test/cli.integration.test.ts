@@ -250,6 +250,12 @@ describe('autobus CLI', () => {
     expect((await run(['call', '127.0.0.1:80', 'f'])).code).toBe(2)
     expect((await run(['call', 'a=1,,', 'f', '--wait', '0.3'])).code).toBe(3)
     expect((await run(['list', '--wait', 'soon'])).code).toBe(2)
+    const setting = await run(['list'], undefined, { ...env, AUTOBUS_DISCOVERY_PORT: 'soon' })
+    expect(setting).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'error: AUTOBUS_DISCOVERY_PORT must be a port number (1-65535), not "soon"\n',
+    })
     const missing = await run(['call', 'type=no.such.thing', 'f', '--wait', '0.3'])
     expect(missing.code).toBe(3)
     expect(missing.stderr.trim().split('\n')).toHaveLength(1)
