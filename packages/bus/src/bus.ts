@@ -35,6 +35,7 @@ import {
   type ServiceOptions,
   serve,
 } from '@autobus/rpc'
+import { withEnvironment } from './environment.js'
 import { createMetaService } from './meta.js'
 import { ServiceTable } from './table.js'
 
@@ -378,6 +379,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
 /**
  * Creates a bus: one per program.
  *
+ * Options not given are read from the environment where it sets them
+ * (`AUTOBUS_DISCOVERY_PORT`, `AUTOBUS_INTERFACES`; see the guide's
+ * "Environment"); an option given here wins.
+ *
  * @example
  * ```ts
  * await using bus = await createBus()
@@ -389,7 +394,8 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  * console.log(await greeter.call('hello', ['world']))
  * ```
  */
-export async function createBus(options: BusOptions = {}): Promise<Bus> {
+export async function createBus(given: BusOptions = {}): Promise<Bus> {
+  const options = withEnvironment(given)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
   const server = await serve([], {
     ...options,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import {
   AutobusError,
@@ -9,10 +10,11 @@ import {
   RemoteError,
   type ServiceDescription,
   type SingleServiceProxy,
+  UnreachableError,
 } from '@autobus/bus'
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
-import pc from 'picocolors'
+import { err, out } from './colour.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
 import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
@@ -24,7 +26,7 @@ export const ExitCode = {
   Failed: 1,
   /** The command line is wrong. */
   Usage: 2,
-  /** No matching service, or it could not be reached. */
+  /** No answer: no matching service, it could not be reached, or it did not answer in time. */
   Unreachable: 3,
 } as const
 
@@ -32,6 +34,9 @@ interface GlobalOptions {
   discoveryPort?: number
   interface?: string[]
 }
+
+const TARGET_HELP =
+  'host:port/serviceId, or filter terms joined by commas: key=value, key!=value, key, !key'
 
 const collect = (value: string, previous: string[] = []) => [...previous, value]
 const seconds = (value: string) => {
@@ -63,13 +68,11 @@ function interrupted(): Promise<void> {
   })
 }
 
+/** The command line's settings; `createBus` reads the environment for the rest. */
 function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
   const options: BusOptions = { discovery }
-  const envPort = process.env.AUTOBUS_DISCOVERY_PORT
-  const discoveryPort = global.discoveryPort ?? (envPort ? Number(envPort) : undefined)
-  if (discoveryPort) options.discoveryPort = discoveryPort
-  const interfaces = global.interface ?? process.env.AUTOBUS_INTERFACES?.split(',').filter(Boolean)
-  if (interfaces && interfaces.length > 0) options.interfaces = interfaces
+  if (global.discoveryPort) options.discoveryPort = global.discoveryPort
+  if (global.interface && global.interface.length > 0) options.interfaces = global.interface
   return options
 }
 
@@ -95,11 +98,11 @@ async function open(
 }
 
 function describeText(description: ServiceDescription): string {
-  const out: string[] = []
-  out.push(
-    `${pc.bold(description.service)}  ${JSON.stringify(withoutAddressKeys(description.info))}`,
+  const text: string[] = []
+  text.push(
+    `${out.bold(description.service)}  ${JSON.stringify(withoutAddressKeys(description.info))}`,
   )
-  if (description.doc) out.push(`  ${description.doc}`)
+  if (description.doc) text.push(`  ${description.doc}`)
   const types = (schemas?: ReadonlyArray<Record<string, unknown>>) =>
     (schemas ?? [])
       .map((schema) => (typeof schema.type === 'string' ? schema.type : 'any'))
@@ -111,10 +114,12 @@ function describeText(description: ServiceDescription): string {
   ) => {
     const names = Object.keys(entries)
     if (names.length === 0) return
-    out.push('', pc.bold(title))
+    text.push('', out.bold(title))
     for (const name of names) {
       const entry = entries[name]!
-      out.push(`  ${pc.cyan(signature(name, entry))}${entry.doc ? `  ${pc.dim(entry.doc)}` : ''}`)
+      text.push(
+        `  ${out.cyan(signature(name, entry))}${entry.doc ? `  ${out.dim(entry.doc)}` : ''}`,
+      )
     }
   }
   section('Functions', description.functions, (name, entry) => {
@@ -130,7 +135,7 @@ function describeText(description: ServiceDescription): string {
   )
   section('Channels', description.channels, (name) => name)
   section('Streams', description.streams, (name) => name)
-  return out.join('\n')
+  return text.join('\n')
 }
 
 /** Opens a target on a new bus, runs `use`, and closes the bus. */
@@ -149,6 +154,12 @@ async function withTarget(
   }
 }
 
+/** This package's version: `src/` and `dist/` both sit next to its package.json. */
+function version(): string {
+  const manifest = readFileSync(new URL('../package.json', import.meta.url), 'utf8')
+  return (JSON.parse(manifest) as { version: string }).version
+}
+
 /** Builds the program; `run` parses and executes it. */
 export function createProgram(): Command {
   const program = new Command('autobus')
@@ -160,12 +171,13 @@ export function createProgram(): Command {
     )
     .option(
       '--interface <name>',
-      'announce and discover only on this interface (repeatable)',
+      'announce and discover only on this interface (repeatable; or $AUTOBUS_INTERFACES)',
       collect,
     )
+    .version(version(), '-V, --version', 'print the version of @autobus/cli')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(pc.red(text)) })
+    .configureOutput({ outputError: (text, write) => write(err.red(text)) })
 
   const globals = () => program.opts<GlobalOptions>()
 
@@ -187,8 +199,12 @@ export function createProgram(): Command {
           for (const service of services) line(printableService(service))
           return
         }
+        // cli-table3 colours on its own (a red header, grey borders) whatever
+        // the output is: its style is turned off and the header is bold only
+        // where colour is wanted.
         const table = new Table({
-          head: ['host', 'port', 'service', 'info'].map((title) => pc.bold(title)),
+          head: ['host', 'port', 'service', 'info'].map((title) => out.bold(title)),
+          style: { head: [], border: out.isColorSupported ? ['grey'] : [] },
         })
         for (const service of services) {
           table.push([
@@ -198,7 +214,7 @@ export function createProgram(): Command {
             JSON.stringify(withoutAddressKeys(service.info)),
           ])
         }
-        process.stdout.write(`${table.toString()}\n${pc.dim(`${services.length} service(s)`)}\n`)
+        process.stdout.write(`${table.toString()}\n${out.dim(`${services.length} service(s)`)}\n`)
       } finally {
         await bus.close()
       }
@@ -206,8 +222,10 @@ export function createProgram(): Command {
 
   program
     .command('services')
-    .description('show services appearing, disappearing and changing')
-    .option('--follow', 'keep running and print each change (the only mode)', true)
+    .description('print services as they appear and disappear until interrupted')
+    // Following is what `services` does (`list` prints the list once):
+    // `--follow` is accepted so that a command line written with it works.
+    .addOption(new Option('--follow').hideHelp())
     .option('-f, --filter <term>', 'key=value, key!=value, key or !key (repeatable)', collect, [])
     .option('--json', 'one JSON object per line: {event, host, port, service, info, at}')
     .action(async (options: { filter: string[]; json?: boolean }) => {
@@ -226,7 +244,7 @@ export function createProgram(): Command {
           if (options.json) line(record)
           else {
             const colour =
-              change.type === 'up' ? pc.green : change.type === 'down' ? pc.red : pc.yellow
+              change.type === 'up' ? out.green : change.type === 'down' ? out.red : out.yellow
             process.stdout.write(
               `${colour(change.type.padEnd(7))} ${record.host}:${record.port}/${record.service}  ${JSON.stringify(withoutAddressKeys(change.service.info))}\n`,
             )
@@ -240,7 +258,7 @@ export function createProgram(): Command {
   program
     .command('info')
     .description("describe a service's functions, events, objects, channels and streams")
-    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<target>', TARGET_HELP)
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .option('--json', 'print the description as JSON')
     .action((text: string, options: { wait: number; json?: boolean }) =>
@@ -254,7 +272,7 @@ export function createProgram(): Command {
   program
     .command('call')
     .description('call a function and print its result as JSON')
-    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<target>', TARGET_HELP)
     .argument('<function>', 'function name')
     .argument('[args...]', 'arguments: JSON values; anything that is not JSON is a string')
     .option('-m, --multiple', 'call every matching service; print {serviceId: outcome}')
@@ -274,11 +292,16 @@ export function createProgram(): Command {
           if (options.multiple) {
             if (target.kind !== 'filter') throw new UsageError('--multiple needs a filter target')
             const proxy = bus.multiServiceProxy(target.filter)
-            await bus
-              .waitForService(target.filter, { timeout: options.wait * 1000 })
-              .catch(() => undefined)
+            // Nothing matching is exit code 3, as for a single target; once
+            // one service answers, the others get a moment to be found too.
+            await bus.waitForService(target.filter, { timeout: options.wait * 1000 })
             await sleep(Math.min(options.wait * 1000, 1000))
             const outcomes = await proxy.call(name, args, { timeout: options.timeout * 1000 })
+            if (outcomes.size === 0) {
+              throw new UnreachableError(
+                `no service matching ${JSON.stringify(target.filter)} could be reached`,
+              )
+            }
             const printable = Object.fromEntries(
               [...outcomes].map(([id, outcome]) => [
                 id,
@@ -301,7 +324,7 @@ export function createProgram(): Command {
   program
     .command('listen')
     .description('print an event as JSON lines until interrupted')
-    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<target>', TARGET_HELP)
     .argument('<event>', 'event name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .action((text: string, name: string, options: { wait: number }) =>
@@ -314,20 +337,26 @@ export function createProgram(): Command {
   program
     .command('watch')
     .description("print an object's value, then each change, as JSON lines until interrupted")
-    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<target>', TARGET_HELP)
     .argument('<object>', 'object name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .action((text: string, name: string, options: { wait: number }) =>
       withTarget(globals(), text, options.wait, async (connection) => {
-        await connection.watch(name, (value) => line(value))
+        // Closing the bus unbinds the proxy, which tells its watchers `null`:
+        // that is the end of this command, not a value to print.
+        let ended = false
+        await connection.watch(name, (value) => {
+          if (!ended) line(value)
+        })
         await untilInterruptedOrLost(connection)
+        ended = true
       }),
     )
 
   program
     .command('channel')
     .description('open a channel: JSON lines from stdin go to it, its messages go to stdout')
-    .argument('<target>', 'host:port/serviceId, or key=value filters joined by commas')
+    .argument('<target>', TARGET_HELP)
     .argument('<name>', 'channel name')
     .option('-w, --wait <seconds>', 'how long to wait for a matching service', seconds, 3)
     .action((text: string, name: string, options: { wait: number }) =>
@@ -403,7 +432,7 @@ export function createProgram(): Command {
         if (options.json) line(ready)
         else
           process.stdout.write(
-            `example service ${pc.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
+            `example service ${out.bold(ready.service)} on port ${ready.port}; Ctrl-C to stop\n`,
           )
         await stopped
         await bus.close('example stopped')
@@ -450,14 +479,15 @@ function report(error: unknown): number {
     return ExitCode.Usage
   }
   const message = error instanceof Error ? error.message : String(error)
-  process.stderr.write(`${pc.red('error:')} ${message}\n`)
+  process.stderr.write(`${err.red('error:')} ${message}\n`)
   if (error instanceof UsageError || error instanceof TypeError) return ExitCode.Usage
   if (error instanceof RemoteError) return ExitCode.Failed
   if (
     error instanceof AutobusError &&
     (error.code === 'unreachable' ||
       error.code === 'unknown_service' ||
-      error.code === 'connection_lost')
+      error.code === 'connection_lost' ||
+      error.code === 'timeout')
   ) {
     return ExitCode.Unreachable
   }

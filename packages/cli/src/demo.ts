@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { type BusOptions, createBus, type RemoteError } from '@autobus/bus'
-import pc from 'picocolors'
+import { out as pc } from './colour.js'
 import { EXAMPLE_TYPE } from './example.js'
 
 const main = fileURLToPath(new URL('./main.js', import.meta.url))

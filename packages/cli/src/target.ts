@@ -51,11 +51,13 @@ export function parseTarget(text: string, extraFilters: readonly string[] = []):
       service: address[3]!,
     }
   }
-  if (!text.includes('=') && !text.startsWith('!') && extraFilters.length === 0) {
-    throw new UsageError(`invalid target "${text}": use host:port/serviceId or key=value filters`)
+  const terms = [...text.split(',').filter(Boolean), ...extraFilters]
+  // A bare `key` is a filter term, but `host:port` or `host/service` without
+  // `=` is an address with a part missing, not a key anyone meant.
+  if (terms.length === 0 || (!text.includes('=') && /[:/]/.test(text))) {
+    throw new UsageError(
+      `invalid target "${text}": use host:port/serviceId or filter terms (key=value, key!=value, key, !key)`,
+    )
   }
-  return {
-    kind: 'filter',
-    filter: parseFilter([...text.split(',').filter(Boolean), ...extraFilters]),
-  }
+  return { kind: 'filter', filter: parseFilter(terms) }
 }

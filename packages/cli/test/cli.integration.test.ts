@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -22,6 +23,8 @@ afterEach(() => {
 interface Started {
   child: ChildProcess
   lines: Interface
+  /** Lines read and not yet taken by `next`. */
+  queued: string[]
   next(): Promise<string>
 }
 
@@ -40,6 +43,7 @@ function start(args: string[]): Started {
   return {
     child,
     lines,
+    queued: queue,
     next: () =>
       queue.length > 0
         ? Promise.resolve(queue.shift()!)
@@ -50,8 +54,12 @@ function start(args: string[]): Started {
 async function run(
   args: string[],
   input?: string,
+  environment: NodeJS.ProcessEnv = env,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [main, ...args], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [main, ...args], {
+    env: environment,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   running.add(child)
   let stdout = ''
   let stderr = ''
@@ -118,6 +126,15 @@ describe('autobus CLI', () => {
     const failed = await run(['call', direct, 'fail', 'it broke'])
     expect(failed).toMatchObject({ code: 1, stdout: '' })
     expect(failed.stderr).toContain('it broke')
+    expect(await run(['call', direct, 'echo', 'a', 'b'])).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'error: function "echo" takes 1 argument, got 2\n',
+    })
+    // No answer in time is "no answer", exit code 3, as in docs/cli.md.
+    const late = await run(['call', direct, 'sleep', '5000', '--timeout', '0.2'])
+    expect(late).toMatchObject({ code: 3, stdout: '' })
+    expect(late.stderr).toMatch(/^error: no response to "call" within \d+ ms; it may have run\n$/)
     const info = await run(['info', direct])
     expect(info.stdout).toContain('add(number, number) -> number')
     expect(info.stdout).toContain('Channels')
@@ -177,8 +194,12 @@ describe('autobus CLI', () => {
     expect(await watcher.next()).toBe('null')
     await example('w')
     expect(await watcher.next()).toBe('0')
+    const closed = once(watcher.lines, 'close')
     watcher.child.kill('SIGINT')
     expect((await once(watcher.child, 'exit'))[0]).toBe(0)
+    // Ctrl-C ends the output: no `null` from closing the proxy after it.
+    await closed
+    expect(watcher.queued).toEqual([])
   })
 
   it('rebinds a filter target to another instance when its service is killed with -9', async () => {
@@ -198,21 +219,26 @@ describe('autobus CLI', () => {
   })
 
   it('follows services as they come and go', async () => {
-    const follower = start(['services', '--follow', '--json'])
+    // Following is what `services` does; `--follow` is accepted and the same.
+    const followers = [start(['services', '--json']), start(['services', '--follow', '--json'])]
     await new Promise((resolve) => setTimeout(resolve, 300))
     const a = await example('f')
-    const up = JSON.parse(await follower.next())
-    expect(up).toMatchObject({
-      event: 'up',
-      service: a.ready.service,
-      port: a.ready.port,
-      at: expect.any(Number),
-    })
+    for (const follower of followers) {
+      const up = JSON.parse(await follower.next())
+      expect(up).toMatchObject({
+        event: 'up',
+        service: a.ready.service,
+        port: a.ready.port,
+        at: expect.any(Number),
+      })
+    }
     a.child.kill('SIGTERM')
-    const down = JSON.parse(await follower.next())
-    expect(down).toMatchObject({ event: 'down', service: a.ready.service })
-    follower.child.kill('SIGINT')
-    expect((await once(follower.child, 'exit'))[0]).toBe(0)
+    for (const follower of followers) {
+      const down = JSON.parse(await follower.next())
+      expect(down).toMatchObject({ event: 'down', service: a.ready.service })
+      follower.child.kill('SIGINT')
+      expect((await once(follower.child, 'exit'))[0]).toBe(0)
+    }
   })
 
   it('reports mistakes with one line and documented exit codes', async () => {
@@ -221,11 +247,77 @@ describe('autobus CLI', () => {
     const unknown = await run(['frobnicate'])
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toContain("unknown command 'frobnicate'")
-    expect((await run(['call', 'nonsense', 'f'])).code).toBe(2)
+    expect((await run(['call', '127.0.0.1:80', 'f'])).code).toBe(2)
+    expect((await run(['call', 'a=1,,', 'f', '--wait', '0.3'])).code).toBe(3)
     expect((await run(['list', '--wait', 'soon'])).code).toBe(2)
+    const setting = await run(['list'], undefined, { ...env, AUTOBUS_DISCOVERY_PORT: 'soon' })
+    expect(setting).toEqual({
+      code: 2,
+      stdout: '',
+      stderr: 'error: AUTOBUS_DISCOVERY_PORT must be a port number (1-65535), not "soon"\n',
+    })
     const missing = await run(['call', 'type=no.such.thing', 'f', '--wait', '0.3'])
     expect(missing.code).toBe(3)
     expect(missing.stderr.trim().split('\n')).toHaveLength(1)
     expect((await run(['call', '127.0.0.1:1/none', 'f'])).code).toBe(3)
+    const none = await run(['call', 'type=no.such.thing', 'f', '--multiple', '--wait', '0.3'])
+    expect(none).toEqual({
+      code: 3,
+      stdout: '',
+      stderr: 'error: no service matching {"type":"no.such.thing"} within 300 ms\n',
+    })
+  })
+
+  it('prints its version', async () => {
+    const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'))
+    for (const flag of ['--version', '-V'])
+      expect(await run([flag])).toEqual({ code: 0, stdout: `${manifest.version}\n`, stderr: '' })
+  })
+
+  it('takes a bare key as a filter term, in a target and with --filter', async () => {
+    const a = await example('bare')
+    // Every service announces "hostname"; only the example given --name has "name".
+    const info = await run(['info', 'hostname', '--json'])
+    expect(info.code).toBe(0)
+    expect(JSON.parse(info.stdout)).toMatchObject({ service: a.ready.service })
+    expect(await run(['call', 'name,!nothing', 'echo', '1'])).toMatchObject({
+      code: 0,
+      stdout: '1\n',
+    })
+    const listed = (filter: string) =>
+      run(['list', '--json', '--wait', '0.5', '--filter', filter]).then(({ stdout }) =>
+        stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse(line).service),
+      )
+    expect(await listed('name')).toEqual([a.ready.service])
+    expect(await listed('!name')).toEqual([])
+    // Whatever is typed after the key, a mistyped address is still a mistake.
+    expect((await run(['info', 'localhost/x'])).code).toBe(2)
+  })
+})
+
+describe('autobus output', () => {
+  const plain = { ...env } as NodeJS.ProcessEnv
+  delete plain.NO_COLOR
+  delete plain.FORCE_COLOR
+  const list = (environment: NodeJS.ProcessEnv) =>
+    run(['list', '--wait', '0.2'], undefined, environment)
+
+  it('carries no escape code in a pipe or with NO_COLOR, and colours only when asked', async () => {
+    const piped = await list(plain)
+    expect(piped.stdout).toContain('│ host')
+    expect(piped.stdout).not.toContain('\x1b')
+    const noColour = await list({ ...plain, NO_COLOR: '1', FORCE_COLOR: '1' })
+    expect(noColour.stdout).not.toContain('\x1b')
+    expect((await list({ ...plain, FORCE_COLOR: '0' })).stdout).not.toContain('\x1b')
+    const forced = await list({ ...plain, FORCE_COLOR: '1' })
+    expect(forced.stdout).toContain('\x1b[1mhost')
+    // A header in red reads like an error.
+    expect(forced.stdout).not.toContain('\x1b[31m')
+    const mistake = await run(['frobnicate'], undefined, plain)
+    expect(mistake.stderr).toContain("unknown command 'frobnicate'")
+    expect(mistake.stderr).not.toContain('\x1b')
   })
 })

@@ -146,7 +146,7 @@ export function checkArgs(
   if (!validators) return
   if (args.length > validators.length) {
     throw new InvalidArgumentsError(
-      `${kind} "${name}" takes ${validators.length} arguments, got ${args.length}`,
+      `${kind} "${name}" takes ${validators.length} argument${validators.length === 1 ? '' : 's'}, got ${args.length}`,
     )
   }
   for (let i = 0; i < validators.length; i++) {

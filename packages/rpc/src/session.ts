@@ -242,7 +242,7 @@ export abstract class Session implements ChannelLink, StreamLink {
         this.#settle(id)
         pending.reject(
           new CallTimeoutError(
-            `no response to "${pending.command}" within ${pending.timeout} ms; it may have run`,
+            `no response to "${pending.command}" within ${Math.round(pending.timeout)} ms; it may have run`,
           ),
         )
       } else if (pending.deadline < next) next = pending.deadline

@@ -18,7 +18,8 @@ describe('functions', () => {
     expect(await connection.call('echo', [{ a: [1, 'x'] }])).toEqual({ a: [1, 'x'] })
     expect(await connection.call('untyped', [1, 2, 3])).toBe(3)
     await expect(connection.call('add', [1, 'two'])).rejects.toBeInstanceOf(InvalidArgumentsError)
-    await expect(connection.call('add', [1, 2, 3])).rejects.toThrow(/takes 2 arguments/)
+    await expect(connection.call('add', [1, 2, 3])).rejects.toThrow(/takes 2 arguments, got 3/)
+    await expect(connection.call('echo', [1, 2])).rejects.toThrow(/takes 1 argument, got 2/)
     await expect(connection.call('nope')).rejects.toBeInstanceOf(UnknownNameError)
     const error = (await connection.call('fail', ['it broke']).catch((e: Error) => e)) as Error
     expect(error).toBeInstanceOf(RemoteError)

@@ -1,0 +1,54 @@
+import type { BusOptions } from './bus.js'
+
+/**
+ * The settings a bus reads from the environment, each the default of one
+ * option, so every program on Autobus (the `autobus` command included) is
+ * set up the same way from outside. An option given to `createBus` wins.
+ */
+const settings: ReadonlyArray<{
+  name: string
+  option: keyof BusOptions
+  read(text: string): BusOptions
+}> = [
+  {
+    name: 'AUTOBUS_DISCOVERY_PORT',
+    option: 'discoveryPort',
+    read(text) {
+      const port = Number(text)
+      if (!/^\d+$/.test(text.trim()) || port < 1 || port > 65535)
+        throw new TypeError(`AUTOBUS_DISCOVERY_PORT must be a port number (1-65535), not "${text}"`)
+      return { discoveryPort: port }
+    },
+  },
+  {
+    name: 'AUTOBUS_INTERFACES',
+    option: 'interfaces',
+    read(text) {
+      const interfaces = text
+        .split(',')
+        .map((name) => name.trim())
+        .filter(Boolean)
+      return interfaces.length > 0 ? { interfaces } : {}
+    },
+  },
+]
+
+/**
+ * `options` with what the environment sets where an option is not given
+ * (absent or `undefined`). A setting that is set but empty counts as unset;
+ * one that cannot be read, where it is read, is a `TypeError` naming it.
+ */
+export function withEnvironment(
+  options: BusOptions,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): BusOptions {
+  const merged: BusOptions = {}
+  for (const { name, option, read } of settings) {
+    const text = env[name]
+    if (options[option] === undefined && text !== undefined && text.trim() !== '')
+      Object.assign(merged, read(text))
+  }
+  for (const [key, value] of Object.entries(options))
+    if (value !== undefined) Object.assign(merged, { [key]: value })
+  return merged
+}

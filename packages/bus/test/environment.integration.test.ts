@@ -1,0 +1,70 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { withEnvironment } from '../src/environment.js'
+import { type Bus, createBus } from '../src/index.js'
+
+// Discovery ports of this suite's own, on loopback only.
+const discoveryPort = 20_000 + ((process.pid + 41) % 20_000)
+const otherPort = 20_000 + ((process.pid + 43) % 20_000)
+const buses: Bus[] = []
+afterEach(async () => {
+  vi.unstubAllEnvs()
+  await Promise.all(buses.splice(0).map((bus) => bus.close()))
+})
+
+async function published(bus: Bus, type: string) {
+  buses.push(bus)
+  const service = bus.createService({ info: { type } })
+  bus.publish(service)
+  return service
+}
+
+describe('the environment', () => {
+  it('sets the discovery port and interfaces of a bus that does not', async () => {
+    vi.stubEnv('AUTOBUS_DISCOVERY_PORT', String(discoveryPort))
+    vi.stubEnv('AUTOBUS_INTERFACES', 'lo')
+    const service = await published(
+      await createBus({ holdOff: 0, host: '127.0.0.1' }),
+      'test.environment',
+    )
+    vi.unstubAllEnvs()
+    const listener = await createBus({ discoveryPort, interfaces: ['lo'], host: '127.0.0.1' })
+    buses.push(listener)
+    const found = await listener.waitForService({ type: 'test.environment' }, { timeout: 5_000 })
+    expect(found.service).toBe(service.id)
+  })
+
+  it('gives way to an option', async () => {
+    vi.stubEnv('AUTOBUS_DISCOVERY_PORT', String(otherPort))
+    vi.stubEnv('AUTOBUS_INTERFACES', 'no-such-interface')
+    const options = { discoveryPort, interfaces: ['lo'], holdOff: 0, host: '127.0.0.1' }
+    const service = await published(await createBus(options), 'test.option')
+    // The listener is on the options' port whatever happens: if the
+    // environment had won above, it would never hear of the service.
+    vi.unstubAllEnvs()
+    const listener = await createBus(options)
+    buses.push(listener)
+    const found = await listener.waitForService({ type: 'test.option' }, { timeout: 5_000 })
+    expect(found.service).toBe(service.id)
+  })
+
+  it('is read as documented: empty is unset, undefined is not given, nonsense is an error', async () => {
+    expect(
+      withEnvironment({}, { AUTOBUS_DISCOVERY_PORT: '4000', AUTOBUS_INTERFACES: 'lo, eth0,' }),
+    ).toEqual({ discoveryPort: 4000, interfaces: ['lo', 'eth0'] })
+    expect(withEnvironment({}, { AUTOBUS_DISCOVERY_PORT: ' ', AUTOBUS_INTERFACES: ',' })).toEqual(
+      {},
+    )
+    expect(
+      withEnvironment({ discoveryPort: undefined, port: 9 }, { AUTOBUS_DISCOVERY_PORT: '4000' }),
+    ).toEqual({ discoveryPort: 4000, port: 9 })
+    for (const nonsense of ['abc', '0', '65536', '52722.5'])
+      expect(() => withEnvironment({}, { AUTOBUS_DISCOVERY_PORT: nonsense })).toThrow(
+        `AUTOBUS_DISCOVERY_PORT must be a port number (1-65535), not "${nonsense}"`,
+      )
+    vi.stubEnv('AUTOBUS_DISCOVERY_PORT', 'soon')
+    await expect(createBus()).rejects.toBeInstanceOf(TypeError)
+    // An option given makes a bad setting irrelevant.
+    const bus = await createBus({ discoveryPort, interfaces: ['lo'], host: '127.0.0.1' })
+    buses.push(bus)
+  })
+})
