@@ -34,7 +34,14 @@ async function sliced(
 }
 
 async function autobus() {
-  const bus = await createBus({ discovery: false, host: '127.0.0.1' })
+  // Every benchmark client comes from 127.0.0.1: the per-address cap (256 by
+  // default, against floods from one host) would refuse the idle-connection
+  // scenario's thousand.
+  const bus = await createBus({
+    discovery: false,
+    host: '127.0.0.1',
+    maxConnectionsPerAddress: 4_096,
+  })
   const service = bus.createService({ info: { type: 'bench' } })
   const tick = service.addEvent('tick')
   const value = service.addObject<unknown>('value', {}, 0)
