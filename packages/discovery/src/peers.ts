@@ -36,6 +36,12 @@ export interface PeerAddress {
 export const PEER_RESOLVE_INTERVAL = 30_000
 
 /**
+ * Datagrams kept for peers whose names have not resolved yet: a bus's
+ * first query and first announcements leave before any lookup can answer.
+ */
+const BACKLOG = 64
+
+/**
  * Parses one peer entry (`host` or `host:port`). Throws a `TypeError` naming
  * the entry when it is not one.
  */
@@ -73,9 +79,10 @@ function errorCode(error: unknown): string {
 
 /**
  * Wraps a link so that whatever it broadcasts also goes by unicast to each
- * peer. Host names are resolved in the background: until a name has
- * resolved, that peer is skipped, and a failed resolution keeps the last
- * addresses; failures are counted by error code in `faults.resolve`.
+ * peer. Host names are resolved in the background: what was broadcast
+ * before a name first resolved (the last 64 datagrams) is sent to it then,
+ * and a failed resolution keeps the last addresses; failures are counted by
+ * error code in `faults.resolve`.
  */
 export function withPeers(
   link: DiscoveryLink,
@@ -94,6 +101,8 @@ export function withPeers(
     if (net.isIPv4(entry.host)) addresses.set(entry, [entry.host])
     else named.push(entry)
   }
+  const unresolved = new Set(named)
+  const backlog: Buffer[] = []
   let closed = false
   let timer: unknown
   const resolveAll = async () => {
@@ -101,8 +110,15 @@ export function withPeers(
       named.map(async (entry) => {
         try {
           const found = (await resolve(entry.host)).filter((address) => net.isIPv4(address))
-          if (found.length > 0) addresses.set(entry, found)
-          else resolveFaults.ENOTFOUND = (resolveFaults.ENOTFOUND ?? 0) + 1
+          if (found.length === 0) {
+            resolveFaults.ENOTFOUND = (resolveFaults.ENOTFOUND ?? 0) + 1
+            return
+          }
+          addresses.set(entry, found)
+          if (closed || !unresolved.delete(entry)) return
+          for (const bytes of backlog)
+            for (const address of found) link.unicast(bytes, address, entry.port ?? defaultPort)
+          if (unresolved.size === 0) backlog.length = 0
         } catch (error) {
           const code = errorCode(error)
           resolveFaults[code] = (resolveFaults[code] ?? 0) + 1
@@ -132,6 +148,9 @@ export function withPeers(
     broadcast(bytes) {
       link.broadcast(bytes)
       sendToPeers(bytes)
+      if (unresolved.size === 0) return
+      backlog.push(bytes)
+      if (backlog.length > BACKLOG) backlog.shift()
     },
     unicast: (bytes, address, port) => link.unicast(bytes, address, port),
     close() {

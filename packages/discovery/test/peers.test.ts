@@ -163,6 +163,26 @@ describe('host names among the peers', () => {
     await vi.advanceTimersByTimeAsync(5_000)
     expect(resolvePeer).toHaveBeenCalledTimes(3)
   })
+
+  it('get what was broadcast before they first resolved', async () => {
+    let answer!: (addresses: string[]) => void
+    const resolvePeer = () =>
+      new Promise<string[]>((resolve) => {
+        answer = resolve
+      })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      peers: ['host-b'],
+      resolvePeer,
+      querySchedule: [0],
+    })
+    await vi.advanceTimersByTimeAsync(0)
+    expect(network.commands('query').map((sent) => sent.to)).toEqual(['*'])
+    answer(['10.0.1.2'])
+    await vi.advanceTimersByTimeAsync(0)
+    expect(network.commands('query').map((sent) => sent.to)).toEqual(['*', '10.0.1.2:52722'])
+    await close(discoverer)
+  })
 })
 
 describe('a shared network', () => {
