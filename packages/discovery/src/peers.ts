@@ -23,6 +23,12 @@ export interface PeerOptions {
   peerResolveInterval?: number
   /** Resolves a peer's host name (default `dns.lookup`, IPv4 only). */
   resolvePeer?: PeerResolver
+  /**
+   * Datagrams kept for peers whose names have not resolved yet, sent to
+   * each once it does (default 64): a bus's first query and first
+   * announcements leave before any lookup can answer.
+   */
+  peerBacklog?: number
 }
 
 /** One entry of a peer list, parsed. */
@@ -35,11 +41,8 @@ export interface PeerAddress {
 /** Default interval between two resolutions of a peer's host name, in ms. */
 export const PEER_RESOLVE_INTERVAL = 30_000
 
-/**
- * Datagrams kept for peers whose names have not resolved yet: a bus's
- * first query and first announcements leave before any lookup can answer.
- */
-const BACKLOG = 64
+/** Default number of datagrams kept for peers whose names have not resolved yet. */
+export const PEER_BACKLOG = 64
 
 /**
  * Parses one peer entry (`host` or `host:port`). Throws a `TypeError` naming
@@ -80,7 +83,7 @@ function errorCode(error: unknown): string {
 /**
  * Wraps a link so that whatever it broadcasts also goes by unicast to each
  * peer. Host names are resolved in the background: what was broadcast
- * before a name first resolved (the last 64 datagrams) is sent to it then,
+ * before a name first resolved (the last `peerBacklog`) is sent to it then,
  * and a failed resolution keeps the last addresses; failures are counted by
  * error code in `faults.resolve`.
  */
@@ -93,6 +96,7 @@ export function withPeers(
   const clock = options.clock ?? systemClock
   const resolve = options.resolvePeer ?? lookup
   const every = options.peerResolveInterval ?? PEER_RESOLVE_INTERVAL
+  const keep = options.peerBacklog ?? PEER_BACKLOG
   const defaultPort = link.discoveryPort ?? DISCOVERY_PORT
   const resolveFaults: Record<string, number> = {}
   const addresses = new Map<PeerAddress, readonly string[]>()
@@ -148,9 +152,9 @@ export function withPeers(
     broadcast(bytes) {
       link.broadcast(bytes)
       sendToPeers(bytes)
-      if (unresolved.size === 0) return
+      if (unresolved.size === 0 || keep <= 0) return
       backlog.push(bytes)
-      if (backlog.length > BACKLOG) backlog.shift()
+      if (backlog.length > keep) backlog.shift()
     },
     unicast: (bytes, address, port) => link.unicast(bytes, address, port),
     close() {
