@@ -9,11 +9,14 @@ import {
   type DiscovererTimings,
   type DiscoveryNetwork,
   matchesFilter,
+  type PeerOptions,
   type Published,
   type Publisher,
   type PublisherTimings,
+  parsePeerList,
   type ServiceChange,
   type ServiceFilter,
+  sharedNetwork,
   udpNetwork,
 } from '@autobus/discovery'
 import { ClosedError, DISCOVERY_PORT, META_SERVICE_ID, UnreachableError } from '@autobus/protocol'
@@ -40,7 +43,7 @@ import { createMetaService } from './meta.js'
 import { ServiceTable } from './table.js'
 
 /** Options for {@link createBus}. */
-export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOptions {
+export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOptions, PeerOptions {
   /** Announce and discover services by UDP broadcast (default true). */
   discovery?: boolean
   /** TCP port for this bus's services (default 0: any free port). */
@@ -403,18 +406,23 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     host: options.host ?? '0.0.0.0',
   })
   if (options.discovery === false) return new Bus(server, undefined, undefined, hostname)
-  const network =
+  const network = sharedNetwork(
     options.network ??
-    udpNetwork({
-      port: options.discoveryPort ?? DISCOVERY_PORT,
-      ...(options.interfaces ? { interfaces: options.interfaces } : {}),
-    })
+      udpNetwork({
+        port: options.discoveryPort ?? DISCOVERY_PORT,
+        ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+      }),
+  )
   try {
-    const publisher = await createPublisher({ ...options, network, hostname })
-    const discoverer = await createDiscoverer({ ...options, network }).catch(async (error) => {
-      await publisher.close()
-      throw error
-    })
+    // Networks that drop broadcast: AUTOBUS_PEERS="10.0.0.5,host-b:52722".
+    const peers = options.peers ?? parsePeerList(process.env.AUTOBUS_PEERS)
+    const publisher = await createPublisher({ ...options, peers, network, hostname })
+    const discoverer = await createDiscoverer({ ...options, peers, network }).catch(
+      async (error) => {
+        await publisher.close()
+        throw error
+      },
+    )
     return new Bus(server, publisher, discoverer, hostname)
   } catch (error) {
     await server.close()

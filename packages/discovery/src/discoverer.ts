@@ -17,6 +17,7 @@ import {
   type NetworkFaults,
   udpNetwork,
 } from './network.js'
+import { type PeerOptions, withPeers } from './peers.js'
 import { type Probe, probeService } from './probe.js'
 
 /** A service found on the network. */
@@ -72,7 +73,7 @@ export interface DiscovererTimings {
 }
 
 /** Options for {@link createDiscoverer}. */
-export interface DiscovererOptions extends DiscovererTimings {
+export interface DiscovererOptions extends DiscovererTimings, PeerOptions {
   network?: DiscoveryNetwork
   clock?: Clock
   /**
@@ -463,7 +464,8 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
 }
 
 /**
- * Creates a discoverer: it queries the network at start, listens for
+ * Creates a discoverer: it queries the network at start (and each of
+ * `peers` by unicast), listens for
  * announcements and goodbyes, and probes services that fall silent.
  *
  * @example
@@ -478,7 +480,12 @@ export async function createDiscoverer(options: DiscovererOptions = {}): Promise
   const link = await (options.network ?? udpNetwork()).open((bytes, from) =>
     discoverer.receive(bytes, from),
   )
-  discoverer.start(link)
+  try {
+    discoverer.start(withPeers(link, options))
+  } catch (error) {
+    await link.close()
+    throw error
+  }
   options.signal?.addEventListener('abort', () => void discoverer.close(), { once: true })
   return discoverer
 }

@@ -2,7 +2,8 @@
  * Autobus discovery: services announce themselves by UDP broadcast and are
  * found with no server and no configuration. A {@link Publisher} announces
  * local services; a {@link Discoverer} keeps the table of services on the
- * network. Each works alone.
+ * network. Each works alone. On a network that drops broadcast, list
+ * unicast `peers` (`['10.0.0.5', 'host-b:52722']`).
  *
  * @example
  * ```ts
@@ -49,6 +50,14 @@ export {
   type UdpNetworkOptions,
   udpNetwork,
 } from './network.js'
+export {
+  type PeerAddress,
+  type PeerOptions,
+  type PeerResolver,
+  parsePeer,
+  parsePeerList,
+  sharedNetwork,
+} from './peers.js'
 export { type Probe, probeService } from './probe.js'
 export {
   createPublisher,

@@ -25,6 +25,8 @@ export type DatagramHandler = (bytes: Buffer, from: DatagramSource) => void
 export interface NetworkFaults {
   readonly send: Readonly<Record<string, number>>
   readonly rescan: Readonly<Record<string, number>>
+  /** Failed resolutions of peers' host names (see `PeerOptions`). */
+  readonly resolve?: Readonly<Record<string, number>>
 }
 
 /**
@@ -35,6 +37,8 @@ export interface NetworkFaults {
 export interface DiscoveryLink {
   /** The private port answers can be sent to. */
   readonly privatePort: number
+  /** The discovery port it listens on, where peers' datagrams go (default 52722). */
+  readonly discoveryPort?: number
   /** Sends to the discovery port of every broadcast address in use. */
   broadcast(bytes: Buffer): void
   /** Sends to one address and port. */
@@ -231,6 +235,7 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
       }
       return {
         privatePort: own.address().port,
+        discoveryPort: port,
         get sendFailures() {
           return failures
         },

@@ -17,6 +17,7 @@ import {
   type NetworkFaults,
   udpNetwork,
 } from './network.js'
+import { type PeerOptions, withPeers } from './peers.js'
 
 /** Announcement timings, in ms; every one has a documented default. */
 export interface PublisherTimings {
@@ -54,7 +55,7 @@ export interface PublisherLimits {
 }
 
 /** Options for {@link createPublisher}. */
-export interface PublisherOptions extends PublisherTimings, PublisherLimits {
+export interface PublisherOptions extends PublisherTimings, PublisherLimits, PeerOptions {
   /** The network (default real UDP broadcast on port 52722). */
   network?: DiscoveryNetwork
   clock?: Clock
@@ -422,8 +423,8 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
 }
 
 /**
- * Creates a publisher: it announces services by UDP broadcast at randomized
- * intervals, answers queries (rate-limited per asker and per service), says
+ * Creates a publisher: it announces services by UDP broadcast (and to each
+ * of `peers` by unicast) at randomized intervals, answers queries (rate-limited per asker and per service), says
  * goodbye when a service goes away, and reports other hosts claiming its ids.
  *
  * @example
@@ -437,9 +438,16 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
  */
 export async function createPublisher(options: PublisherOptions = {}): Promise<Publisher> {
   let publisher: UdpPublisher | undefined
-  const link = await (options.network ?? udpNetwork()).open((bytes, from) =>
+  const opened = await (options.network ?? udpNetwork()).open((bytes, from) =>
     publisher?.receive(bytes, from),
   )
+  let link: DiscoveryLink
+  try {
+    link = withPeers(opened, options)
+  } catch (error) {
+    await opened.close()
+    throw error
+  }
   publisher = new UdpPublisher(link, options)
   const created = publisher
   options.signal?.addEventListener('abort', () => void created.close(), { once: true })

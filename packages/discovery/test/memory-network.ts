@@ -1,3 +1,4 @@
+import { DISCOVERY_PORT } from '@autobus/protocol'
 import type { DatagramHandler, DiscoveryLink, DiscoveryNetwork } from '../src/index.js'
 
 interface Member {
@@ -17,12 +18,20 @@ export interface Sent {
 
 /**
  * An in-memory broadcast network of several hosts. Delivery is synchronous
- * so that fake time alone decides when things happen.
+ * so that fake time alone decides when things happen. With
+ * `dropsBroadcast`, a broadcast reaches only the sender's own host (a
+ * Docker bridge, a cloud VPC). A unicast to the discovery port reaches the
+ * member of that host opened last, as on Linux.
  */
 export class MemoryNetwork {
   readonly members = new Set<Member>()
   readonly sent: Sent[] = []
+  readonly #dropsBroadcast: boolean
   #nextPort = 40_000
+
+  constructor(options: { dropsBroadcast?: boolean } = {}) {
+    this.#dropsBroadcast = options.dropsBroadcast ?? false
+  }
 
   host(address: string): DiscoveryNetwork {
     return {
@@ -50,12 +59,17 @@ export class MemoryNetwork {
           faults: { send: {}, rescan: {} },
           broadcast: (bytes) => {
             record(bytes, '*')
-            for (const other of [...this.members]) deliver(bytes, other)
+            for (const other of [...this.members])
+              if (!this.#dropsBroadcast || other.host === member.host) deliver(bytes, other)
           },
           unicast: (bytes, host, port) => {
             record(bytes, `${host}:${port}`)
-            for (const other of [...this.members])
-              if (other.host === host && other.port === port) deliver(bytes, other)
+            const members = [...this.members].filter((other) => other.host === host)
+            const to =
+              port === DISCOVERY_PORT
+                ? members.at(-1)
+                : members.find((other) => other.port === port)
+            if (to) deliver(bytes, to)
           },
           close: async () => {
             this.members.delete(member)

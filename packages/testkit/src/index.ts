@@ -1,6 +1,6 @@
 /**
  * Test harness for Autobus: several "hosts" on one LAN, each a network
- * namespace, and spawned processes read line by line. Private to the
+ * namespace (or on LANs joined by a router, which broadcast cannot cross), and spawned processes read line by line. Private to the
  * repository's test suites.
  *
  * @example
@@ -18,4 +18,11 @@
  * @packageDocumentation
  */
 export { killAll, type LineProcess, spawnLines } from './lines.js'
-export { canUseNamespaces, createLan, type Host, type Lan } from './netns.js'
+export {
+  canUseNamespaces,
+  createLan,
+  createRoutedLans,
+  type Host,
+  type Lan,
+  type RoutedLans,
+} from './netns.js'
