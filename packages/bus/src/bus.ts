@@ -13,7 +13,6 @@ import {
   type Published,
   type Publisher,
   type PublisherTimings,
-  parsePeerList,
   type ServiceChange,
   type ServiceFilter,
   sharedNetwork,
@@ -414,8 +413,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
       }),
   )
   try {
-    // Networks that drop broadcast: AUTOBUS_PEERS="10.0.0.5,host-b:52722".
-    const peers = options.peers ?? parsePeerList(process.env.AUTOBUS_PEERS)
+    const peers = options.peers ?? []
     const publisher = await createPublisher({ ...options, peers, network, hostname })
     const discoverer = await createDiscoverer({ ...options, peers, network }).catch(
       async (error) => {

@@ -1,3 +1,4 @@
+import { parsePeerList } from '@autobus/discovery'
 import type { BusOptions } from './bus.js'
 
 /**
@@ -30,6 +31,12 @@ const settings: ReadonlyArray<{
         .filter(Boolean)
       return interfaces.length > 0 ? { interfaces } : {}
     },
+  },
+  {
+    // Networks that drop broadcast: AUTOBUS_PEERS="10.0.0.5,host-b:52722".
+    name: 'AUTOBUS_PEERS',
+    option: 'peers',
+    read: (text) => ({ peers: parsePeerList(text) }),
   },
 ]
 
