@@ -922,19 +922,24 @@ function streamChecks(): Check[] {
 function attachmentChecks(): Check[] {
   const header = (stream: number, size: number, extra: object = {}) =>
     `${JSON.stringify({ _type: 3, _command: 'stream_data', stream, ...extra, _size: size })}\n`
+  // A session with streams and attachments, and the echo stream open on it.
+  const openAttached = async (context: Context, stream: number) => {
+    context.require('attachments')
+    context.require('streams')
+    const session = await context.bound(['streams', 'attachments'])
+    ok(
+      await session.request(
+        'stream_open',
+        { name: C.stream, stream, window: 1 << 20 },
+        context.timeout,
+      ),
+      'stream_open',
+    )
+    return session
+  }
   return [
     check('3.12', 'stream data as attachments both ways', async (context) => {
-      context.require('attachments')
-      context.require('streams')
-      const session = await context.bound(['streams', 'attachments'])
-      ok(
-        await session.request(
-          'stream_open',
-          { name: C.stream, stream: 1, window: 1 << 20 },
-          context.timeout,
-        ),
-        'stream_open',
-      )
+      const session = await openAttached(context, 1)
       const sent = Buffer.from('hello\nworld\n{"_type":1}\n')
       session.sendBytes(Buffer.concat([Buffer.from(header(1, sent.length)), sent]))
       const back = await readStream(session, 1, (n) => n >= sent.length, context.timeout)
@@ -942,17 +947,7 @@ function attachmentChecks(): Check[] {
       await context.settle(session)
     }),
     check('3.12', '"data" next to "_size": the attachment wins', async (context) => {
-      context.require('attachments')
-      context.require('streams')
-      const session = await context.bound(['streams', 'attachments'])
-      ok(
-        await session.request(
-          'stream_open',
-          { name: C.stream, stream: 2, window: 1 << 20 },
-          context.timeout,
-        ),
-        'stream_open',
-      )
+      const session = await openAttached(context, 2)
       const sent = Buffer.from('attached')
       const decoy = Buffer.from('in data').toString('base64')
       session.sendBytes(Buffer.concat([Buffer.from(header(2, sent.length, { data: decoy })), sent]))
