@@ -233,6 +233,8 @@ function pick(
   return found ? (found[key] as number) : undefined
 }
 
+const rounded = (value?: number) => (value === undefined ? null : Number(value.toFixed(2)))
+
 function summary() {
   const ratio = (a?: number, b?: number) =>
     a !== undefined && b !== undefined && b > 0 ? Number((a / b).toFixed(3)) : null
@@ -270,9 +272,9 @@ function summary() {
       pick('stream', 'autobus', 'autobus_mb_per_s'),
       pick('stream', 'autobus', 'raw_mb_per_s'),
     ),
-    hostile_cpu_ms_per_mib: pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib') ?? null,
-    hostile_flood_call_p99_ms: pick('hostile.nesting', 'autobus', 'legit_call_p99_ms') ?? null,
-    hostile_flood_call_max_ms: pick('hostile.nesting', 'autobus', 'legit_call_max_ms') ?? null,
+    hostile_cpu_ms_per_mib: rounded(pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib')),
+    hostile_flood_call_p99_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_p99_ms')),
+    hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
@@ -281,7 +283,9 @@ function summary() {
 }
 
 function table(summaryLine: ReturnType<typeof summary>) {
-  const out = new Table({ head: ['benchmark', 'system', 'result'] })
+  // No colours: the tables are read in logs and pipes as often as on a terminal.
+  const style = { head: [], border: [] }
+  const out = new Table({ head: ['benchmark', 'system', 'result'], style })
   const format = (value: unknown) =>
     typeof value === 'number'
       ? Math.abs(value) >= 100
@@ -299,9 +303,10 @@ function table(summaryLine: ReturnType<typeof summary>) {
     ])
   }
   process.stdout.write(`${out.toString()}\n`)
-  const ratios = new Table({ head: ['ratio', 'value'] })
+  const ratios = new Table({ head: ['ratio', 'value'], style })
   for (const [key, value] of Object.entries(summaryLine))
-    if (key !== 'summary') ratios.push([key, String(value)])
+    if (key !== 'summary')
+      ratios.push([key, value === null ? 'not measured (a system was skipped)' : String(value)])
   process.stdout.write(`${ratios.toString()}\n`)
 }
 
