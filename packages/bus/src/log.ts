@@ -2,14 +2,10 @@ import { format } from 'node:util'
 import type { Logger } from '@autobus/protocol'
 
 /**
- * A logger that writes one line per event to stderr (or `write`), the level
- * after the message's `autobus:<layer>` prefix; an error detail is shown by
- * its name and message, not its stack, so each event stays one line.
- *
- * @example
- * ```ts
- * const bus = await createBus({ logger: stderrLogger() })
- * ```
+ * The logger `AUTOBUS_DEBUG=1` and `DEBUG=autobus:*` install: one line per
+ * event on stderr (or `write`), the level after the message's
+ * `autobus:<layer>` prefix. An error detail shows its name and message, not
+ * its stack, so each event stays one line that `grep` can pick out.
  */
 export function stderrLogger(
   write: (line: string) => void = (line) => process.stderr.write(line),
@@ -19,7 +15,8 @@ export function stderrLogger(
     (message: string, ...details: unknown[]) => {
       const [prefix, ...rest] = message.split(' ')
       const text = [rest.join(' '), ...details.map(detail)].filter(Boolean).join(' ')
-      write(`${prefix} ${level} ${text}`.replace(/\s*\n\s*/g, ' ').trimEnd() + '\n')
+      const one = `${prefix} ${level} ${text}`.replace(/\s*\n\s*/g, ' ').trimEnd()
+      write(`${one}\n`)
     }
   return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error') }
 }
