@@ -18,7 +18,14 @@ import {
   sharedNetwork,
   udpNetwork,
 } from '@autobus/discovery'
-import { ClosedError, DISCOVERY_PORT, META_SERVICE_ID, UnreachableError } from '@autobus/protocol'
+import {
+  activeLogger,
+  ClosedError,
+  DISCOVERY_PORT,
+  type Logger,
+  META_SERVICE_ID,
+  UnreachableError,
+} from '@autobus/protocol'
 import {
   createDeadline,
   createMultiServiceProxy,
@@ -57,6 +64,12 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
   network?: DiscoveryNetwork
   /** Host name announced as "hostname" (default this host's, up to the first dot). */
   hostname?: string
+  /**
+   * Where every layer reports what it sees (default: nowhere, unless
+   * `AUTOBUS_DEBUG=1` or `DEBUG=autobus:*` is set): any object with
+   * `debug`, `info`, `warn` and `error`, so `console` or pino fit.
+   */
+  logger?: Logger
 }
 
 /** Something a bus can connect to. */
@@ -96,6 +109,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #connections = new Set<Connection>()
   readonly #proxies = new Set<SingleServiceProxy | MultiServiceProxy>()
   #closing: Promise<void> | undefined
+  readonly #logger: Logger | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -103,8 +117,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     publisher: Publisher | undefined,
     discoverer: Discoverer | undefined,
     hostname: string,
+    logger?: Logger,
   ) {
     super()
+    this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
     this.#discoverer = discoverer
@@ -322,7 +338,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     }
     const connection = await connectService(
       { host: target.host, port: target.port, service: target.service },
-      options,
+      this.#logger ? { logger: this.#logger, ...options } : options,
     )
     this.#connections.add(connection)
     connection.onClose(() => this.#connections.delete(connection))
@@ -382,7 +398,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  * Creates a bus: one per program.
  *
  * Options not given are read from the environment where it sets them
- * (`AUTOBUS_DISCOVERY_PORT`, `AUTOBUS_INTERFACES`; see the guide's
+ * (`AUTOBUS_DISCOVERY_PORT`, `AUTOBUS_INTERFACES`, `AUTOBUS_PEERS`, `AUTOBUS_DEBUG`; see the guide's
  * "Environment"); an option given here wins.
  *
  * @example
@@ -404,12 +420,18 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     port: options.port ?? 0,
     host: options.host ?? '0.0.0.0',
   })
-  if (options.discovery === false) return new Bus(server, undefined, undefined, hostname)
+  const log = activeLogger(options.logger)
+  log?.info(
+    `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
+  )
+  if (options.discovery === false)
+    return new Bus(server, undefined, undefined, hostname, options.logger)
   const network = sharedNetwork(
     options.network ??
       udpNetwork({
         port: options.discoveryPort ?? DISCOVERY_PORT,
         ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+        ...(log ? { logger: log } : {}),
       }),
   )
   try {
@@ -421,7 +443,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
         throw error
       },
     )
-    return new Bus(server, publisher, discoverer, hostname)
+    return new Bus(server, publisher, discoverer, hostname, options.logger)
   } catch (error) {
     await server.close()
     throw error

@@ -1,5 +1,21 @@
 import { parsePeerList } from '@autobus/discovery'
 import type { BusOptions } from './bus.js'
+import { stderrLogger } from './log.js'
+
+function switchedOn(name: string, text: string): boolean {
+  const value = text.trim().toLowerCase()
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true
+  if (['0', 'false', 'no', 'off'].includes(value)) return false
+  throw new TypeError(`${name} must be 1 or 0, not "${text}"`)
+}
+
+// The `debug` package's convention: a list of names, `*` a wildcard, a
+// leading `-` leaving a name out.
+function debugSelects(text: string): boolean {
+  const names = text.split(/[\s,]+/).filter(Boolean)
+  if (names.some((name) => /^-autobus(:\*)?$/.test(name))) return false
+  return names.some((name) => name === '*' || /^autobus(:\*)?$/.test(name))
+}
 
 /**
  * The settings a bus reads from the environment, each the default of one
@@ -38,6 +54,18 @@ const settings: ReadonlyArray<{
     option: 'peers',
     read: (text) => ({ peers: parsePeerList(text) }),
   },
+  {
+    // One line per event on stderr, prefixed autobus:<layer>.
+    name: 'AUTOBUS_DEBUG',
+    option: 'logger',
+    read: (text) => (switchedOn('AUTOBUS_DEBUG', text) ? { logger: stderrLogger() } : {}),
+  },
+  {
+    // The same, for those who already set DEBUG=autobus:* for the debug package.
+    name: 'DEBUG',
+    option: 'logger',
+    read: (text) => (debugSelects(text) ? { logger: stderrLogger() } : {}),
+  },
 ]
 
 /**
@@ -52,7 +80,12 @@ export function withEnvironment(
   const merged: BusOptions = {}
   for (const { name, option, read } of settings) {
     const text = env[name]
-    if (options[option] === undefined && text !== undefined && text.trim() !== '')
+    if (
+      options[option] === undefined &&
+      merged[option] === undefined &&
+      text !== undefined &&
+      text.trim() !== ''
+    )
       Object.assign(merged, read(text))
   }
   for (const [key, value] of Object.entries(options))

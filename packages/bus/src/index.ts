@@ -38,6 +38,7 @@ export {
   DISCOVERY_PORT,
   ErrorCode,
   InvalidArgumentsError,
+  type Logger,
   META_SERVICE_ID,
   NotBoundError,
   ProtocolError,

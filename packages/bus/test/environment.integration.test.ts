@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { withEnvironment } from '../src/environment.js'
 import { type Bus, createBus } from '../src/index.js'
+import { stderrLogger } from '../src/log.js'
 
 // Discovery ports of this suite's own, on loopback only.
 const discoveryPort = 20_000 + ((process.pid + 41) % 20_000)
@@ -66,5 +67,43 @@ describe('the environment', () => {
     // An option given makes a bad setting irrelevant.
     const bus = await createBus({ discoveryPort, interfaces: ['lo'], host: '127.0.0.1' })
     buses.push(bus)
+  })
+
+  it('turns the stderr log on with AUTOBUS_DEBUG=1 or DEBUG naming autobus, and only then', () => {
+    const logger = (env: Readonly<Record<string, string | undefined>>) =>
+      withEnvironment({}, env).logger
+    for (const env of [
+      { AUTOBUS_DEBUG: '1' },
+      { AUTOBUS_DEBUG: 'true' },
+      { DEBUG: 'autobus' },
+      { DEBUG: 'autobus:*' },
+      { DEBUG: 'express:*, autobus:*' },
+      { DEBUG: '*' },
+    ])
+      expect(logger(env), JSON.stringify(env)).toBeDefined()
+    for (const env of [
+      {},
+      { AUTOBUS_DEBUG: '0' },
+      { AUTOBUS_DEBUG: '' },
+      { DEBUG: 'express:*' },
+      { DEBUG: '*,-autobus:*' },
+    ])
+      expect(logger(env), JSON.stringify(env)).toBeUndefined()
+    expect(() => logger({ AUTOBUS_DEBUG: 'loud' })).toThrow(
+      'AUTOBUS_DEBUG must be 1 or 0, not "loud"',
+    )
+    // A logger given in code wins.
+    expect(withEnvironment({ logger: console }, { AUTOBUS_DEBUG: '1' }).logger).toBe(console)
+  })
+
+  it('prints one line per event, prefixed autobus:<layer>, the level and the error in it', () => {
+    const lines: string[] = []
+    const log = stderrLogger((line) => lines.push(line))
+    log.error('autobus:rpc function "f" of service abc threw', new TypeError('bad\nthing'))
+    log.debug('autobus:transport connection accepted from 127.0.0.1:4000 (1 open)')
+    expect(lines).toEqual([
+      'autobus:rpc error function "f" of service abc threw (TypeError: bad thing)\n',
+      'autobus:transport debug connection accepted from 127.0.0.1:4000 (1 open)\n',
+    ])
   })
 })

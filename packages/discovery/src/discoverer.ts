@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events'
 import {
   type AddDatagram,
+  activeLogger,
   DiscoveryDefaults,
   decodeDatagram,
   encodeDatagram,
   Limits,
+  type Logger,
   ProtocolError,
 } from '@autobus/protocol'
 import { serviceChanges } from './changes.js'
@@ -90,6 +92,11 @@ export interface DiscovererOptions extends DiscovererTimings, PeerOptions {
   maxProbes?: number
   /** Probes in flight to one host at once (default 4). */
   maxProbesPerHost?: number
+  /**
+   * Where services appearing and disappearing (with the cause), dropped
+   * datagrams and contested ids are reported (default: nowhere).
+   */
+  logger?: Logger
   signal?: AbortSignal
 }
 
@@ -175,9 +182,22 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   #probesInFlight = 0
   #closing: Promise<void> | undefined
   readonly #closed = new AbortController()
+  readonly #log: Logger | undefined
 
   constructor(options: DiscovererOptions) {
     super()
+    const log = activeLogger(options.logger)
+    this.#log = log
+    if (log) {
+      const name = (service: DiscoveredService) =>
+        `${service.service} at ${service.host}:${service.port} ${JSON.stringify(service.info)}`
+      this.on('appeared', (service, cause) =>
+        log.info(`autobus:discovery appeared (${cause}): ${name(service)}`),
+      )
+      this.on('disappeared', (service, cause) =>
+        log.info(`autobus:discovery disappeared (${cause}): ${name(service)}`),
+      )
+    }
     this.#clock = options.clock ?? systemClock
     this.#probe = options.probe ?? probeService
     this.#max = options.maxServices ?? Limits.maxServices
@@ -233,6 +253,9 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     const datagram = decodeDatagram(bytes)
     if (datagram instanceof ProtocolError) {
       this.#counts.malformed++
+      this.#log?.warn(
+        `autobus:discovery dropped a datagram from ${from.address}:${from.port}: ${datagram.code}: ${datagram.message}`,
+      )
       return
     }
     if (datagram.command === 'add') this.#heard(datagram, from)
@@ -241,7 +264,12 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
       if (!entry || entry.service.port !== datagram.port) return
       // A goodbye counts only from where the service is: anyone can send one.
       if (this.#isOwner(entry, from)) this.#remove(entry, 'goodbye')
-      else this.#counts.ignoredRemoves++
+      else {
+        this.#counts.ignoredRemoves++
+        this.#log?.warn(
+          `autobus:discovery ignored a remove of ${datagram.service} from ${from.address}: not the service's own address`,
+        )
+      }
     }
   }
 
@@ -320,12 +348,18 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
       victim = this.#oldestUnverified(host)
       if (!victim) {
         this.#counts.overCapacity++
+        this.#log?.warn(
+          `autobus:discovery dropped ${datagram.service} from ${host}: ${this.#maxPerHost} services from that host (maxServicesPerHost)`,
+        )
         return
       }
     } else if (this.#table.size >= this.#max) {
       victim = this.#oldestUnverified()
       if (!victim) {
         this.#counts.overCapacity++
+        this.#log?.warn(
+          `autobus:discovery dropped ${datagram.service} from ${host}: ${this.#max} services known (maxServices)`,
+        )
         return
       }
     }
@@ -371,6 +405,9 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   // that really moved. Only a failed probe of the owner lets it move.
   #contest(entry: Entry, datagram: AddDatagram, from: DatagramSource): void {
     this.#counts.contested++
+    this.#log?.warn(
+      `autobus:discovery ${from.address} claims ${entry.service.service}, known at ${entry.service.host}: probing the owner`,
+    )
     entry.challenger = { datagram, from }
     this.#startProbe(entry)
   }
@@ -442,6 +479,9 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
         if (challenger) this.#heard(challenger.datagram, challenger.from)
       } else {
         this.#counts.inconclusiveProbes++
+        this.#log?.debug(
+          `autobus:discovery could not probe ${entry.service.service} at ${entry.service.host}:${entry.service.port}; trying later`,
+        )
         entry.quietUntil = now + this.#t.probeTimeout
       }
     })
@@ -477,8 +517,8 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
  */
 export async function createDiscoverer(options: DiscovererOptions = {}): Promise<Discoverer> {
   const discoverer = new UdpDiscoverer(options)
-  const link = await (options.network ?? udpNetwork()).open((bytes, from) =>
-    discoverer.receive(bytes, from),
+  const link = await (options.network ?? udpNetwork({ logger: options.logger })).open(
+    (bytes, from) => discoverer.receive(bytes, from),
   )
   try {
     discoverer.start(withPeers(link, options))

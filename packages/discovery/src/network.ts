@@ -1,6 +1,6 @@
 import dgram from 'node:dgram'
 import os from 'node:os'
-import { DISCOVERY_PORT, DiscoveryDefaults } from '@autobus/protocol'
+import { activeLogger, DISCOVERY_PORT, DiscoveryDefaults, type Logger } from '@autobus/protocol'
 
 /** Where a datagram came from. */
 export interface DatagramSource {
@@ -73,6 +73,8 @@ export interface UdpNetworkOptions {
   sendRetryDelay?: number
   /** Longest wait in `close()` for datagrams still being sent, in ms (default 1 s). */
   closeTimeout?: number
+  /** Where send and interface-scan failures are reported (default: nowhere). */
+  logger?: Logger
 }
 
 function toInt(address: string): number {
@@ -157,6 +159,7 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
   const port = options.port ?? DISCOVERY_PORT
   const retryDelay = options.sendRetryDelay ?? 100
   const closeTimeout = options.closeTimeout ?? 1_000
+  const log = activeLogger(options.logger)
   return {
     async open(onDatagram) {
       const shared = await bindSocket(port, options.bindAddress, true)
@@ -175,6 +178,7 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         } catch (error) {
           // Keep the last good list; the next rescan tries again.
           count(faults.rescan, error)
+          log?.warn(`autobus:discovery scanning interfaces failed: ${errorCode(error)}`, error)
         }
       }
       rescan()
@@ -207,6 +211,9 @@ export function udpNetwork(options: UdpNetworkOptions = {}): DiscoveryNetwork {
         const failed = (error: unknown) => {
           failures++
           count(faults.send, error)
+          log?.warn(
+            `autobus:discovery sending to ${address}:${to} failed: ${errorCode(error)}${retry ? ' (tried again)' : ''}`,
+          )
           if (!retry) return
           // Out of buffers or descriptors is usually brief: one more try,
           // at once when closing (it may be the last goodbye).

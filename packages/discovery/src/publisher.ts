@@ -2,10 +2,12 @@ import { EventEmitter } from 'node:events'
 import os from 'node:os'
 import {
   type AddDatagram,
+  activeLogger,
   DISCOVERY_PORT,
   DiscoveryDefaults,
   decodeDatagram,
   encodeDatagram,
+  type Logger,
   ProtocolError,
   type QueryDatagram,
 } from '@autobus/protocol'
@@ -62,6 +64,8 @@ export interface PublisherOptions extends PublisherTimings, PublisherLimits, Pee
   random?: Random
   /** Host name added to every info as "hostname" (default this host's, up to the first dot). */
   hostname?: string
+  /** Where dropped datagrams and conflicts over our ids are reported (default: nowhere). */
+  logger?: Logger
   /** Closing the publisher (with goodbyes) when this aborts. */
   signal?: AbortSignal
 }
@@ -177,10 +181,12 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
     suppressedAnswers: 0,
   }
   #closing: Promise<void> | undefined
+  readonly #log: Logger | undefined
 
   constructor(link: DiscoveryLink, options: PublisherOptions) {
     super()
     this.#link = link
+    this.#log = activeLogger(options.logger)
     this.#clock = options.clock ?? systemClock
     this.#random = options.random ?? Math.random
     this.#hostname = options.hostname ?? os.hostname().split('.')[0]!
@@ -292,6 +298,9 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
     const datagram = decodeDatagram(bytes)
     if (datagram instanceof ProtocolError) {
       this.#counts.malformed++
+      this.#log?.warn(
+        `autobus:discovery dropped a datagram from ${from.address}:${from.port}: ${datagram.code}: ${datagram.message}`,
+      )
       return
     }
     if (datagram.command === 'query') this.#answer(datagram, bytes.byteLength, from)
@@ -300,6 +309,9 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
       if (!entry) return
       // Our id from another host: tell everyone where the service really is.
       this.#counts.conflicts++
+      this.#log?.warn(
+        `autobus:discovery ${from.address} sent ${datagram.command} for our ${datagram.service}: announcing where it is`,
+      )
       this.#broadcastAnswer(entry, 0)
       this.emit('conflict', { service: datagram.service, command: datagram.command, from })
     }
@@ -438,8 +450,8 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
  */
 export async function createPublisher(options: PublisherOptions = {}): Promise<Publisher> {
   let publisher: UdpPublisher | undefined
-  const opened = await (options.network ?? udpNetwork()).open((bytes, from) =>
-    publisher?.receive(bytes, from),
+  const opened = await (options.network ?? udpNetwork({ logger: options.logger })).open(
+    (bytes, from) => publisher?.receive(bytes, from),
   )
   let link: DiscoveryLink
   try {

@@ -52,6 +52,7 @@ export {
   type WireError,
 } from './errors.js'
 export { type JsonObject, parseJsonObject, tooDeepError } from './json.js'
+export { activeLogger, type Logger, silentLogger } from './log.js'
 export {
   type CommandName,
   Commands,

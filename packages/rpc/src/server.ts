@@ -131,17 +131,33 @@ class ServerSession extends Session implements Subscriber {
         checkArgs('function', message.name, entry.validators, message.args)
         const validators = entry.validators
         let result: unknown
-        if (validators) {
-          // The context goes after the declared arguments, wherever the
-          // caller stopped.
-          const args = message.args.slice()
-          args.length = validators.length
-          args.push(context)
-          result = entry.handler.apply(context, args)
-        } else {
-          result = entry.handler.apply(context, message.args)
+        try {
+          if (validators) {
+            // The context goes after the declared arguments, wherever the
+            // caller stopped.
+            const args = message.args.slice()
+            args.length = validators.length
+            args.push(context)
+            result = entry.handler.apply(context, args)
+          } else {
+            result = entry.handler.apply(context, message.args)
+          }
+        } catch (error) {
+          this.#threw(service, message.name, error)
+          throw error
         }
-        if (result instanceof Promise) return result.then((value) => ({ result: value ?? null }))
+        if (result instanceof Promise) {
+          const name = message.name
+          return result.then(
+            (value) => ({ result: value ?? null }),
+            // No rejection handler at all when nobody listens.
+            this.log &&
+              ((error: unknown) => {
+                this.#threw(service, name, error)
+                throw error
+              }),
+          )
+        }
         return { result: result ?? null }
       }
       case 'watch': {
@@ -193,6 +209,15 @@ class ServerSession extends Session implements Subscriber {
       default:
         throw new NotBoundError(`"${message._command}" is not a client command`)
     }
+  }
+
+  // The caller gets the error as its answer; the service side would
+  // otherwise never hear of it.
+  #threw(service: Service, name: string, error: unknown): void {
+    this.log?.error(
+      `autobus:rpc function "${name}" of service ${service.id} threw for ${this.connection.remoteAddress}`,
+      error,
+    )
   }
 
   #bind(id: string, offered: string[] | undefined) {

@@ -1,5 +1,6 @@
 import {
   type AutobusError,
+  activeLogger,
   BusyError,
   CallTimeoutError,
   ClosedError,
@@ -10,6 +11,7 @@ import {
   errorFromWire,
   errorToWire,
   Limits,
+  type Logger,
   type MessageId,
   MessageType,
   ProtocolError,
@@ -117,6 +119,11 @@ export interface SessionLimits {
   maxSubscriptions?: number
   /** Default time a request waits (default 30 s). */
   callTimeout?: number
+  /**
+   * Where handlers that throw, `busy` answers and window violations are
+   * reported (default: nowhere); also given to the transport.
+   */
+  logger?: Logger
 }
 
 /**
@@ -130,6 +137,8 @@ export abstract class Session implements ChannelLink, StreamLink {
   protected readonly maxPendingCalls: number
   protected readonly maxSubscriptions: number
   protected readonly callTimeout: number
+  /** Undefined when nobody listens, so `this.log?.…` builds no message. */
+  protected readonly log: Logger | undefined
   protected readonly channels = new Map<number, Channel>()
   protected readonly streams = new Map<number, ByteStream>()
   #nextId = 1
@@ -148,6 +157,7 @@ export abstract class Session implements ChannelLink, StreamLink {
     this.maxPendingCalls = limits.maxPendingCalls ?? Limits.maxPendingCalls
     this.maxSubscriptions = limits.maxSubscriptions ?? Limits.maxSubscriptions
     this.callTimeout = limits.callTimeout ?? Limits.callTimeout
+    this.log = activeLogger(limits.logger)
     connection.on('message', (message) => this.#receive(message))
     connection.on('invalid', (error) => this.#invalid(error))
     connection.on('close', (info) => this.#closed(info))
@@ -268,6 +278,9 @@ export abstract class Session implements ChannelLink, StreamLink {
     if (this.#inFlight.size >= this.maxPendingCalls) {
       if (message._type === MessageType.Command) {
         this.#counters.busy++
+        this.log?.warn(
+          `autobus:rpc answered busy to "${message._command}" from ${this.#peer()}: ${this.maxPendingCalls} commands running (maxPendingCalls)`,
+        )
         // Encoded by hand: a flood of these should cost little more than the bytes.
         this.#busyError ??= JSON.stringify(
           errorToWire(
@@ -279,6 +292,9 @@ export abstract class Session implements ChannelLink, StreamLink {
         )
       } else {
         this.#counters.dropped++
+        this.log?.warn(
+          `autobus:rpc dropped "${message._command}" from ${this.#peer()}: ${this.maxPendingCalls} commands running (maxPendingCalls)`,
+        )
       }
       return
     }
@@ -304,6 +320,11 @@ export abstract class Session implements ChannelLink, StreamLink {
     } else {
       this.#answer(message, result, undefined)
     }
+  }
+
+  #peer(): string {
+    const { remoteAddress, remotePort } = this.connection
+    return remotePort ? `${remoteAddress}:${remotePort}` : remoteAddress
   }
 
   /** Handlers running for the peer's commands and notifications. */
@@ -515,6 +536,9 @@ export abstract class Session implements ChannelLink, StreamLink {
           // The sender ignored the window: what it pushes would otherwise
           // be buffered without bound.
           this.#counters.windowViolations++
+          this.log?.warn(
+            `autobus:rpc closing the session with ${this.#peer()}: stream ${message.stream} sent beyond its window`,
+          )
           const error = new ProtocolError(
             ErrorCode.InvalidMessage,
             `stream ${message.stream}: data beyond the granted window`,

@@ -1,9 +1,11 @@
 import { EventEmitter } from 'node:events'
 import {
+  activeLogger,
   decodeFrame,
   ErrorCode,
   encodeFrame,
   Limits,
+  type Logger,
   type ProtocolError,
   type SessionMessage,
   tooDeepError,
@@ -25,6 +27,8 @@ export interface ConnectionOptions {
   maxDepth?: number
   /** Bytes queued for a peer that does not read before it is dropped (default 8 MiB). */
   maxQueuedBytes?: number
+  /** Where invalid frames and closes are reported (default: nowhere). */
+  logger?: Logger
 }
 
 /** Heartbeat settings; see {@link MessageConnection.startHeartbeat}. */
@@ -138,6 +142,19 @@ export abstract class FramedConnection
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    // Listeners only when someone listens to the log, so a silent
+    // connection pays nothing per frame.
+    const log = activeLogger(options.logger)
+    if (log) {
+      const peer = () => `${this.remoteAddress}${this.remotePort ? `:${this.remotePort}` : ''}`
+      this.on('invalid', (error) =>
+        log.warn(`autobus:transport invalid frame from ${peer()}: ${error.code}: ${error.message}`),
+      )
+      this.once('close', ({ reason, error }) => {
+        if (error) log.info(`autobus:transport connection with ${peer()} closed: ${reason}`, error)
+        else log.debug(`autobus:transport connection with ${peer()} closed: ${reason}`)
+      })
+    }
   }
 
   get isClosed(): boolean {

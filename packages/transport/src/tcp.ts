@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { Limits, UnreachableError } from '@autobus/protocol'
+import { activeLogger, Limits, type Logger, UnreachableError } from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -192,6 +192,7 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
   readonly #perAddress = new Map<string, number>()
   readonly #maxConnections: number
   readonly #maxPerAddress: number
+  readonly #log: Logger | undefined
   readonly counters: ServerCounters = {
     open: 0,
     accepted: 0,
@@ -206,6 +207,7 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     this.#server = server
     this.#maxConnections = options.maxConnections ?? Limits.maxConnections
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
+    this.#log = activeLogger(options.logger)
     server.on('connection', (socket) => this.#accept(socket, options))
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
   }
@@ -218,6 +220,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     if (full || fromAddress >= this.#maxPerAddress) {
       if (full) this.counters.refusedTotal++
       else this.counters.refusedPerAddress++
+      this.#log?.warn(
+        full
+          ? `autobus:transport connection from ${address ?? 'a local socket'} refused: ${this.#maxConnections} connections open (maxConnections)`
+          : `autobus:transport connection from ${address} refused: ${this.#maxPerAddress} connections open from that address (maxConnectionsPerAddress)`,
+      )
       socket.on('error', () => {})
       // A reset, not a FIN: the descriptor is freed now and no TIME_WAIT
       // state is left behind for a flood to pile up.
@@ -230,6 +237,9 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     if (address !== undefined) this.#perAddress.set(address, fromAddress + 1)
     this.counters.accepted++
     this.counters.open = this.#connections.size
+    this.#log?.debug(
+      `autobus:transport connection accepted from ${connection.remoteAddress}${connection.remotePort ? `:${connection.remotePort}` : ''} (${this.#connections.size} open)`,
+    )
     connection.once('close', () => {
       this.#connections.delete(connection)
       this.counters.open = this.#connections.size
@@ -248,6 +258,10 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
   // reported, never thrown.
   #acceptFailed(error: NodeJS.ErrnoException): void {
     this.counters.acceptErrors++
+    this.#log?.warn(
+      `autobus:transport accepting a connection failed: ${error.code ?? error.message}`,
+      error,
+    )
     this.emit('warning', error)
   }
 
