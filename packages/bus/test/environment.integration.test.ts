@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { withEnvironment } from '../src/environment.js'
 import { type Bus, createBus } from '../src/index.js'
-import { stderrLogger } from '../src/log.js'
+import { MAX_LOG_LINES_PER_SECOND, stderrLogger } from '../src/log.js'
 
 // Discovery ports of this suite's own, on loopback only.
 const discoveryPort = 20_000 + ((process.pid + 41) % 20_000)
@@ -104,6 +104,23 @@ describe('the environment', () => {
     expect(lines).toEqual([
       'autobus:rpc error function "f" of service abc threw (TypeError: bad thing)\n',
       'autobus:transport debug connection accepted from 127.0.0.1:4000 (1 open)\n',
+    ])
+  })
+
+  it('writes at most MAX_LOG_LINES_PER_SECOND lines a second and says how many it left out', () => {
+    const lines: string[] = []
+    let time = 0
+    const log = stderrLogger(
+      (line) => lines.push(line),
+      () => time,
+    )
+    for (let i = 0; i < 1_000; i++) log.warn(`autobus:discovery malformed datagram ${i}`)
+    expect(lines).toHaveLength(MAX_LOG_LINES_PER_SECOND)
+    time = 1_000
+    log.warn('autobus:discovery malformed datagram, a second later')
+    expect(lines.slice(-2)).toEqual([
+      `autobus:log warn ${1_000 - MAX_LOG_LINES_PER_SECOND} lines left out (over ${MAX_LOG_LINES_PER_SECOND} a second)\n`,
+      'autobus:discovery warn malformed datagram, a second later\n',
     ])
   })
 })
