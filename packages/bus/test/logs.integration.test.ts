@@ -1,21 +1,12 @@
+import { collectingLogger } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
-import { createBus, type Logger, Type } from '../src/index.js'
+import { createBus, Type } from '../src/index.js'
 
 const discoveryPort = 20_000 + ((process.pid + 61) % 20_000)
 
 describe('createBus({ logger })', () => {
   it('passes the logger to every layer', async () => {
-    const lines: string[] = []
-    const at =
-      (level: string) =>
-      (message: string, ...details: unknown[]) =>
-        lines.push([level, message, ...details.map(String)].join(' '))
-    const logger: Logger = {
-      debug: at('debug'),
-      info: at('info'),
-      warn: at('warn'),
-      error: at('error'),
-    }
+    const { logger, lines } = collectingLogger()
     await using bus = await createBus({
       logger,
       discoveryPort,

@@ -1,22 +1,7 @@
-import type { Logger } from '@autobus/protocol'
+import { collectingLogger } from '@autobus/testkit'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { createDiscoverer, createPublisher } from '../src/index.js'
 import { MemoryNetwork } from './memory-network.js'
-
-function collecting() {
-  const lines: string[] = []
-  const at =
-    (level: string) =>
-    (message: string, ...details: unknown[]) =>
-      lines.push([level, message, ...details.map(String)].join(' '))
-  const logger: Logger = {
-    debug: at('debug'),
-    info: at('info'),
-    warn: at('warn'),
-    error: at('error'),
-  }
-  return { logger, lines }
-}
 
 let network: MemoryNetwork
 beforeEach(() => {
@@ -34,7 +19,7 @@ const remove = (service: string, port = 4000) =>
 
 describe('the discovery log', () => {
   it('has services appearing and disappearing with the cause, and what was dropped and why', async () => {
-    const { logger, lines } = collecting()
+    const { logger, lines } = collectingLogger()
     const discoverer = await createDiscoverer({
       network: network.host('10.0.0.1'),
       probe: async () => true,
@@ -60,7 +45,7 @@ describe('the discovery log', () => {
   })
 
   it('has a conflict over a published id as a warning', async () => {
-    const { logger, lines } = collecting()
+    const { logger, lines } = collectingLogger()
     const publisher = await createPublisher({
       network: network.host('10.0.0.1'),
       holdOff: 0,

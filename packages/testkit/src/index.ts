@@ -18,6 +18,7 @@
  * @packageDocumentation
  */
 export { killAll, type LineProcess, spawnLines } from './lines.js'
+export { type CollectingLogger, collectingLogger } from './logger.js'
 export {
   canUseNamespaces,
   createLan,

@@ -1,27 +1,12 @@
 import { once } from 'node:events'
 import net from 'node:net'
-import type { Logger } from '@autobus/protocol'
+import { collectingLogger } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
 import { listen, type MessageConnection } from '../src/index.js'
 
-function collecting() {
-  const lines: string[] = []
-  const at =
-    (level: string) =>
-    (message: string, ...details: unknown[]) =>
-      lines.push([level, message, ...details.map(String)].join(' '))
-  const logger: Logger = {
-    debug: at('debug'),
-    info: at('info'),
-    warn: at('warn'),
-    error: at('error'),
-  }
-  return { logger, lines }
-}
-
 describe('the transport log', () => {
   it('has connections accepted, refused over a cap and closed, and invalid frames', async () => {
-    const { logger, lines } = collecting()
+    const { logger, lines } = collectingLogger()
     await using server = await listen({ host: '127.0.0.1', maxConnectionsPerAddress: 1, logger })
     const first = net.connect({ host: '127.0.0.1', port: server.port })
     const [connection] = (await once(server, 'connection')) as [MessageConnection]
