@@ -136,16 +136,7 @@ export function withPeers(
     for (const [entry, found] of addresses)
       for (const address of found) link.unicast(bytes, address, entry.port ?? defaultPort)
   }
-  return {
-    get privatePort() {
-      return link.privatePort
-    },
-    get discoveryPort() {
-      return link.discoveryPort
-    },
-    get sendFailures() {
-      return link.sendFailures
-    },
+  return delegate(link, {
     get faults() {
       return { ...link.faults, resolve: { ...(link.faults.resolve ?? {}), ...resolveFaults } }
     },
@@ -156,13 +147,12 @@ export function withPeers(
       backlog.push(bytes)
       if (backlog.length > keep) backlog.shift()
     },
-    unicast: (bytes, address, port) => link.unicast(bytes, address, port),
     close() {
       closed = true
       clock.clearTimeout(timer)
       return link.close()
     },
-  }
+  })
 }
 
 /**
@@ -194,21 +184,7 @@ export function sharedNetwork(network: DiscoveryNetwork): DiscoveryNetwork {
         throw error
       }
       let closing: Promise<void> | undefined
-      return {
-        get privatePort() {
-          return link.privatePort
-        },
-        get discoveryPort() {
-          return link.discoveryPort
-        },
-        get sendFailures() {
-          return link.sendFailures
-        },
-        get faults() {
-          return link.faults
-        },
-        broadcast: (bytes) => link.broadcast(bytes),
-        unicast: (bytes, address, port) => link.unicast(bytes, address, port),
+      return delegate(link, {
         close() {
           closing ??= (async () => {
             handlers.delete(onDatagram)
@@ -220,7 +196,32 @@ export function sharedNetwork(network: DiscoveryNetwork): DiscoveryNetwork {
           })()
           return closing
         },
-      }
+      })
     },
   }
+}
+
+/**
+ * A link that is `link` except for what `own` defines (its getters and
+ * methods are kept as they are, so counters stay live).
+ */
+function delegate(link: DiscoveryLink, own: Partial<DiscoveryLink>): DiscoveryLink {
+  const base: DiscoveryLink = {
+    get privatePort() {
+      return link.privatePort
+    },
+    get discoveryPort() {
+      return link.discoveryPort
+    },
+    get sendFailures() {
+      return link.sendFailures
+    },
+    get faults() {
+      return link.faults
+    },
+    broadcast: (bytes) => link.broadcast(bytes),
+    unicast: (bytes, address, port) => link.unicast(bytes, address, port),
+    close: () => link.close(),
+  }
+  return Object.defineProperties(base, Object.getOwnPropertyDescriptors(own))
 }
