@@ -14,6 +14,7 @@
  *
  * @packageDocumentation
  */
+export { type Clock, systemClock } from './clock.js'
 export {
   DISCOVERY_PORT,
   DiscoveryDefaults,
@@ -52,6 +53,7 @@ export {
   type WireError,
 } from './errors.js'
 export { type JsonObject, parseJsonObject, tooDeepError } from './json.js'
+export type { Closable, CloseInfo } from './lifecycle.js'
 export { activeLogger, type Logger, silentLogger } from './log.js'
 export {
   type CommandName,

@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
+  type CloseInfo,
   decodeFrame,
   ErrorCode,
   encodeFrame,
@@ -11,13 +12,7 @@ import {
   tooDeepError,
 } from '@autobus/protocol'
 
-/** Why a connection closed. */
-export interface CloseInfo {
-  /** A short human-readable reason, e.g. "closed by peer", "slow consumer". */
-  reason: string
-  /** The error behind the close, if any. */
-  error?: Error
-}
+export type { CloseInfo }
 
 /** Options shared by every framed connection. */
 export interface ConnectionOptions {
