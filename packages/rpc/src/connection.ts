@@ -5,6 +5,7 @@ import {
   PROTOCOL_VERSION,
   type RequestMessage,
   type ServiceDescription,
+  UnknownNameError,
   UnsupportedError,
 } from '@autobus/protocol'
 import {
@@ -14,6 +15,21 @@ import {
   type MessageConnection,
 } from '@autobus/transport'
 import { type Channel, DEFAULT_MAX_UNREAD_MESSAGES } from './channel.js'
+import {
+  type CallArgs,
+  type CallRest,
+  type CallResult,
+  type ChannelName,
+  type Contract,
+  type ContractSection,
+  declares,
+  type EventArgs,
+  type EventName,
+  type FunctionName,
+  type ObjectName,
+  type ObjectValue,
+  type StreamName,
+} from './contract.js'
 import { SUPPORTED_FEATURES } from './server.js'
 import { type RequestOptions, Session, type SessionLimits } from './session.js'
 import type { ByteStream } from './stream.js'
@@ -26,12 +42,20 @@ export interface Subscription {
 }
 
 /** Receives an event's arguments. */
-export type EventHandler = (...args: unknown[]) => void
+export type EventHandler<A extends unknown[] = unknown[]> = (...args: A) => void
 /** Receives an object's value: the initial one, each change, then null when the connection dies. */
-export type WatchHandler = (value: unknown) => void
+export type WatchHandler<T = unknown> = (value: T | null) => void
 
 /** Options for {@link connectService}. */
-export interface ConnectServiceOptions extends ConnectOptions, SessionLimits {
+export interface ConnectServiceOptions<C extends Contract = Contract>
+  extends ConnectOptions,
+    SessionLimits {
+  /**
+   * The service's contract: the connection's `call`, `listen`, `watch`,
+   * `openChannel` and `openStream` are then typed by it, and a name it does
+   * not declare is refused before anything is sent.
+   */
+  contract?: C
   /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
   heartbeatInterval?: number
   heartbeatTimeout?: number
@@ -58,30 +82,49 @@ export type ServiceAddress = ({ host: string; port: number } | { path: string })
 /**
  * A connection to one service. It never reconnects: when it dies, pending
  * calls fail with `ConnectionLostError`, watchers get null, channels and
- * streams close, and close listeners fire. Proxies do the rebinding.
+ * streams close, and `closed` resolves. Proxies do the rebinding. Given a
+ * contract, it is typed by it; without one, names are strings and values
+ * `unknown`.
  *
  * @example
  * ```ts
- * const connection = await connectService({ host: '127.0.0.1', port: 4000, service: id })
- * console.log(await connection.call('add', [1, 2]))
- * connection.onClose((info) => console.log('gone:', info.reason))
+ * const connection = await connectService(
+ *   { host: '127.0.0.1', port: 4000, service: id },
+ *   { contract: calculator },
+ * )
+ * const sum: number = await connection.call('add', [1, 2])
+ * connection.closed.then((info) => console.log('gone:', info.reason))
  * ```
  */
-export class Connection {
+export class Connection<C extends Contract = Contract> {
   /** The id of the service this connection is bound to. */
   readonly service: string
   /** Features both ends agreed on at bind. */
   readonly features: ReadonlySet<string>
   /** Resolves with the reason once the connection has closed. */
   readonly closed: Promise<CloseInfo>
+  /** The contract it was opened with, if any. */
+  readonly contract: C | undefined
   readonly #session: ClientSession
 
   /** @internal Use {@link connectService}. */
-  constructor(session: ClientSession, service: string, features: ReadonlySet<string>) {
+  constructor(
+    session: ClientSession,
+    service: string,
+    features: ReadonlySet<string>,
+    contract?: C,
+  ) {
     this.#session = session
     this.service = service
     this.features = features
+    this.contract = contract
     this.closed = session.connection.closed
+  }
+
+  #check(section: ContractSection, name: string): void {
+    checkName(name)
+    if (!declares(this.contract, section, name))
+      throw new UnknownNameError(`the contract declares no ${section} "${name}"`)
   }
 
   /** Host (or socket path) and port of the service. */
@@ -103,49 +146,70 @@ export class Connection {
    * `RemoteError` if it threw, `InvalidArgumentsError`, `UnknownNameError`,
    * `CallTimeoutError` (default 30 s) or `ConnectionLostError`.
    */
+  call<N extends FunctionName<C>>(
+    name: N,
+    ...rest: CallRest<C, N, RequestOptions>
+  ): Promise<CallResult<C, N>>
   async call(
     name: string,
     args: readonly unknown[] = [],
     options: RequestOptions = {},
   ): Promise<unknown> {
-    checkName(name)
+    this.#check('functions', name)
     // The frame is encoded before this returns, so the caller's array is not kept.
     const response = await this.#session.request('call', { name, args: args as unknown[] }, options)
     return response.result ?? null
   }
 
   /** Calls a function without waiting: no response is sent or awaited. */
+  notify<N extends FunctionName<C>>(
+    name: N,
+    ...rest: [] extends CallArgs<C, N> ? [args?: CallArgs<C, N>] : [args: CallArgs<C, N>]
+  ): void
   notify(name: string, args: readonly unknown[] = []): void {
-    checkName(name)
+    this.#check('functions', name)
     if (!this.#session.notify('call', { name, args: args as unknown[] })) {
       throw new ClosedError('connection is closed')
     }
   }
 
   /** Calls a function and hands the outcome to one of two callbacks. */
-  callback(
-    name: string,
-    args: readonly unknown[],
-    onResult: (result: unknown) => void,
+  callback<N extends FunctionName<C>>(
+    name: N,
+    args: CallArgs<C, N>,
+    onResult: (result: CallResult<C, N>) => void,
     onError: (error: Error) => void = () => {},
     options: RequestOptions = {},
   ): void {
-    this.call(name, args, options).then(onResult, onError)
+    const call = this.call as (...rest: unknown[]) => Promise<CallResult<C, N>>
+    call.call(this, name, args, options).then(onResult, onError)
   }
 
-  /** Listens to an event until the returned subscription is closed. */
-  listen(name: string, handler: EventHandler, options: RequestOptions = {}): Promise<Subscription> {
-    checkName(name)
-    return this.#session.listen(name, handler, options)
+  /**
+   * Listens to an event until the returned subscription is closed. Rejects
+   * with `UnknownNameError` if the service (or the contract) has no such
+   * event.
+   */
+  async listen<N extends EventName<C>>(
+    name: N,
+    handler: EventHandler<EventArgs<C, N>>,
+    options: RequestOptions = {},
+  ): Promise<Subscription> {
+    this.#check('events', name)
+    return this.#session.listen(name, handler as EventHandler, options)
   }
 
   /**
    * Watches an object: the handler gets its current value, then each change,
    * then null if the connection dies.
    */
-  watch(name: string, handler: WatchHandler, options: RequestOptions = {}): Promise<Subscription> {
-    checkName(name)
-    return this.#session.watch(name, handler, options)
+  async watch<N extends ObjectName<C>>(
+    name: N,
+    handler: WatchHandler<ObjectValue<C, N>>,
+    options: RequestOptions = {},
+  ): Promise<Subscription> {
+    this.#check('objects', name)
+    return this.#session.watch(name, handler as WatchHandler, options)
   }
 
   /**
@@ -153,14 +217,14 @@ export class Connection {
    * Messages that arrive before you attach a `message` listener or start
    * iterating are kept for you (up to `maxUnreadMessages`).
    */
-  openChannel(name: string, options: ChannelOptions = {}): Promise<Channel> {
-    checkName(name)
+  async openChannel(name: ChannelName<C>, options: ChannelOptions = {}): Promise<Channel> {
+    this.#check('channels', name)
     return this.#session.openChannel(name, options)
   }
 
   /** Opens a byte stream (a Node Duplex with end-to-end backpressure). */
-  openStream(name: string, options: RequestOptions = {}): Promise<ByteStream> {
-    checkName(name)
+  async openStream(name: StreamName<C>, options: RequestOptions = {}): Promise<ByteStream> {
+    this.#check('streams', name)
     return this.#session.openStream(name, options)
   }
 
@@ -171,28 +235,14 @@ export class Connection {
     return (await this.#session.request('describe', {}, options)).description
   }
 
-  /**
-   * Calls `listener` once the connection has closed — at once (on a later
-   * tick) if it already has. Returns a function that removes it.
-   */
-  onClose(listener: (info: CloseInfo) => void): () => void {
-    let active = true
-    this.closed.then((info) => {
-      if (active) listener(info)
-    })
-    return () => {
-      active = false
-    }
-  }
-
-  /** Closes the connection; idempotent. */
+  /** Closes the connection; idempotent. Resolves with the same value as `closed`. */
   close(reason = 'closed by client'): Promise<CloseInfo> {
     this.#session.connection.close(reason)
     return this.closed
   }
 
-  [Symbol.asyncDispose](): Promise<unknown> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -207,6 +257,13 @@ function checkName(name: unknown): void {
  * `changed` that follows it; a `changed` that repeats the response's value
  * right after it is that echo, not a change, and is not delivered again.
  */
+/** One listened event on a connection: one `listen` sent, however many handlers. */
+interface Listened {
+  handlers: Set<EventHandler>
+  /** Settles when the service has answered the one `listen`. */
+  ready: Promise<void>
+}
+
 interface Watched {
   handlers: Set<WatchHandler>
   value: unknown
@@ -220,7 +277,7 @@ interface Watched {
 }
 
 class ClientSession extends Session {
-  #listeners = new Map<string, Set<EventHandler>>()
+  #listeners = new Map<string, Listened>()
   #watchers = new Map<string, Watched>()
   /**
    * Objects unwatched on an original service, which says so with a `changed`
@@ -233,8 +290,8 @@ class ClientSession extends Session {
     if (this.handleTraffic(message)) return undefined
     switch (message._command) {
       case 'fired': {
-        const handlers = this.#listeners.get(message.name)
-        if (handlers) for (const handler of [...handlers]) safely(() => handler(...message.args))
+        const entry = this.#listeners.get(message.name)
+        if (entry) for (const handler of [...entry.handlers]) safely(() => handler(...message.args))
         return {}
       }
       case 'changed': {
@@ -284,25 +341,40 @@ class ClientSession extends Session {
     )
   }
 
+  /**
+   * Every listen on a name shares the first one's request: a second listen
+   * returns only once the service has confirmed, and fails with it.
+   */
   async listen(
     name: string,
     handler: EventHandler,
     options: RequestOptions,
   ): Promise<Subscription> {
-    let handlers = this.#listeners.get(name)
-    if (!handlers) {
-      handlers = new Set()
-      this.#listeners.set(name, handlers)
-      try {
-        await this.request('listen', { name }, options)
-      } catch (error) {
-        if (handlers.size === 0) this.#listeners.delete(name)
-        throw error
-      }
+    let entry = this.#listeners.get(name)
+    if (!entry) {
+      const created: Listened = { handlers: new Set(), ready: Promise.resolve() }
+      created.ready = this.request('listen', { name }, options).then(
+        () => {},
+        (error) => {
+          if (this.#listeners.get(name) === created) this.#listeners.delete(name)
+          throw error
+        },
+      )
+      entry = created
+      this.#listeners.set(name, entry)
     }
-    handlers.add(handler)
+    const listened = entry
+    // Added before the answer: an event fired right after it is not missed.
+    listened.handlers.add(handler)
+    try {
+      await listened.ready
+    } catch (error) {
+      listened.handlers.delete(handler)
+      throw error
+    }
     return subscription(async () => {
-      if (!handlers.delete(handler) || handlers.size > 0) return
+      if (!listened.handlers.delete(handler) || listened.handlers.size > 0) return
+      if (this.#listeners.get(name) !== listened) return
       this.#listeners.delete(name)
       await this.#unsubscribe('unlisten', name)
     })
@@ -438,11 +510,11 @@ function subscription(close: () => Promise<void>): Subscription {
  * Binds a connection to a service over an existing message connection (any
  * transport, e.g. an in-memory pair).
  */
-export async function bindService(
+export async function bindService<const C extends Contract = Contract>(
   connection: MessageConnection,
   service: string,
-  options: Omit<ConnectServiceOptions, keyof ConnectOptions> & RequestOptions = {},
-): Promise<Connection> {
+  options: Omit<ConnectServiceOptions<C>, keyof ConnectOptions> & RequestOptions = {},
+): Promise<Connection<C>> {
   const session = new ClientSession(connection, options)
   if (options.maxUnreadMessages !== undefined) session.maxUnreadMessages = options.maxUnreadMessages
   const offered = options.features ?? SUPPORTED_FEATURES
@@ -468,7 +540,7 @@ export async function bindService(
         },
       })
     }
-    return new Connection(session, service, features)
+    return new Connection(session, service, features, options.contract)
   } catch (error) {
     connection.close('bind failed')
     throw error
@@ -482,12 +554,13 @@ export async function bindService(
  * @example
  * ```ts
  * const connection = await connectService({ host: '192.168.1.20', port: 4000, service: 'c0ffee' })
+ * const typed = await connectService(address, { contract: calculator })
  * ```
  */
-export async function connectService(
+export async function connectService<const C extends Contract = Contract>(
   address: ServiceAddress,
-  options: ConnectServiceOptions = {},
-): Promise<Connection> {
+  options: ConnectServiceOptions<C> = {},
+): Promise<Connection<C>> {
   if (typeof address?.service !== 'string' || address.service.length === 0) {
     throw new TypeError('a service id is needed')
   }

@@ -6,14 +6,17 @@
  * @example
  * ```ts
  * import Type from 'typebox'
- * import { connectService, createService, serve } from '@autobus/rpc'
+ * import { connectService, createService, defineContract, serve } from '@autobus/rpc'
  *
- * const service = createService({ info: { type: 'calculator' } })
- * service.addFunction('add', { args: [Type.Number(), Type.Number()] }, (a, b) => a + b)
+ * const calculator = defineContract({
+ *   functions: { add: { args: [Type.Number(), Type.Number()], result: Type.Number() } },
+ * })
+ * const service = createService(calculator, { functions: { add: (a, b) => a + b } })
  * const server = await serve([service], { port: 0 })
  *
- * const connection = await connectService({ host: '127.0.0.1', port: server.port, service: service.id })
- * console.log(await connection.call('add', [1, 2])) // 3
+ * const address = { host: '127.0.0.1', port: server.port, service: service.id }
+ * const connection = await connectService(address, { contract: calculator })
+ * const sum: number = await connection.call('add', [1, 2]) // 3
  * ```
  *
  * @packageDocumentation
@@ -36,6 +39,27 @@ export {
   type WatchHandler,
 } from './connection.js'
 export {
+  type CallArgs,
+  type CallRest,
+  type CallResult,
+  type ChannelName,
+  type Contract,
+  type ContractChannel,
+  type ContractEvent,
+  type ContractFunction,
+  type ContractStream,
+  defineContract,
+  type EventArgs,
+  type EventName,
+  type FunctionHandler,
+  type FunctionName,
+  type Implementation,
+  type ObjectName,
+  type ObjectValue,
+  type StaticArgs,
+  type StreamName,
+} from './contract.js'
+export {
   RpcServer,
   type RpcServerStats,
   type ServeOptions,
@@ -53,7 +77,6 @@ export {
   type ServiceEvent,
   type ServiceObject,
   type ServiceOptions,
-  type StaticArgs,
   type StreamSpec,
 } from './service.js'
 export type { CallContext, RequestOptions, SessionCounters, SessionLimits } from './session.js'

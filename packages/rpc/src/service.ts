@@ -3,19 +3,25 @@ import {
   encodeFrame,
   InvalidArgumentsError,
   MessageType,
+  RemoteError,
   type ServiceDescription,
   UnknownNameError,
 } from '@autobus/protocol'
 import type { Static, TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
 import type { Channel } from './channel.js'
+import {
+  type Contract,
+  defineContract,
+  type EventArgs,
+  type EventName,
+  type Implementation,
+  type ObjectName,
+  type ObjectValue,
+  type StaticArgs,
+} from './contract.js'
 import type { CallContext } from './session.js'
 import type { ByteStream } from './stream.js'
-
-/** The static types of a tuple of argument schemas. */
-export type StaticArgs<A extends readonly TSchema[]> = {
-  -readonly [K in keyof A]: A[K] extends TSchema ? Static<A[K]> : never
-}
 
 /** Declares a function. */
 export interface FunctionSpec<
@@ -73,6 +79,7 @@ export interface ObjectEntry {
   spec: ObjectSpec
   value: unknown
   watchers: Set<Subscriber>
+  handle: ServiceObject<unknown>
 }
 
 /** @internal */
@@ -80,6 +87,7 @@ export interface EventEntry {
   spec: EventSpec
   validators: Validator[] | undefined
   listeners: Set<Subscriber>
+  handle: ServiceEvent<unknown[]>
 }
 
 /** @internal */
@@ -125,6 +133,13 @@ export interface ServiceOptions {
   doc?: string
   /** Send thrown errors' stacks to clients (default false). */
   exposeStacks?: boolean
+  /**
+   * Check every function's result against its `result` schema (default
+   * true). A result that does not match is not sent: the caller gets a
+   * `RemoteError` whose `remoteName` is `InvalidResultError`. Turn it off
+   * only where the check's cost matters and the handlers are trusted.
+   */
+  validateResults?: boolean
 }
 
 /** Makes a service id that will not collide. */
@@ -160,14 +175,47 @@ export function checkArgs(
 }
 
 /**
+ * Wraps a handler so that a result that does not match its schema is an
+ * error answered to the caller, never a silent pass.
+ */
+function checkingResults(
+  name: string,
+  schema: TSchema,
+  handler: (...args: any[]) => unknown,
+): (...args: any[]) => unknown {
+  const validator = Compile(schema)
+  const check = (value: unknown) => {
+    const sent = value ?? null
+    if (!validator.Check(sent)) {
+      const error = validator.Errors(sent)[0]
+      const detail = error ? `${error.instancePath || ''} ${error.message}`.trim() : 'invalid'
+      throw new RemoteError(
+        `function "${name}" returned a result that does not match its schema: ${detail}`,
+        'InvalidResultError',
+      )
+    }
+    return value
+  }
+  return function (this: unknown, ...args: unknown[]) {
+    const result = handler.apply(this, args)
+    return result instanceof Promise ? result.then(check) : check(result)
+  }
+}
+
+/**
  * A service: functions, events, objects, channels and byte streams under one
  * id, with an info object. Serve it with a Bus, or with `serve()` alone.
+ * Created from a contract, its {@link Service.event} and
+ * {@link Service.object} handles are typed by it.
  */
-export class Service {
+export class Service<C extends Contract = Contract> {
   readonly id: string
   readonly info: Readonly<Record<string, unknown>>
   readonly doc: string | undefined
   readonly exposeStacks: boolean
+  readonly validateResults: boolean
+  /** The contract the service was created from, if any. */
+  readonly contract: C | undefined
   /** @internal */ readonly functions = new Map<string, FunctionEntry>()
   /** @internal */ readonly events = new Map<string, EventEntry>()
   /** @internal */ readonly objects = new Map<string, ObjectEntry>()
@@ -175,11 +223,38 @@ export class Service {
   /** @internal */ readonly streams = new Map<string, StreamEntry>()
 
   /** @internal Use {@link createService}. */
-  constructor(options: ServiceOptions = {}) {
+  constructor(options: ServiceOptions = {}, contract?: C) {
     this.id = options.id ?? newServiceId()
     this.info = Object.freeze(structuredClone(options.info ?? {}))
     this.doc = options.doc
     this.exposeStacks = options.exposeStacks ?? false
+    this.validateResults = options.validateResults ?? true
+    this.contract = contract
+  }
+
+  /**
+   * The handle that fires an event.
+   *
+   * @example
+   * ```ts
+   * service.event('ticked').fire(1)
+   * ```
+   */
+  event<N extends EventName<C>>(name: N): ServiceEvent<EventArgs<C, N>> {
+    return this.lookup(this.events, 'event', name).handle as ServiceEvent<EventArgs<C, N>>
+  }
+
+  /**
+   * The handle that reads and sets an object's value.
+   *
+   * @example
+   * ```ts
+   * const counter = service.object('counter')
+   * counter.set(counter.value + 1)
+   * ```
+   */
+  object<N extends ObjectName<C>>(name: N): ServiceObject<ObjectValue<C, N>> {
+    return this.lookup(this.objects, 'object', name).handle as ServiceObject<ObjectValue<C, N>>
   }
 
   #claim(map: Map<string, unknown>, kind: string, name: string): void {
@@ -214,7 +289,9 @@ export class Service {
   addFunction(name: string, spec: FunctionSpec, handler: (...args: any[]) => unknown): this {
     this.#claim(this.functions, 'function', name)
     if (typeof handler !== 'function') throw new TypeError(`function "${name}" needs a handler`)
-    this.functions.set(name, { spec, validators: compileArgs(spec.args), handler })
+    const checked =
+      spec.result && this.validateResults ? checkingResults(name, spec.result, handler) : handler
+    this.functions.set(name, { spec, validators: compileArgs(spec.args), handler: checked })
     return this
   }
 
@@ -234,25 +311,32 @@ export class Service {
   addEvent(name: string, spec?: EventSpec): ServiceEvent<unknown[]>
   addEvent(name: string, spec: EventSpec = {}): ServiceEvent<unknown[]> {
     this.#claim(this.events, 'event', name)
-    const entry: EventEntry = { spec, validators: compileArgs(spec.args), listeners: new Set() }
-    this.events.set(name, entry)
-    return {
-      name,
-      fire: (...args: unknown[]) => {
-        checkArgs('event', name, entry.validators, args)
-        if (entry.listeners.size === 0) return
-        const frame = encodeFrame({
-          _type: MessageType.Notification,
-          _command: 'fired',
-          name,
-          args,
-        })
-        for (const listener of entry.listeners) listener.sendEncoded(frame)
-      },
-      get listenerCount() {
-        return entry.listeners.size
+    const validators = compileArgs(spec.args)
+    const listeners = new Set<Subscriber>()
+    const entry: EventEntry = {
+      spec,
+      validators,
+      listeners,
+      handle: {
+        name,
+        fire: (...args: unknown[]) => {
+          checkArgs('event', name, validators, args)
+          if (listeners.size === 0) return
+          const frame = encodeFrame({
+            _type: MessageType.Notification,
+            _command: 'fired',
+            name,
+            args,
+          })
+          for (const listener of listeners) listener.sendEncoded(frame)
+        },
+        get listenerCount() {
+          return listeners.size
+        },
       },
     }
+    this.events.set(name, entry)
+    return entry.handle
   }
 
   /**
@@ -284,9 +368,9 @@ export class Service {
       spec,
       value: initial === undefined ? null : initial,
       watchers: new Set(),
+      handle: undefined as unknown as ServiceObject<unknown>,
     }
-    this.objects.set(name, entry)
-    return {
+    entry.handle = {
       name,
       get value() {
         return entry.value
@@ -307,6 +391,8 @@ export class Service {
         return entry.watchers.size
       },
     }
+    this.objects.set(name, entry)
+    return entry.handle
   }
 
   /**
@@ -382,15 +468,63 @@ function withoutUndefined<T extends Record<string, unknown>>(value: T): T {
 }
 
 /**
- * Creates a service to define functions, events, objects, channels and
- * streams on.
+ * Creates a service. From a contract and its implementation, every handler
+ * is checked by the compiler against the contract's schemas, and the
+ * service offers exactly what the contract declares. With options alone,
+ * define functions, events, objects, channels and streams on it one by one.
  *
  * @example
  * ```ts
- * const service = createService({ info: { type: 'greeter' }, doc: 'Says hello' })
- * service.addFunction('hello', { args: [Type.String()] }, (name) => `Hello, ${name}!`)
+ * const calculator = defineContract({
+ *   functions: { add: { args: [Type.Number(), Type.Number()], result: Type.Number() } },
+ *   events: { ticked: { args: [Type.Integer()] } },
+ *   objects: { counter: Type.Integer() },
+ * })
+ * const service = createService(calculator, {
+ *   functions: { add: (a, b) => a + b },
+ *   objects: { counter: 0 },
+ * }, { info: { type: 'calculator' } })
+ * service.event('ticked').fire(1)
+ *
+ * const greeter = createService({ info: { type: 'greeter' }, doc: 'Says hello' })
+ * greeter.addFunction('hello', { args: [Type.String()] }, (name) => `Hello, ${name}!`)
  * ```
  */
-export function createService(options: ServiceOptions = {}): Service {
-  return new Service(options)
+export function createService<const C extends Contract>(
+  contract: C,
+  implementation: Implementation<C>,
+  options?: ServiceOptions,
+): Service<C>
+export function createService(options?: ServiceOptions): Service
+export function createService(
+  first: Contract | ServiceOptions = {},
+  implementation?: Implementation<Contract>,
+  options: ServiceOptions = {},
+): Service<Contract> {
+  if (implementation === undefined) return new Service(first as ServiceOptions)
+  const contract = defineContract(first as Contract)
+  const service = new Service(options, contract)
+  const given = implementation as Record<string, Record<string, unknown> | undefined>
+  for (const section of ['functions', 'objects', 'channels', 'streams'] as const) {
+    for (const name of Object.keys(given[section] ?? {})) {
+      if (!Object.hasOwn(contract[section] ?? {}, name))
+        throw new TypeError(`the contract declares no ${section} "${name}"`)
+    }
+  }
+  const provided = (section: string, name: string) => {
+    const entries = given[section]
+    if (!entries || !Object.hasOwn(entries, name))
+      throw new TypeError(`the implementation gives no ${section} "${name}"`)
+    return entries[name]
+  }
+  for (const [name, spec] of Object.entries(contract.functions ?? {}))
+    service.addFunction(name, spec, provided('functions', name) as (...args: any[]) => unknown)
+  for (const [name, spec] of Object.entries(contract.events ?? {})) service.addEvent(name, spec)
+  for (const [name, value] of Object.entries(contract.objects ?? {}))
+    service.addObject(name, { value }, provided('objects', name))
+  for (const [name, spec] of Object.entries(contract.channels ?? {}))
+    service.addChannel(name, spec, provided('channels', name) as (channel: Channel) => unknown)
+  for (const [name, spec] of Object.entries(contract.streams ?? {}))
+    service.addStream(name, spec, provided('streams', name) as (stream: ByteStream) => unknown)
+  return service
 }

@@ -214,10 +214,10 @@ describe('connection lifecycle', () => {
     expect(description.streams.echo?.doc).toBe('Echoes bytes')
   })
 
-  it('fires close listeners even when registered after the connection died', async () => {
+  it('resolves closed with the reason even when read after the connection died', async () => {
     const { connection } = await memoryPair()
     await connection.close('done here')
-    const info = await new Promise((resolve) => connection.onClose(resolve))
+    const info = await connection.closed
     expect(info).toEqual({ reason: 'done here' })
   })
 
