@@ -1,5 +1,6 @@
 import type { DiscoveredService, ServiceEventSource, ServiceFilter } from '@autobus/discovery'
-import type { Connection, Subscription } from '@autobus/rpc'
+import { UnknownNameError } from '@autobus/protocol'
+import type { Connection, Contract, Subscription } from '@autobus/rpc'
 
 /**
  * Where proxies find services: a Discoverer, a Bus, or anything with the
@@ -15,35 +16,25 @@ export type Connector = (
   options: { signal?: AbortSignal },
 ) => Promise<Connection>
 
-/** Handlers by name, shared by the proxies' listens and watches. @internal */
-export class HandlerRegistry<H> {
-  readonly #handlers = new Map<string, Set<H>>()
+/** Refuses a name the proxy's contract does not declare (none: any name goes). @internal */
+export function checkDeclared(
+  contract: Contract | undefined,
+  section: 'functions' | 'events' | 'objects' | 'channels' | 'streams',
+  name: string,
+): void {
+  if (typeof name !== 'string' || name.length === 0)
+    throw new TypeError('name must be a non-empty string')
+  const entries = contract?.[section]
+  if (contract && !(entries && Object.hasOwn(entries, name)))
+    throw new UnknownNameError(`the contract declares no ${section} "${name}"`)
+}
 
-  names(): IterableIterator<string> {
-    return this.#handlers.keys()
+/** A subscription whose `close` runs once. @internal */
+export function subscription(close: () => Promise<void>): Subscription {
+  let closing: Promise<void> | undefined
+  const once = () => {
+    closing ??= close()
+    return closing
   }
-
-  get(name: string): readonly H[] {
-    return [...(this.#handlers.get(name) ?? [])]
-  }
-
-  /** Adds a handler; true if it is the first for that name. */
-  add(name: string, handler: H): boolean {
-    const handlers = this.#handlers.get(name)
-    if (handlers) {
-      handlers.add(handler)
-      return false
-    }
-    this.#handlers.set(name, new Set([handler]))
-    return true
-  }
-
-  /** A subscription that removes the handler again. */
-  subscription(name: string, handler: H): Subscription {
-    const close = async () => {
-      const handlers = this.#handlers.get(name)
-      if (handlers?.delete(handler) && handlers.size === 0) this.#handlers.delete(name)
-    }
-    return { close, [Symbol.asyncDispose]: close }
-  }
+  return { close: once, [Symbol.asyncDispose]: once }
 }

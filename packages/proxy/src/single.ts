@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
 import {
+  type CloseInfo,
   Limits,
   RemoteError,
   type ServiceDescription,
@@ -9,16 +10,27 @@ import {
 } from '@autobus/protocol'
 import type {
   ByteStream,
+  CallArgs,
+  CallRest,
+  CallResult,
   Channel,
+  ChannelName,
   ChannelOptions,
   Connection,
+  Contract,
+  EventArgs,
   EventHandler,
+  EventName,
+  FunctionName,
+  ObjectName,
+  ObjectValue,
   RequestOptions,
+  StreamName,
   Subscription,
   WatchHandler,
 } from '@autobus/rpc'
 import { createDeadline } from './deadline.js'
-import { type Connector, HandlerRegistry, type ServiceDirectory } from './directory.js'
+import { type Connector, checkDeclared, type ServiceDirectory, subscription } from './directory.js'
 
 /** Options for a call through a proxy. */
 export interface ProxyRequestOptions extends RequestOptions {
@@ -27,13 +39,18 @@ export interface ProxyRequestOptions extends RequestOptions {
 }
 
 /** Options for {@link createSingleServiceProxy}. */
-export interface SingleServiceProxyOptions {
+export interface SingleServiceProxyOptions<C extends Contract = Contract> {
   directory: ServiceDirectory
   connect: Connector
   /** Which services qualify (default all). */
   filter?: ServiceFilter
   /** Delay before retrying when every candidate failed (default 1 s). */
   retryDelay?: number
+  /**
+   * The services' contract: calls, listens and watches are then typed by
+   * it, and a name it does not declare is refused at once, bound or not.
+   */
+  contract?: C
 }
 
 /** Events of a {@link SingleServiceProxy}. */
@@ -42,35 +59,64 @@ export type SingleServiceProxyEvents = {
   unbound: [service: DiscoveredService, reason: string]
 }
 
-type Why = { reason: string }
+/**
+ * One name's handlers and the one subscription the proxy holds for them on
+ * the bound connection: closed when the last handler goes, made again on
+ * each new connection.
+ */
+interface Owned<H> {
+  readonly handlers: Set<H>
+  /** The subscription on the current connection, once asked for. */
+  current: { connection: Connection; ready: Promise<Subscription> } | undefined
+  /** The object's last value on the current connection, if known (watches). */
+  value?: unknown
+  known?: boolean
+}
+
+function release(owned: Owned<unknown>): void {
+  const current = owned.current
+  owned.current = undefined
+  // A subscription that failed needs no undoing.
+  current?.ready.then(
+    (held) => held.close(),
+    () => {},
+  )
+}
 
 /**
  * Binds to one service matching a filter and rebinds when it goes away. Has
  * the interface of a {@link Connection}; listeners and watchers survive
  * rebinds (watchers see null while unbound, then the new service's value).
+ * It holds one subscription per event or object on the bound connection,
+ * however many handlers share it, and undoes it when the last one goes.
  */
-export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
+export class SingleServiceProxy<
+  C extends Contract = Contract,
+> extends EventEmitter<SingleServiceProxyEvents> {
   readonly filter: ServiceFilter
-  /** Resolves when the proxy is closed. */
-  readonly closed: Promise<Why>
+  /** The contract it was made with, if any. */
+  readonly contract: C | undefined
+  /** Resolves with the reason once the proxy is closed. */
+  readonly closed: Promise<CloseInfo>
   readonly #directory: ServiceDirectory
   readonly #connect: Connector
   readonly #retryDelay: number
-  readonly #listeners = new HandlerRegistry<EventHandler>()
-  readonly #watchers = new HandlerRegistry<WatchHandler>()
-  readonly #values = new Map<string, unknown>()
+  readonly #listens = new Map<string, Owned<EventHandler>>()
+  readonly #watches = new Map<string, Owned<WatchHandler>>()
   #connection: Connection | undefined
   #service: DiscoveredService | undefined
   #binding = false
   #retryTimer: NodeJS.Timeout | undefined
-  #closedWhy: Why | undefined
-  #resolveClosed!: (why: Why) => void
+  #closedWhy: CloseInfo | undefined
+  #closing: Promise<CloseInfo> | undefined
+  #resolveClosed!: (info: CloseInfo) => void
   readonly #abort = new AbortController()
 
   /** @internal Use {@link createSingleServiceProxy}. */
-  constructor(options: SingleServiceProxyOptions) {
+  constructor(options: SingleServiceProxyOptions<C>) {
     super()
     this.filter = options.filter ?? {}
+    this.contract = options.contract
     this.#directory = options.directory
     this.#connect = options.connect
     this.#retryDelay = options.retryDelay ?? 1_000
@@ -136,13 +182,11 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   async #adopt(service: DiscoveredService, connection: Connection): Promise<void> {
     this.#connection = connection
     this.#service = service
-    connection.onClose((info) => this.#lost(service, connection, info.reason))
-    // Re-establish every listen and watch on the new connection.
+    connection.closed.then((info) => this.#lost(service, connection, info.reason))
+    // Move every listen and watch to the new connection.
     await Promise.all([
-      ...[...this.#listeners.names()].map((name) =>
-        this.#listenOn(connection, name).catch(() => {}),
-      ),
-      ...[...this.#watchers.names()].map((name) => this.#watchOn(connection, name).catch(() => {})),
+      ...[...this.#listens].map(([name, owned]) => this.#listenOn(connection, name, owned)),
+      ...[...this.#watches].map(([name, owned]) => this.#watchOn(connection, name, owned)),
     ])
     if (this.#connection === connection) this.emit('bound', service)
   }
@@ -151,25 +195,80 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     if (this.#connection !== connection) return
     this.#connection = undefined
     this.#service = undefined
+    // The subscriptions died with the connection.
+    for (const owned of [...this.#listens.values(), ...this.#watches.values()]) {
+      if (owned.current?.connection === connection) owned.current = undefined
+    }
     this.emit('unbound', service, reason)
     void this.#bind()
   }
 
-  #listenOn(connection: Connection, name: string): Promise<Subscription> {
-    return connection.listen(name, (...args) => {
-      if (this.#connection !== connection) return
-      for (const handler of this.#listeners.get(name)) handler(...args)
+  /** Subscribes `owned` on `connection`; settles when the service has answered. */
+  #listenOn(connection: Connection, name: string, owned: Owned<EventHandler>): Promise<void> {
+    const ready = connection.listen(name, (...args) => {
+      if (this.#connection !== connection || this.#listens.get(name) !== owned) return
+      for (const handler of [...owned.handlers]) handler(...args)
     })
+    owned.current = { connection, ready }
+    return ready.then(() => {})
   }
 
-  #watchOn(connection: Connection, name: string): Promise<Subscription> {
-    return connection.watch(name, (value) => {
+  #watchOn(connection: Connection, name: string, owned: Owned<WatchHandler>): Promise<void> {
+    owned.known = false
+    const ready = connection.watch(name, (value) => {
       // A dead connection's null is delivered here too: the watcher sees
       // null while unbound.
       if (this.#connection !== connection && value !== null) return
-      this.#values.set(name, value)
-      for (const handler of this.#watchers.get(name)) handler(value)
+      if (this.#watches.get(name) !== owned) return
+      owned.value = value
+      owned.known = true
+      for (const handler of [...owned.handlers]) handler(value)
     })
+    owned.current = { connection, ready }
+    return ready.then(() => {})
+  }
+
+  /**
+   * Adds a handler to a name's one subscription, making it on the bound
+   * connection if it is the first. A refusal by the service (an unknown
+   * name) rejects and keeps nothing; a dying connection does not, as the
+   * next bind subscribes again.
+   */
+  async #subscribe<H>(
+    table: Map<string, Owned<H>>,
+    name: string,
+    handler: H,
+    on: (connection: Connection, name: string, owned: Owned<H>) => Promise<void>,
+    delivered: (owned: Owned<H>) => void,
+  ): Promise<Subscription> {
+    let owned = table.get(name)
+    if (!owned) {
+      owned = { handlers: new Set(), current: undefined }
+      table.set(name, owned)
+    }
+    const entry = owned
+    const connection = this.#connection
+    if (connection && entry.current?.connection !== connection)
+      void on(connection, name, entry).catch(() => {})
+    const remove = () => {
+      if (!entry.handlers.delete(handler) || entry.handlers.size > 0) return
+      if (table.get(name) === entry) table.delete(name)
+      release(entry)
+    }
+    const pending = entry.current
+    if (pending) {
+      try {
+        await pending.ready
+      } catch (error) {
+        if (refusedByService(error)) {
+          if (entry.handlers.size === 0 && table.get(name) === entry) table.delete(name)
+          throw error
+        }
+      }
+    }
+    entry.handlers.add(handler)
+    delivered(entry)
+    return subscription(async () => remove())
   }
 
   /** Resolves with the connection once bound; rejects on timeout, abort or close. */
@@ -219,11 +318,16 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   }
 
   /** Calls a function on the bound service (waiting for a bind if need be). */
+  call<N extends FunctionName<C>>(
+    name: N,
+    ...rest: CallRest<C, N, ProxyRequestOptions>
+  ): Promise<CallResult<C, N>>
   async call(
     name: string,
     args: readonly unknown[] = [],
     options: ProxyRequestOptions = {},
   ): Promise<unknown> {
+    checkDeclared(this.contract, 'functions', name)
     const started = performance.now()
     const connection = await this.#connected(options)
     const timeout =
@@ -234,80 +338,85 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
   }
 
   /** Fire-and-forget to the bound service; throws if unbound. */
+  notify<N extends FunctionName<C>>(
+    name: N,
+    ...rest: [] extends CallArgs<C, N> ? [args?: CallArgs<C, N>] : [args: CallArgs<C, N>]
+  ): void
   notify(name: string, args: readonly unknown[] = []): void {
+    checkDeclared(this.contract, 'functions', name)
     if (!this.#connection)
       throw new UnreachableError(`no service matching ${JSON.stringify(this.filter)} is bound`)
     this.#connection.notify(name, args)
   }
 
   /** Calls a function and hands the outcome to one of two callbacks. */
-  callback(
-    name: string,
-    args: readonly unknown[],
-    onResult: (result: unknown) => void,
+  callback<N extends FunctionName<C>>(
+    name: N,
+    args: CallArgs<C, N>,
+    onResult: (result: CallResult<C, N>) => void,
     onError: (error: Error) => void = () => {},
     options: ProxyRequestOptions = {},
   ): void {
-    this.call(name, args, options).then(onResult, onError)
+    const call = this.call as (...rest: unknown[]) => Promise<CallResult<C, N>>
+    call.call(this, name, args, options).then(onResult, onError)
   }
 
   /**
-   * Listens to an event on whichever service is bound, across rebinds. If a
-   * service is bound now and answers that it has no such event, rejects
-   * (with its `UnknownNameError`, or the `RemoteError` of an original
-   * Autobus 2 service) and keeps nothing.
+   * Listens to an event on whichever service is bound, across rebinds. An
+   * event the contract does not declare, or that the bound service says it
+   * does not have (`UnknownNameError`, or an original Autobus 2 service's
+   * `RemoteError`), rejects and keeps nothing.
    */
-  async listen(name: string, handler: EventHandler): Promise<Subscription> {
-    const first = this.#listeners.add(name, handler)
-    const subscription = this.#listeners.subscription(name, handler)
-    if (first && this.#connection) {
-      try {
-        await this.#listenOn(this.#connection, name)
-      } catch (error) {
-        if (refusedByService(error)) {
-          await subscription.close()
-          throw error
-        }
-      }
-    }
-    return subscription
+  async listen<N extends EventName<C>>(
+    name: N,
+    handler: EventHandler<EventArgs<C, N>>,
+  ): Promise<Subscription> {
+    checkDeclared(this.contract, 'events', name)
+    return this.#subscribe(
+      this.#listens,
+      name,
+      handler as EventHandler,
+      (c, n, o) => this.#listenOn(c, n, o),
+      () => {},
+    )
   }
 
   /**
-   * Watches an object on whichever service is bound; null while unbound. If
-   * a service is bound now and answers that it has no such object, rejects
+   * Watches an object on whichever service is bound: the handler gets its
+   * value now (null while unbound), then each change. Unknown names reject
    * as {@link SingleServiceProxy.listen} does.
    */
-  async watch(name: string, handler: WatchHandler): Promise<Subscription> {
-    const first = this.#watchers.add(name, handler)
-    const subscription = this.#watchers.subscription(name, handler)
-    const connection = this.#connection
-    if (first && connection) {
-      try {
-        await this.#watchOn(connection, name)
-      } catch (error) {
-        if (refusedByService(error)) {
-          await subscription.close()
-          throw error
-        }
-        handler(null)
-      }
-    } else {
-      handler(connection ? (this.#values.get(name) ?? null) : null)
-    }
-    return subscription
+  async watch<N extends ObjectName<C>>(
+    name: N,
+    handler: WatchHandler<ObjectValue<C, N>>,
+  ): Promise<Subscription> {
+    checkDeclared(this.contract, 'objects', name)
+    const deliver = handler as WatchHandler
+    return this.#subscribe(
+      this.#watches,
+      name,
+      deliver,
+      (c, n, o) => this.#watchOn(c, n, o),
+      (owned) => {
+        // Bound but not yet told: the first value reaches every handler.
+        if (!this.#connection) deliver(null)
+        else if (owned.known) deliver(owned.value ?? null)
+      },
+    )
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
   async openChannel(
-    name: string,
+    name: ChannelName<C>,
     options: ProxyRequestOptions & ChannelOptions = {},
   ): Promise<Channel> {
+    checkDeclared(this.contract, 'channels', name)
     return (await this.#connected(options)).openChannel(name, options)
   }
 
   /** Opens a byte stream on the bound service. */
-  async openStream(name: string, options: ProxyRequestOptions = {}): Promise<ByteStream> {
+  async openStream(name: StreamName<C>, options: ProxyRequestOptions = {}): Promise<ByteStream> {
+    checkDeclared(this.contract, 'streams', name)
     return (await this.#connected(options)).openStream(name, options)
   }
 
@@ -316,19 +425,14 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
     return (await this.#connected(options)).describe(options)
   }
 
-  /** Calls `listener` once the proxy is closed (at once if it is). */
-  onClose(listener: (why: Why) => void): () => void {
-    let active = true
-    this.closed.then((why) => active && listener(why))
-    return () => {
-      active = false
-    }
-  }
-
-  /** Unbinds and stops rebinding; idempotent. */
-  async close(reason = 'proxy closed'): Promise<Why> {
-    if (!this.#closedWhy) {
-      this.#closedWhy = { reason }
+  /**
+   * Unbinds and stops rebinding; idempotent. Resolves with the same value
+   * as `closed` once the connection is closed.
+   */
+  close(reason = 'proxy closed'): Promise<CloseInfo> {
+    this.#closing ??= (async () => {
+      const info = { reason }
+      this.#closedWhy = info
       this.#abort.abort()
       clearTimeout(this.#retryTimer)
       this.#directory.off('appeared', this.#onAppeared)
@@ -336,14 +440,17 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
       const connection = this.#connection
       this.#connection = undefined
       this.#service = undefined
+      this.#listens.clear()
+      this.#watches.clear()
       await connection?.close(reason)
-      this.#resolveClosed(this.#closedWhy)
-    }
-    return this.closed
+      this.#resolveClosed(info)
+      return info
+    })()
+    return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<unknown> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -352,7 +459,7 @@ export class SingleServiceProxy extends EventEmitter<SingleServiceProxyEvents> {
  * name, or an original service's plain error), as opposed to the connection
  * failing, which a rebind may cure.
  */
-function refusedByService(error: unknown): boolean {
+export function refusedByService(error: unknown): boolean {
   return error instanceof UnknownNameError || error instanceof RemoteError
 }
 
@@ -366,6 +473,8 @@ function refusedByService(error: unknown): boolean {
  * await speaker.call('say', ['hello'])
  * ```
  */
-export function createSingleServiceProxy(options: SingleServiceProxyOptions): SingleServiceProxy {
+export function createSingleServiceProxy<const C extends Contract = Contract>(
+  options: SingleServiceProxyOptions<C>,
+): SingleServiceProxy<C> {
   return new SingleServiceProxy(options)
 }

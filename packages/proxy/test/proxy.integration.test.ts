@@ -169,3 +169,111 @@ describe('MultiServiceProxy', () => {
     await proxy.close()
   })
 })
+
+describe('subscriptions a proxy owns', () => {
+  it('hold one listen and one watch per name, undone when the last handler goes', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    await using proxy = createSingleServiceProxy({ directory, connect })
+    await proxy.waitForBind()
+    const first = await proxy.listen('alarm', () => {})
+    const second = await proxy.listen('alarm', () => {})
+    const watch = await proxy.watch('temperature', () => {})
+    expect(kitchen.alarm.listenerCount).toBe(1)
+    expect(kitchen.temperature.watcherCount).toBe(1)
+    await first.close()
+    expect(kitchen.alarm.listenerCount).toBe(1)
+    await second.close()
+    await watch.close()
+    await expect.poll(() => kitchen.alarm.listenerCount).toBe(0)
+    await expect.poll(() => kitchen.temperature.watcherCount).toBe(0)
+  })
+
+  it('deliver once after listen, close, listen', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    await using proxy = createSingleServiceProxy({ directory, connect })
+    await proxy.waitForBind()
+    await (await proxy.listen('alarm', () => {})).close()
+    const got: unknown[] = []
+    await proxy.listen('alarm', (...args) => got.push(args))
+    kitchen.alarm.fire('once')
+    kitchen.alarm.fire('twice')
+    await expect.poll(() => got).toEqual([['once'], ['twice']])
+    // A call answered after both events: nothing else was on the way.
+    await proxy.call('name')
+    expect(got).toEqual([['once'], ['twice']])
+  })
+
+  it('move to the new service on rebind, and unknown names reject', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    const hall = await thermometer('hall', 15)
+    directory.add(kitchen.entry)
+    await using proxy = createSingleServiceProxy({ directory, connect })
+    await proxy.waitForBind()
+    const held = await proxy.listen('alarm', () => {})
+    await expect(proxy.listen('typo', () => {})).rejects.toBeInstanceOf(UnknownNameError)
+    directory.add(hall.entry)
+    const rebound = new Promise((resolve) => proxy.once('bound', resolve))
+    directory.remove(kitchen.entry.service)
+    await rebound
+    expect(hall.alarm.listenerCount).toBe(1)
+    await held.close()
+    await expect.poll(() => hall.alarm.listenerCount).toBe(0)
+  })
+
+  it('with a contract, refuse undeclared names even while unbound', async () => {
+    const { defineContract } = await import('@autobus/rpc')
+    const contract = defineContract({
+      functions: { name: { args: [], result: Type.String() } },
+      events: { alarm: { args: [] } },
+    })
+    const directory = new Directory()
+    await using proxy = createSingleServiceProxy({ directory, connect, contract })
+    // @ts-expect-error not in the contract
+    await expect(proxy.listen('typo', () => {})).rejects.toBeInstanceOf(UnknownNameError)
+    // @ts-expect-error not in the contract
+    await expect(proxy.call('nope')).rejects.toBeInstanceOf(UnknownNameError)
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    const name: string = await proxy.call('name')
+    expect(name).toBe('kitchen')
+  })
+})
+
+describe('MultiServiceProxy subscriptions and binding', () => {
+  it('waits for the first bind, owns one listen per service, and rejects a name none has', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    const hall = await thermometer('hall', 15)
+    directory.add(kitchen.entry)
+    directory.add(hall.entry)
+    await using proxy = createMultiServiceProxy({ directory, connect })
+    const services = await proxy.waitForBind()
+    expect(services.size).toBeGreaterThan(0)
+    await expect.poll(() => proxy.services.size).toBe(2)
+    const got: unknown[] = []
+    const held = await proxy.listen('alarm', (source, ...args) =>
+      got.push([source.info.name, ...args]),
+    )
+    await (await proxy.listen('alarm', () => {})).close()
+    expect([kitchen.alarm.listenerCount, hall.alarm.listenerCount]).toEqual([1, 1])
+    kitchen.alarm.fire('hot')
+    await expect.poll(() => got).toEqual([['kitchen', 'hot']])
+    await expect(proxy.listen('typo', () => {})).rejects.toBeInstanceOf(UnknownNameError)
+    await held.close()
+    await expect.poll(() => kitchen.alarm.listenerCount + hall.alarm.listenerCount).toBe(0)
+  })
+
+  it('times out waiting for a bind when nothing matches', async () => {
+    const directory = new Directory()
+    await using proxy = createMultiServiceProxy({ directory, connect })
+    await expect(proxy.waitForBind({ timeout: 10 })).rejects.toBeInstanceOf(UnreachableError)
+    const closed = proxy.close('done')
+    expect(await proxy.closed).toEqual({ reason: 'done' })
+    expect(await closed).toEqual({ reason: 'done' })
+  })
+})
