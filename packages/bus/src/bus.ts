@@ -36,8 +36,10 @@ import {
 import {
   type Connection,
   type ConnectServiceOptions,
+  type Contract,
   connectService,
   createService,
+  type Implementation,
   type RpcServer,
   type ServeOptions,
   type Service,
@@ -106,8 +108,8 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #discoverer: Discoverer | undefined
   readonly #hostname: string
   readonly #local = new Map<string, { service: Service; published: Published | undefined }>()
-  readonly #connections = new Set<Connection>()
-  readonly #proxies = new Set<SingleServiceProxy | MultiServiceProxy>()
+  readonly #connections = new Set<Connection<Contract>>()
+  readonly #proxies = new Set<SingleServiceProxy<Contract> | MultiServiceProxy<Contract>>()
   #closing: Promise<void> | undefined
   readonly #logger: Logger | undefined
 
@@ -152,17 +154,35 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   }
 
   /**
-   * Creates a service, ready to define and then publish.
+   * Creates a service, ready to publish: from a contract and its
+   * implementation (every handler checked by the compiler), or from options
+   * alone, to define things on one by one.
    *
    * @example
    * ```ts
-   * const service = bus.createService({ info: { type: 'greeter' } })
-   * service.addFunction('hello', { args: [Type.String()] }, (name) => `Hello, ${name}!`)
+   * const greeter = defineContract({
+   *   functions: { hello: { args: [Type.String()], result: Type.String() } },
+   * })
+   * const service = bus.createService(greeter, {
+   *   functions: { hello: (name) => `Hello, ${name}!` },
+   * }, { info: { type: 'greeter' } })
    * const publication = bus.publish(service)
    * ```
    */
-  createService(options: ServiceOptions = {}): Service {
-    return createService(options)
+  createService<const C extends Contract>(
+    contract: C,
+    implementation: Implementation<C>,
+    options?: ServiceOptions,
+  ): Service<C>
+  createService(options?: ServiceOptions): Service
+  createService(
+    first: Contract | ServiceOptions = {},
+    implementation?: Implementation<Contract>,
+    options: ServiceOptions = {},
+  ): Service<Contract> {
+    return implementation === undefined
+      ? createService(first as ServiceOptions)
+      : createService(first as Contract, implementation, options)
   }
 
   /**
@@ -170,7 +190,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Its info must fit in one datagram. Define everything before publishing:
    * a service's info never changes while it lives.
    */
-  publish(service: Service): Publication {
+  publish(service: Service<any>): Publication {
     this.#ensureOpen()
     if (service.id === META_SERVICE_ID || this.#local.has(service.id)) {
       throw new TypeError(`a service with id "${service.id}" is already published on this bus`)
@@ -324,9 +344,19 @@ export class Bus extends EventEmitter<DiscovererEvents> {
 
   /**
    * Connects to a service: one discovered, or one known in advance by host,
-   * port and id. The connection is closed when the bus closes.
+   * port and id. The connection is closed when the bus closes. With a
+   * `contract`, the connection is typed by it.
+   *
+   * @example
+   * ```ts
+   * const connection = await bus.connect(target, { contract: calculator })
+   * const sum: number = await connection.call('add', [1, 2])
+   * ```
    */
-  async connect(target: ServiceTarget, options: ConnectServiceOptions = {}): Promise<Connection> {
+  async connect<const C extends Contract = Contract>(
+    target: ServiceTarget,
+    options: ConnectServiceOptions<C> = {},
+  ): Promise<Connection<C>> {
     this.#ensureOpen()
     if (
       !target ||
@@ -340,37 +370,62 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       { host: target.host, port: target.port, service: target.service },
       this.#logger ? { logger: this.#logger, ...options } : options,
     )
-    this.#connections.add(connection)
-    connection.onClose(() => this.#connections.delete(connection))
+    const held = connection as Connection<Contract>
+    this.#connections.add(held)
+    connection.closed.then(() => this.#connections.delete(held))
     return connection
   }
 
   /**
    * A proxy bound to one service matching `filter`, rebinding as services
-   * come and go.
+   * come and go. With a `contract`, it is typed by it.
+   *
+   * @example
+   * ```ts
+   * const calculator = bus.singleServiceProxy({ type: 'calculator' }, { contract })
+   * const sum: number = await calculator.call('add', [1, 2])
+   * ```
    */
-  singleServiceProxy(filter: ServiceFilter = {}): SingleServiceProxy {
+  singleServiceProxy<const C extends Contract = Contract>(
+    filter: ServiceFilter = {},
+    options: { contract?: C } = {},
+  ): SingleServiceProxy<C> {
     this.#ensureOpen()
-    const proxy = createSingleServiceProxy({
+    const proxy = createSingleServiceProxy<C>({
       directory: this.#table,
       connect: (s, o) => this.connect(s, o),
       filter,
+      ...(options.contract ? { contract: options.contract } : {}),
     })
-    this.#proxies.add(proxy)
-    proxy.onClose(() => this.#proxies.delete(proxy))
+    this.#keep(proxy)
     return proxy
   }
 
-  /** A proxy bound to every service matching `filter`. */
-  multiServiceProxy(filter: ServiceFilter = {}): MultiServiceProxy {
+  /**
+   * A proxy bound to every service matching `filter`; it binds in the
+   * background, so `await proxy.waitForBind()` before a first call that
+   * needs a service. With a `contract`, it is typed by it.
+   */
+  multiServiceProxy<const C extends Contract = Contract>(
+    filter: ServiceFilter = {},
+    options: { contract?: C } = {},
+  ): MultiServiceProxy<C> {
     this.#ensureOpen()
-    const proxy = createMultiServiceProxy({
+    const proxy = createMultiServiceProxy<C>({
       directory: this.#table,
       connect: (s, o) => this.connect(s, o),
       filter,
+      ...(options.contract ? { contract: options.contract } : {}),
     })
-    this.#proxies.add(proxy)
+    this.#keep(proxy)
     return proxy
+  }
+
+  /** Closes the proxy with the bus, and forgets it once closed either way. */
+  #keep(proxy: SingleServiceProxy<any> | MultiServiceProxy<any>): void {
+    const held = proxy as SingleServiceProxy<Contract> | MultiServiceProxy<Contract>
+    this.#proxies.add(held)
+    proxy.closed.then(() => this.#proxies.delete(held))
   }
 
   /**

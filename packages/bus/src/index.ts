@@ -53,8 +53,15 @@ export {
 export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
   ByteStream,
+  type CallArgs,
+  type CallResult,
   Channel,
   Connection,
+  type Contract,
+  defineContract,
+  type EventArgs,
+  type Implementation,
+  type ObjectValue,
   type Service,
   type ServiceEvent,
   type ServiceObject,
