@@ -15,6 +15,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
+import { addTypesCommand } from './commands/types.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
 import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
@@ -444,6 +445,7 @@ export function createProgram(): Command {
     interrupted,
   })
 
+  addTypesCommand(program, { busOptions: (discovery) => busOptions(globals(), discovery) })
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
 }

@@ -12,8 +12,11 @@ export type StaticArgs<A extends readonly TSchema[]> = {
 export interface ContractFunction {
   /** What the function does, for introspection. */
   readonly doc?: string
-  /** One schema per argument. */
-  readonly args: readonly TSchema[]
+  /**
+   * One schema per argument. Left out, the function takes any arguments
+   * unchecked (as a service in another language may declare it).
+   */
+  readonly args?: readonly TSchema[]
   /** Schema of the result; the service checks every result against it. */
   readonly result?: TSchema
 }
@@ -21,7 +24,8 @@ export interface ContractFunction {
 /** An event of a contract: one schema per argument it fires with. */
 export interface ContractEvent {
   readonly doc?: string
-  readonly args: readonly TSchema[]
+  /** One schema per argument; left out, any arguments. */
+  readonly args?: readonly TSchema[]
 }
 
 /** A channel of a contract. */
@@ -128,7 +132,7 @@ export type FunctionHandler<F> = F extends {
     ) => F extends { readonly result: infer R extends TSchema }
       ? Static<R> | Promise<Static<R>>
       : unknown
-  : never
+  : (this: CallContext, ...args: any[]) => unknown
 
 type Provided<C, K extends ContractSection, N> = K extends 'functions'
   ? FunctionHandler<Section<C, K>[N & keyof Section<C, K>]>
@@ -192,8 +196,8 @@ export function defineContract<const C extends Contract>(contract: C): C {
     for (const [name, entry] of Object.entries(contract[section] ?? {})) {
       if (name.length === 0) throw new TypeError(`${section}: a name must not be empty`)
       const args = (entry as { args?: unknown }).args
-      if ((section === 'functions' || section === 'events') && !Array.isArray(args))
-        throw new TypeError(`${section} "${name}" needs args: an array of schemas`)
+      if (args !== undefined && !Array.isArray(args))
+        throw new TypeError(`${section} "${name}": args is an array of schemas`)
     }
   }
   return contract
