@@ -452,14 +452,14 @@ export function createProgram(): Command {
 
 /** Waits for Ctrl-C; a direct connection that dies first ends with exit code 3. */
 async function untilInterruptedOrLost(connection: Connection | SingleServiceProxy): Promise<void> {
-  // A proxy keeps going across restarts; a direct connection ends with its peer.
-  const lost = 'waitForBind' in connection ? new Promise<never>(() => {}) : connection.closed
+  // A proxy keeps going across restarts (it closes only when closed); a
+  // direct connection ends with its peer.
   const outcome = await Promise.race([
     interrupted().then(() => 'interrupted' as const),
-    lost.then(() => 'lost' as const),
+    connection.closed.then(() => 'lost' as const),
   ])
   if (outcome === 'lost') {
-    process.stderr.write(`connection closed: ${(await (connection as Connection).closed).reason}\n`)
+    process.stderr.write(`connection closed: ${(await connection.closed).reason}\n`)
     process.exitCode = ExitCode.Unreachable
   }
 }
