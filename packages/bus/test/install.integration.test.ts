@@ -1,7 +1,9 @@
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { codeBlocks } from './code-blocks.js'
@@ -164,4 +166,156 @@ describe('installing the packed packages into a new project', () => {
     for (const line of listed.stdout.split('\n').filter(Boolean))
       expect(() => JSON.parse(line)).not.toThrow()
   })
+
+  it('types a strict program by a contract from `autobus types`, which runs against `autobus example`', async () => {
+    // The example service, reached by address: no discovery timing involved.
+    const example = spawn(
+      join(app, 'node_modules/.bin/autobus'),
+      ['example', '--json', '--discovery-off'],
+      { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    )
+    try {
+      const [first] = (await once(createInterface({ input: example.stdout! }), 'line')) as [string]
+      const ready = JSON.parse(first) as { port: number; service: string }
+      const target = `127.0.0.1:${ready.port}/${ready.service}`
+
+      const typed = await run(join(app, 'node_modules/.bin/autobus'), ['types', target], {
+        cwd: app,
+        env,
+      })
+      expect(typed).toMatchObject({ code: 0, stderr: '' })
+      writeFileSync(join(app, 'example-contract.mts'), typed.stdout)
+      writeFileSync(join(app, 'program.mts'), typedProgram)
+      // The same program without the markers: each of those lines, and only
+      // those, must fail.
+      writeFileSync(
+        join(app, 'unmarked.mts'),
+        typedProgram.replaceAll('@ts-expect-error', 'expected to fail:'),
+      )
+      writeFileSync(
+        join(app, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            strict: true,
+            exactOptionalPropertyTypes: true,
+            noUncheckedIndexedAccess: true,
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            target: 'es2022',
+            lib: ['es2023'],
+            types: ['node'],
+            typeRoots: [join(root, 'node_modules/@types')],
+            // The packages' own declarations are checked by their build.
+            skipLibCheck: true,
+            outDir: 'out',
+          },
+          files: ['program.mts', 'unmarked.mts'],
+        }),
+      )
+      // One compiler run for both; it emits despite the unmarked errors.
+      const tsc = join(root, 'node_modules/typescript/bin/tsc')
+      const compiled = await run(process.execPath, [tsc, '-p', '.'], { cwd: app, timeout: 60_000 })
+      const errors = [...compiled.stdout.matchAll(/^(\w+)\.mts\((\d+),\d+\): error/gm)]
+      // The program compiles as it is: every `@ts-expect-error` line is an
+      // error there (an unused one would itself be an error).
+      expect(errors.filter((m) => m[1] !== 'unmarked').map((m) => m[0])).toEqual([])
+      const expected = typedProgram
+        .split('\n')
+        .flatMap((text, i) => (text.includes('@ts-expect-error') ? [i + 2] : []))
+      expect(expected.length).toBeGreaterThanOrEqual(12)
+      const failing = new Set(errors.map((m) => Number(m[2])))
+      expect([...failing].sort((a, b) => a - b)).toEqual(expected)
+
+      const ran = await run(process.execPath, ['out/program.mjs', target], { cwd: app, env })
+      expect(ran).toMatchObject({ code: 0, stderr: '' })
+      expect(JSON.parse(ran.stdout)).toEqual({
+        sum: 3,
+        tick: 1,
+        ticks: [1],
+        counter: 1,
+        counts: [0, 1],
+        echoed: { a: [1, 'x'] },
+      })
+    } finally {
+      example.kill('SIGINT')
+    }
+  }, 120_000)
 })
+
+/**
+ * A strict program a user writes against the example service, typed by the
+ * contract `autobus types` printed. Each `@ts-expect-error` marks a line
+ * the compiler must refuse.
+ */
+const typedProgram = `import {
+  type Connection,
+  createBus,
+  type MultiServiceProxy,
+  type SingleServiceProxy,
+} from '@autobus/bus'
+import example from './example-contract.mjs'
+
+const [address] = process.argv.slice(2)
+const [, host, port, service] = /^(.+):(\\d+)\\/(.+)$/.exec(address ?? '') ?? []
+const bus = await createBus({ discovery: false })
+try {
+  const connection = await bus.connect(
+    { host: host ?? '', port: Number(port), service: service ?? '' },
+    { contract: example },
+  )
+  const ticks: number[] = []
+  const counts: (number | null)[] = []
+  await connection.listen('ticked', (count) => {
+    ticks.push(count)
+  })
+  await connection.watch('counter', (value) => {
+    counts.push(value)
+  })
+  const sum: number = await connection.call('add', [1, 2])
+  const tick: number = await connection.call('tick')
+  const counter: number = await connection.call('increment')
+  const echoed: unknown = await connection.call('echo', [{ a: [1, 'x'] }])
+  // The service sends its event and change before the answer to the call.
+  console.log(JSON.stringify({ sum, tick, ticks, counter, counts, echoed }))
+} finally {
+  await bus.close()
+}
+
+export function wrong(
+  connection: Connection<typeof example>,
+  proxy: SingleServiceProxy<typeof example>,
+  all: MultiServiceProxy<typeof example>,
+): void {
+  // @ts-expect-error a string where a number goes
+  void connection.call('add', [1, 'two'])
+  // @ts-expect-error one argument short
+  void connection.call('add', [1])
+  // @ts-expect-error one argument too many
+  void connection.call('add', [1, 2, 3])
+  // @ts-expect-error a name the contract does not declare
+  void connection.call('subtract', [1, 2])
+  // @ts-expect-error the result is a number
+  const text: Promise<string> = connection.call('add', [1, 2])
+  // @ts-expect-error the event's argument is a number
+  void connection.listen('ticked', (count: string) => count)
+  // @ts-expect-error no such event
+  void connection.listen('tocked', () => {})
+  // @ts-expect-error the object's value is a number (or null)
+  void connection.watch('counter', (value: string) => value)
+  // @ts-expect-error no such channel
+  void connection.openChannel('chat')
+  // @ts-expect-error a string where a number goes, through a proxy
+  void proxy.call('add', ['1', 2])
+  // @ts-expect-error the result is a number, through a proxy
+  const later: Promise<string> = proxy.call('tick')
+  // @ts-expect-error no such event, on every member of a multi-service proxy
+  void all.listen('tocked', () => {})
+  void all.call('add', [1, 2]).then((outcomes) => {
+    for (const outcome of outcomes.values())
+      // @ts-expect-error each outcome holds a number
+      if (outcome.ok) outcome.value.toUpperCase()
+  })
+  void text
+  void later
+}
+`
