@@ -146,6 +146,12 @@ describe('Bus', () => {
     a.publish(greeter(a, 'a'))
     expect(await one.call('hello', ['again'], { timeout: 5_000 })).toBe('Hello, again, from a!')
     await expect.poll(() => values).toEqual([2, null, 0, 1])
+
+    // Closing the bus closes every proxy it made, the multi-service one too.
+    await client.close('done')
+    expect(await all.closed).toEqual({ reason: 'done' })
+    expect(await one.closed).toEqual({ reason: 'done' })
+    expect(all.services.size).toBe(0)
   })
 
   it('works with discovery off, for services known in advance', async () => {
