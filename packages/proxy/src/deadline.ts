@@ -1,3 +1,11 @@
+import type { Clock } from '@autobus/protocol'
+
+/** Timers that keep the process alive while a deadline runs. */
+const nativeTimers = {
+  setTimeout: (run: () => void, ms: number): unknown => setTimeout(run, ms),
+  clearTimeout: (timer: unknown) => clearTimeout(timer as NodeJS.Timeout),
+}
+
 /**
  * A time limit owned by whoever waits: an AbortController aborted by our
  * own `setTimeout`, or by any of the given signals. The timer is held by
@@ -16,7 +24,8 @@ export interface Deadline {
 
 /**
  * Starts a deadline of `timeout` ms (0 or less: on the next turn of the event
- * loop; Infinity: none) that also follows `signals`. Always `clear()` it when the wait is over.
+ * loop; Infinity: none) that also follows `signals`, timed by `clock` if one
+ * is given (tests pass a fake one). Always `clear()` it when the wait is over.
  *
  * @example
  * ```ts
@@ -31,13 +40,14 @@ export interface Deadline {
 export function createDeadline(
   timeout: number,
   signals: ReadonlyArray<AbortSignal | undefined> = [],
+  clock?: Clock,
 ): Deadline {
   const controller = new AbortController()
   let expired = false
-  let timer: NodeJS.Timeout | undefined
+  let timer: unknown
   const followed: AbortSignal[] = []
   const clear = () => {
-    if (timer) clearTimeout(timer)
+    if (timer !== undefined) (clock ?? nativeTimers).clearTimeout(timer)
     timer = undefined
     for (const signal of followed.splice(0)) signal.removeEventListener('abort', onAbort)
   }
@@ -56,9 +66,9 @@ export function createDeadline(
     followed.push(signal)
   }
   if (!controller.signal.aborted && Number.isFinite(timeout)) {
-    // Not unref'd: a program waiting for something with a deadline must live
-    // to see the deadline.
-    timer = setTimeout(
+    // Not unref'd with the native timers: a program waiting for something
+    // with a deadline must live to see the deadline.
+    timer = (clock ?? nativeTimers).setTimeout(
       () => {
         timer = undefined
         expired = true

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
-import { type CloseInfo, Limits, UnreachableError } from '@autobus/protocol'
+import { type Clock, type CloseInfo, Limits, UnreachableError } from '@autobus/protocol'
 import type {
   CallArgs,
   CallRest,
@@ -46,6 +46,8 @@ export interface MultiServiceProxyOptions<C extends Contract = Contract> {
   directory: ServiceDirectory
   connect: Connector
   filter?: ServiceFilter
+  /** Times waits for a bind (default the system clock). */
+  clock?: Clock
   /** The services' contract: calls, listens and watches are then typed by it. */
   contract?: C
 }
@@ -85,6 +87,7 @@ export class MultiServiceProxy<
   readonly #watches = new Map<string, Owned<TaggedWatchHandler>>()
   readonly #values = new Map<string, Map<string, unknown>>()
   readonly #abort = new AbortController()
+  readonly #clock: Clock | undefined
   #closing: Promise<CloseInfo> | undefined
   #resolveClosed!: (info: CloseInfo) => void
 
@@ -93,6 +96,7 @@ export class MultiServiceProxy<
     super()
     this.filter = options.filter ?? {}
     this.contract = options.contract
+    this.#clock = options.clock
     this.#directory = options.directory
     this.#connect = options.connect
     this.closed = new Promise((resolve) => {
@@ -160,27 +164,45 @@ export class MultiServiceProxy<
     this.emit('unbound', binding.service, reason)
   }
 
-  #listenOn(binding: Binding, name: string, owned: Owned<TaggedEventHandler>): Promise<unknown> {
-    const ready = binding.connection.listen(name, (...args) => {
-      if (this.#listens.get(name) !== owned) return
-      for (const handler of [...owned.handlers]) handler(binding.service, ...args)
-    })
+  #listenOn(
+    binding: Binding,
+    name: string,
+    owned: Owned<TaggedEventHandler>,
+    options: RequestOptions = {},
+  ): Promise<unknown> {
+    const ready = binding.connection.listen(
+      name,
+      (...args) => {
+        if (this.#listens.get(name) !== owned) return
+        for (const handler of [...owned.handlers]) handler(binding.service, ...args)
+      },
+      options,
+    )
     owned.on.set(binding, ready)
     return ready
   }
 
-  #watchOn(binding: Binding, name: string, owned: Owned<TaggedWatchHandler>): Promise<unknown> {
-    const ready = binding.connection.watch(name, (value) => {
-      if (this.#watches.get(name) !== owned) return
-      let values = this.#values.get(name)
-      if (!values) {
-        values = new Map()
-        this.#values.set(name, values)
-      }
-      if (value === null && binding.connection.isClosed) values.delete(binding.service.service)
-      else values.set(binding.service.service, value)
-      for (const handler of [...owned.handlers]) handler(binding.service, value, values)
-    })
+  #watchOn(
+    binding: Binding,
+    name: string,
+    owned: Owned<TaggedWatchHandler>,
+    options: RequestOptions = {},
+  ): Promise<unknown> {
+    const ready = binding.connection.watch(
+      name,
+      (value) => {
+        if (this.#watches.get(name) !== owned) return
+        let values = this.#values.get(name)
+        if (!values) {
+          values = new Map()
+          this.#values.set(name, values)
+        }
+        if (value === null && binding.connection.isClosed) values.delete(binding.service.service)
+        else values.set(binding.service.service, value)
+        for (const handler of [...owned.handlers]) handler(binding.service, value, values)
+      },
+      options,
+    )
     owned.on.set(binding, ready)
     return ready
   }
@@ -194,26 +216,39 @@ export class MultiServiceProxy<
     table: Map<string, Owned<H>>,
     name: string,
     handler: H,
-    on: (binding: Binding, name: string, owned: Owned<H>) => Promise<unknown>,
+    on: (
+      binding: Binding,
+      name: string,
+      owned: Owned<H>,
+      options: RequestOptions,
+    ) => Promise<unknown>,
+    options: RequestOptions,
   ): Promise<Subscription> {
     let owned = table.get(name)
     const first = !owned
     if (!owned) {
       owned = { handlers: new Set(), on: new Map() }
       table.set(name, owned)
-      for (const binding of this.#bindings.values()) void on(binding, name, owned).catch(() => {})
+      for (const binding of this.#bindings.values())
+        void on(binding, name, owned, options).catch(() => {})
     }
     const entry = owned
     const outcomes = await Promise.allSettled(entry.on.values())
     const refusals = outcomes.flatMap((outcome) =>
       outcome.status === 'rejected' && refusedByService(outcome.reason) ? [outcome.reason] : [],
     )
-    if (first && refusals.length > 0 && refusals.length === outcomes.length) {
+    const aborted = options.signal?.aborted
+    if (aborted || (first && refusals.length > 0 && refusals.length === outcomes.length)) {
       if (entry.handlers.size === 0 && table.get(name) === entry) {
         table.delete(name)
         this.#values.delete(name)
+        for (const ready of entry.on.values())
+          ready.then(
+            (s) => s.close(),
+            () => {},
+          )
       }
-      throw refusals[0]
+      throw aborted ? options.signal!.reason : refusals[0]
     }
     entry.handlers.add(handler)
     return subscription(async () => {
@@ -250,7 +285,7 @@ export class MultiServiceProxy<
     if (this.#bindings.size > 0) return this.services
     if (this.#closing) throw new UnreachableError('proxy is closed')
     const timeout = options.timeout ?? Limits.callTimeout
-    const deadline = createDeadline(timeout, [this.#abort.signal, options.signal])
+    const deadline = createDeadline(timeout, [this.#abort.signal, options.signal], this.#clock)
     const signal = deadline.signal
     return new Promise((resolve, reject) => {
       const done = () => {
@@ -334,10 +369,15 @@ export class MultiServiceProxy<
   async listen<N extends EventName<C>>(
     name: N,
     handler: TaggedEventHandler<EventArgs<C, N>>,
+    options: RequestOptions = {},
   ): Promise<Subscription> {
     checkDeclared(this.contract, 'events', name)
-    return this.#subscribe(this.#listens, name, handler as TaggedEventHandler, (b, n, o) =>
-      this.#listenOn(b, n, o),
+    return this.#subscribe(
+      this.#listens,
+      name,
+      handler as TaggedEventHandler,
+      (b, n, o, r) => this.#listenOn(b, n, o, r),
+      options,
     )
   }
 
@@ -348,6 +388,7 @@ export class MultiServiceProxy<
   async watch<N extends ObjectName<C>>(
     name: N,
     handler: TaggedWatchHandler<ObjectValue<C, N>>,
+    options: RequestOptions = {},
   ): Promise<Subscription> {
     checkDeclared(this.contract, 'objects', name)
     const first = !this.#watches.has(name)
@@ -355,7 +396,8 @@ export class MultiServiceProxy<
       this.#watches,
       name,
       handler as TaggedWatchHandler,
-      (b, n, o) => this.#watchOn(b, n, o),
+      (b, n, o, r) => this.#watchOn(b, n, o, r),
+      options,
     )
     // The first handler was told by the watches themselves only if it was
     // added before they answered; tell it now what is known.

@@ -1,10 +1,13 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
 import {
+  CallTimeoutError,
+  type Clock,
   type CloseInfo,
   Limits,
   RemoteError,
   type ServiceDescription,
+  systemClock,
   UnknownNameError,
   UnreachableError,
 } from '@autobus/protocol'
@@ -46,6 +49,8 @@ export interface SingleServiceProxyOptions<C extends Contract = Contract> {
   filter?: ServiceFilter
   /** Delay before retrying when every candidate failed (default 1 s). */
   retryDelay?: number
+  /** Times retries, waits for a bind and calls' deadlines (default the system clock). */
+  clock?: Clock
   /**
    * The services' contract: calls, listens and watches are then typed by
    * it, and a name it does not declare is refused at once, bound or not.
@@ -101,12 +106,13 @@ export class SingleServiceProxy<
   readonly #directory: ServiceDirectory
   readonly #connect: Connector
   readonly #retryDelay: number
+  readonly #clock: Clock | undefined
   readonly #listens = new Map<string, Owned<EventHandler>>()
   readonly #watches = new Map<string, Owned<WatchHandler>>()
   #connection: Connection | undefined
   #service: DiscoveredService | undefined
   #binding = false
-  #retryTimer: NodeJS.Timeout | undefined
+  #retryTimer: unknown
   #closedWhy: CloseInfo | undefined
   #closing: Promise<CloseInfo> | undefined
   #resolveClosed!: (info: CloseInfo) => void
@@ -120,6 +126,7 @@ export class SingleServiceProxy<
     this.#directory = options.directory
     this.#connect = options.connect
     this.#retryDelay = options.retryDelay ?? 1_000
+    this.#clock = options.clock
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -153,7 +160,7 @@ export class SingleServiceProxy<
   async #bind(): Promise<void> {
     if (this.#binding || this.#connection || this.#closedWhy) return
     this.#binding = true
-    clearTimeout(this.#retryTimer)
+    this.#cancelRetry()
     try {
       const candidates = this.#directory.snapshot(this.filter)
       for (const candidate of candidates) {
@@ -171,12 +178,20 @@ export class SingleServiceProxy<
       }
       // Every candidate failed: try again later, and at every new appearance.
       if (candidates.length > 0) {
-        this.#retryTimer = setTimeout(() => void this.#bind(), this.#retryDelay)
-        this.#retryTimer.unref()
+        // The system clock's timers do not hold the process up.
+        this.#retryTimer = (this.#clock ?? systemClock).setTimeout(() => {
+          this.#retryTimer = undefined
+          void this.#bind()
+        }, this.#retryDelay)
       }
     } finally {
       this.#binding = false
     }
+  }
+
+  #cancelRetry(): void {
+    if (this.#retryTimer !== undefined) (this.#clock ?? systemClock).clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
   }
 
   async #adopt(service: DiscoveredService, connection: Connection): Promise<void> {
@@ -204,28 +219,61 @@ export class SingleServiceProxy<
   }
 
   /** Subscribes `owned` on `connection`; settles when the service has answered. */
-  #listenOn(connection: Connection, name: string, owned: Owned<EventHandler>): Promise<void> {
-    const ready = connection.listen(name, (...args) => {
-      if (this.#connection !== connection || this.#listens.get(name) !== owned) return
-      for (const handler of [...owned.handlers]) handler(...args)
-    })
-    owned.current = { connection, ready }
-    return ready.then(() => {})
+  #listenOn(
+    connection: Connection,
+    name: string,
+    owned: Owned<EventHandler>,
+    options: RequestOptions = {},
+  ): Promise<void> {
+    const ready = connection.listen(
+      name,
+      (...args) => {
+        if (this.#connection !== connection || this.#listens.get(name) !== owned) return
+        for (const handler of [...owned.handlers]) handler(...args)
+      },
+      options,
+    )
+    return this.#hold(owned, connection, ready)
   }
 
-  #watchOn(connection: Connection, name: string, owned: Owned<WatchHandler>): Promise<void> {
+  /** Keeps a subscription as the current one until it fails, so the next handler asks again. */
+  #hold(
+    owned: Owned<unknown>,
+    connection: Connection,
+    ready: Promise<Subscription>,
+  ): Promise<void> {
+    const current = { connection, ready }
+    owned.current = current
+    return ready.then(
+      () => {},
+      (error) => {
+        if (owned.current === current) owned.current = undefined
+        throw error
+      },
+    )
+  }
+
+  #watchOn(
+    connection: Connection,
+    name: string,
+    owned: Owned<WatchHandler>,
+    options: RequestOptions = {},
+  ): Promise<void> {
     owned.known = false
-    const ready = connection.watch(name, (value) => {
-      // A dead connection's null is delivered here too: the watcher sees
-      // null while unbound.
-      if (this.#connection !== connection && value !== null) return
-      if (this.#watches.get(name) !== owned) return
-      owned.value = value
-      owned.known = true
-      for (const handler of [...owned.handlers]) handler(value)
-    })
-    owned.current = { connection, ready }
-    return ready.then(() => {})
+    const ready = connection.watch(
+      name,
+      (value) => {
+        // A dead connection's null is delivered here too: the watcher sees
+        // null while unbound.
+        if (this.#connection !== connection && value !== null) return
+        if (this.#watches.get(name) !== owned) return
+        owned.value = value
+        owned.known = true
+        for (const handler of [...owned.handlers]) handler(value)
+      },
+      options,
+    )
+    return this.#hold(owned, connection, ready)
   }
 
   /**
@@ -238,8 +286,14 @@ export class SingleServiceProxy<
     table: Map<string, Owned<H>>,
     name: string,
     handler: H,
-    on: (connection: Connection, name: string, owned: Owned<H>) => Promise<void>,
+    on: (
+      connection: Connection,
+      name: string,
+      owned: Owned<H>,
+      options: RequestOptions,
+    ) => Promise<void>,
     delivered: (owned: Owned<H>) => void,
+    options: RequestOptions,
   ): Promise<Subscription> {
     let owned = table.get(name)
     if (!owned) {
@@ -249,7 +303,7 @@ export class SingleServiceProxy<
     const entry = owned
     const connection = this.#connection
     if (connection && entry.current?.connection !== connection)
-      void on(connection, name, entry).catch(() => {})
+      void on(connection, name, entry, options).catch(() => {})
     const remove = () => {
       if (!entry.handlers.delete(handler) || entry.handlers.size > 0) return
       if (table.get(name) === entry) table.delete(name)
@@ -260,7 +314,13 @@ export class SingleServiceProxy<
       try {
         await pending.ready
       } catch (error) {
-        if (refusedByService(error)) {
+        // Refused by the service, or given up on by the caller: nothing is
+        // kept. A connection that died instead is followed by a rebind.
+        if (
+          refusedByService(error) ||
+          options.signal?.aborted ||
+          error instanceof CallTimeoutError
+        ) {
           if (entry.handlers.size === 0 && table.get(name) === entry) table.delete(name)
           throw error
         }
@@ -276,7 +336,7 @@ export class SingleServiceProxy<
     if (this.#connection) return this.#connection
     if (this.#closedWhy) throw new UnreachableError(`proxy is closed: ${this.#closedWhy.reason}`)
     const timeout = options.timeout ?? Limits.callTimeout
-    const deadline = createDeadline(timeout, [this.#abort.signal, options.signal])
+    const deadline = createDeadline(timeout, [this.#abort.signal, options.signal], this.#clock)
     const signal = deadline.signal
     return new Promise((resolve, reject) => {
       const done = () => {
@@ -328,12 +388,11 @@ export class SingleServiceProxy<
     options: ProxyRequestOptions = {},
   ): Promise<unknown> {
     checkDeclared(this.contract, 'functions', name)
-    const started = performance.now()
+    const now = () => (this.#clock ? this.#clock.now() : performance.now())
+    const started = now()
     const connection = await this.#connected(options)
     const timeout =
-      options.timeout === undefined
-        ? undefined
-        : Math.max(1, options.timeout - (performance.now() - started))
+      options.timeout === undefined ? undefined : Math.max(1, options.timeout - (now() - started))
     return connection.call(name, args, { ...options, timeout })
   }
 
@@ -365,19 +424,22 @@ export class SingleServiceProxy<
    * Listens to an event on whichever service is bound, across rebinds. An
    * event the contract does not declare, or that the bound service says it
    * does not have (`UnknownNameError`, or an original Autobus 2 service's
-   * `RemoteError`), rejects and keeps nothing.
+   * `RemoteError`), rejects and keeps nothing; so does an abort of
+   * `options.signal` (or its timeout) before the service has answered.
    */
   async listen<N extends EventName<C>>(
     name: N,
     handler: EventHandler<EventArgs<C, N>>,
+    options: RequestOptions = {},
   ): Promise<Subscription> {
     checkDeclared(this.contract, 'events', name)
     return this.#subscribe(
       this.#listens,
       name,
       handler as EventHandler,
-      (c, n, o) => this.#listenOn(c, n, o),
+      (c, n, o, r) => this.#listenOn(c, n, o, r),
       () => {},
+      options,
     )
   }
 
@@ -389,6 +451,7 @@ export class SingleServiceProxy<
   async watch<N extends ObjectName<C>>(
     name: N,
     handler: WatchHandler<ObjectValue<C, N>>,
+    options: RequestOptions = {},
   ): Promise<Subscription> {
     checkDeclared(this.contract, 'objects', name)
     const deliver = handler as WatchHandler
@@ -396,12 +459,13 @@ export class SingleServiceProxy<
       this.#watches,
       name,
       deliver,
-      (c, n, o) => this.#watchOn(c, n, o),
+      (c, n, o, r) => this.#watchOn(c, n, o, r),
       (owned) => {
         // Bound but not yet told: the first value reaches every handler.
         if (!this.#connection) deliver(null)
         else if (owned.known) deliver(owned.value ?? null)
       },
+      options,
     )
   }
 
@@ -434,7 +498,7 @@ export class SingleServiceProxy<
       const info = { reason }
       this.#closedWhy = info
       this.#abort.abort()
-      clearTimeout(this.#retryTimer)
+      this.#cancelRetry()
       this.#directory.off('appeared', this.#onAppeared)
       this.#directory.off('disappeared', this.#onDisappeared)
       const connection = this.#connection

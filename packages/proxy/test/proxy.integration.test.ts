@@ -277,3 +277,96 @@ describe('MultiServiceProxy subscriptions and binding', () => {
     expect(await closed).toEqual({ reason: 'done' })
   })
 })
+
+/** A clock whose time moves only when the test says. */
+function fakeClock() {
+  let now = 0
+  const timers = new Map<number, { at: number; run: () => void }>()
+  let next = 1
+  return {
+    now: () => now,
+    setTimeout(run: () => void, ms: number) {
+      timers.set(next, { at: now + ms, run })
+      return next++
+    },
+    clearTimeout(timer: unknown) {
+      timers.delete(timer as number)
+    },
+    get pending() {
+      return timers.size
+    },
+    advance(ms: number) {
+      now += ms
+      for (const [id, timer] of [...timers].sort((a, b) => a[1].at - b[1].at)) {
+        if (timer.at > now) continue
+        timers.delete(id)
+        timer.run()
+      }
+    },
+  }
+}
+
+describe('proxy timing under an injected clock', () => {
+  it('retries a failed bind after retryDelay, not before', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    const clock = fakeClock()
+    let attempts = 0
+    let fail = true
+    const flaky = (service: DiscoveredService, options: { signal?: AbortSignal }) => {
+      attempts++
+      return fail ? Promise.reject(new UnreachableError('not now')) : connect(service, options)
+    }
+    await using proxy = createSingleServiceProxy({
+      directory,
+      connect: flaky,
+      retryDelay: 1_000,
+      clock,
+    })
+    await expect.poll(() => clock.pending).toBe(1)
+    expect(attempts).toBe(1)
+    clock.advance(999)
+    expect(attempts).toBe(1)
+    fail = false
+    clock.advance(1)
+    expect(attempts).toBe(2)
+    expect(await proxy.call('name')).toBe('kitchen')
+  })
+
+  it('gives up waiting for a bind when the clock says the time is up', async () => {
+    const clock = fakeClock()
+    await using proxy = createSingleServiceProxy({ directory: new Directory(), connect, clock })
+    const waiting = proxy.waitForBind({ timeout: 5_000 })
+    let settled = false
+    waiting
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => {
+        settled = true
+      })
+    clock.advance(4_999)
+    await new Promise(setImmediate)
+    expect(settled).toBe(false)
+    clock.advance(1)
+    await expect(waiting).rejects.toBeInstanceOf(UnreachableError)
+  })
+
+  it('stops a listen when its signal aborts before the service answers, keeping nothing', async () => {
+    const directory = new Directory()
+    const kitchen = await thermometer('kitchen', 20)
+    directory.add(kitchen.entry)
+    await using proxy = createSingleServiceProxy({ directory, connect })
+    await proxy.waitForBind()
+    const controller = new AbortController()
+    const listening = proxy.listen('alarm', () => {}, { signal: controller.signal })
+    controller.abort(new Error('changed my mind'))
+    await expect(listening).rejects.toThrow('changed my mind')
+    await expect.poll(() => kitchen.alarm.listenerCount).toBe(0)
+    // Nothing was kept: the next listen asks again and holds.
+    await proxy.listen('alarm', () => {})
+    expect(kitchen.alarm.listenerCount).toBe(1)
+  })
+})
