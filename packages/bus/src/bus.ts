@@ -190,7 +190,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Its info must fit in one datagram. Define everything before publishing:
    * a service's info never changes while it lives.
    */
-  publish(service: Service<any>): Publication {
+  publish(service: Service): Publication {
     this.#ensureOpen()
     if (service.id === META_SERVICE_ID || this.#local.has(service.id)) {
       throw new TypeError(`a service with id "${service.id}" is already published on this bus`)
@@ -370,9 +370,8 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       { host: target.host, port: target.port, service: target.service },
       this.#logger ? { logger: this.#logger, ...options } : options,
     )
-    const held = connection as Connection<Contract>
-    this.#connections.add(held)
-    connection.closed.then(() => this.#connections.delete(held))
+    this.#connections.add(connection)
+    connection.closed.then(() => this.#connections.delete(connection))
     return connection
   }
 
@@ -422,10 +421,9 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   }
 
   /** Closes the proxy with the bus, and forgets it once closed either way. */
-  #keep(proxy: SingleServiceProxy<any> | MultiServiceProxy<any>): void {
-    const held = proxy as SingleServiceProxy<Contract> | MultiServiceProxy<Contract>
-    this.#proxies.add(held)
-    proxy.closed.then(() => this.#proxies.delete(held))
+  #keep(proxy: SingleServiceProxy<Contract> | MultiServiceProxy<Contract>): void {
+    this.#proxies.add(proxy)
+    proxy.closed.then(() => this.#proxies.delete(proxy))
   }
 
   /**
