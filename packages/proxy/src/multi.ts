@@ -1,6 +1,12 @@
 import { EventEmitter } from 'node:events'
 import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@autobus/discovery'
-import { type Clock, type CloseInfo, Limits, UnreachableError } from '@autobus/protocol'
+import {
+  type Clock,
+  type Closable,
+  type CloseInfo,
+  Limits,
+  UnreachableError,
+} from '@autobus/protocol'
 import type {
   CallArgs,
   CallRest,
@@ -71,9 +77,10 @@ interface Owned<H> {
  * one, so wait with {@link MultiServiceProxy.waitForBind} first when at
  * least one service is expected.
  */
-export class MultiServiceProxy<
-  C extends Contract = Contract,
-> extends EventEmitter<MultiServiceProxyEvents> {
+export class MultiServiceProxy<C extends Contract = Contract>
+  extends EventEmitter<MultiServiceProxyEvents>
+  implements Closable
+{
   readonly filter: ServiceFilter
   /** The contract it was made with, if any. */
   readonly contract: C | undefined

@@ -3,6 +3,7 @@ import { type DiscoveredService, matchesFilter, type ServiceFilter } from '@auto
 import {
   CallTimeoutError,
   type Clock,
+  type Closable,
   type CloseInfo,
   Limits,
   RemoteError,
@@ -95,9 +96,10 @@ function release(owned: Owned<unknown>): void {
  * It holds one subscription per event or object on the bound connection,
  * however many handlers share it, and undoes it when the last one goes.
  */
-export class SingleServiceProxy<
-  C extends Contract = Contract,
-> extends EventEmitter<SingleServiceProxyEvents> {
+export class SingleServiceProxy<C extends Contract = Contract>
+  extends EventEmitter<SingleServiceProxyEvents>
+  implements Closable
+{
   readonly filter: ServiceFilter
   /** The contract it was made with, if any. */
   readonly contract: C | undefined

@@ -1,4 +1,5 @@
 import {
+  type Closable,
   ClosedError,
   Feature,
   Limits,
@@ -96,7 +97,7 @@ export type ServiceAddress = ({ host: string; port: number } | { path: string })
  * connection.closed.then((info) => console.log('gone:', info.reason))
  * ```
  */
-export class Connection<C extends Contract = Contract> {
+export class Connection<C extends Contract = Contract> implements Closable {
   /** The id of the service this connection is bound to. */
   readonly service: string
   /** Features both ends agreed on at bind. */
