@@ -22,6 +22,13 @@ export interface ConnectionOptions {
   maxDepth?: number
   /** Bytes queued for a peer that does not read before it is dropped (default 8 MiB). */
   maxQueuedBytes?: number
+  /**
+   * How fast refused frames (too deep, not JSON, not a message) are read
+   * from one peer, in bytes per second, after a first 4 MiB (default
+   * 16 MiB/s). Beyond it the connection stops reading for a while, so one
+   * peer sending junk cannot take the process's CPU from the others.
+   */
+  refusedBytesPerSecond?: number
   /** Where invalid frames and closes are reported (default: nowhere). */
   logger?: Logger
 }
@@ -89,6 +96,9 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
 }
 
 const NEWLINE = 0x0a
+/** Refused bytes read at full speed before {@link ConnectionOptions.refusedBytesPerSecond} applies. */
+const REFUSED_BURST = 4 * 1024 * 1024
+const REFUSED_BYTES_PER_SECOND = 16 * 1024 * 1024
 
 /** True for a line of nothing but spaces, tabs and carriage returns: skipped, like an empty one. */
 function isBlank(line: Buffer): boolean {
@@ -126,6 +136,12 @@ export abstract class FramedConnection
   #pendingParts: Buffer[] = []
   #pendingRemaining = 0
   #flushScheduled = false
+  // Refused bytes a peer may still send before reading pauses (a token
+  // bucket: REFUSED_BURST at most, refilled at refusedBytesPerSecond).
+  readonly #refusedRate: number
+  #refusedBudget = REFUSED_BURST
+  #refusedBudgetAt = 0
+  #readPause: NodeJS.Timeout | undefined
   #lastReceived = Date.now()
   #heartbeatTimer: NodeJS.Timeout | undefined
 
@@ -134,6 +150,7 @@ export abstract class FramedConnection
     this.maxFrame = options.maxFrame ?? Limits.maxFrame
     this.maxDepth = options.maxDepth ?? Limits.maxDepth
     this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
+    this.#refusedRate = options.refusedBytesPerSecond ?? REFUSED_BYTES_PER_SECOND
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -162,6 +179,8 @@ export abstract class FramedConnection
   protected abstract get queuedBytes(): number
   /** Hands text or bytes to the medium. */
   protected abstract write(data: string | Uint8Array): void
+  /** Stops taking bytes from the peer (they wait in the kernel), or starts again. */
+  protected setReading(_reading: boolean): void {}
   /** Tears the medium down; `graceful` lets queued bytes go out first. */
   protected abstract destroy(graceful: boolean): void
 
@@ -290,10 +309,12 @@ export abstract class FramedConnection
           this.#frameTooLarge()
           return
         }
+        const length = this.#partialLength + end - start
         this.#refused = undefined
         this.#partialLength = 0
         start = end + 1
         this.emit('invalid', refused)
+        this.#chargeRefused(length)
         continue
       }
       let line: Buffer
@@ -328,6 +349,7 @@ export abstract class FramedConnection
     const message = decodeFrame(line, this.maxDepth)
     if (message instanceof Error) {
       this.emit('invalid', message)
+      this.#chargeRefused(line.length)
       return
     }
     const size = (message as { _size?: unknown })._size
@@ -361,6 +383,25 @@ export abstract class FramedConnection
     this.emit('message', message)
   }
 
+  // Reading and dropping junk is cheap per byte but not free: a peer
+  // pushing refused frames as fast as loopback goes would keep a core busy
+  // and, on a small machine, delay every other connection's calls. Past its
+  // budget, the peer's bytes wait in the kernel (and TCP slows it down)
+  // until the budget has refilled.
+  #chargeRefused(bytes: number): void {
+    const now = Date.now()
+    const refill = ((now - this.#refusedBudgetAt) / 1000) * this.#refusedRate
+    this.#refusedBudget = Math.min(REFUSED_BURST, this.#refusedBudget + refill) - bytes
+    this.#refusedBudgetAt = now
+    if (this.#refusedBudget >= 0 || this.#readPause || this.#closeInfo) return
+    const wait = Math.ceil((-this.#refusedBudget / this.#refusedRate) * 1000)
+    this.setReading(false)
+    this.#readPause = setTimeout(() => {
+      this.#readPause = undefined
+      if (!this.#closeInfo) this.setReading(true)
+    }, wait)
+  }
+
   #frameTooLarge(): void {
     this.close(
       'frame too large',
@@ -388,6 +429,7 @@ export abstract class FramedConnection
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
+    if (this.#readPause) clearTimeout(this.#readPause)
     // What was sent before close() still goes out.
     if (reason !== 'slow consumer') this.#writeOutbox()
     this.destroy(reason !== 'slow consumer' && error === undefined)

@@ -45,6 +45,11 @@ class SocketConnection extends FramedConnection {
     if (!this.#socket.destroyed) this.#socket.write(data)
   }
 
+  protected override setReading(reading: boolean): void {
+    if (reading) this.#socket.resume()
+    else this.#socket.pause()
+  }
+
   protected destroy(graceful: boolean): void {
     const socket = this.#socket
     if (socket.destroyed) return
