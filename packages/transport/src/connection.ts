@@ -29,6 +29,15 @@ export interface ConnectionOptions {
    * peer sending junk cannot take the process's CPU from the others.
    */
   refusedBytesPerSecond?: number
+  /**
+   * While more than this many bytes wait for the peer to take them, read
+   * nothing more from it, so that a peer pipelining requests faster than it
+   * reads the answers cannot make this end queue them (default: always
+   * read; a listener's connections default to 1 MiB). Only the serving end
+   * of a connection should set it: if both ends stopped reading while
+   * waiting for the other, neither would ever go on.
+   */
+  readWatermark?: number
   /** Where invalid frames and closes are reported (default: nowhere). */
   logger?: Logger
 }
@@ -142,6 +151,9 @@ export abstract class FramedConnection
   #refusedBudget = REFUSED_BURST
   #refusedBudgetAt = 0
   #readPause: NodeJS.Timeout | undefined
+  readonly #readWatermark: number
+  // Not reading until the peer has taken what is queued for it.
+  #awaitingDrain = false
   #lastReceived = Date.now()
   #heartbeatTimer: NodeJS.Timeout | undefined
 
@@ -151,6 +163,7 @@ export abstract class FramedConnection
     this.maxDepth = options.maxDepth ?? Limits.maxDepth
     this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
     this.#refusedRate = options.refusedBytesPerSecond ?? REFUSED_BYTES_PER_SECOND
+    this.#readWatermark = options.readWatermark ?? Number.POSITIVE_INFINITY
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -252,12 +265,23 @@ export abstract class FramedConnection
   }
 
   #checkQueue(): void {
-    if (this.queuedBytes > this.maxQueuedBytes) {
+    const queued = this.queuedBytes
+    if (queued > this.#readWatermark && !this.#awaitingDrain && queued <= this.maxQueuedBytes) {
+      this.#awaitingDrain = true
+      this.setReading(false)
+      this.once('drain', this.#drainedForReading)
+    }
+    if (queued > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
         new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
       )
     }
+  }
+
+  #drainedForReading = (): void => {
+    this.#awaitingDrain = false
+    if (!this.#readPause && !this.#closeInfo) this.setReading(true)
   }
 
   drained(signal?: AbortSignal): Promise<void> {
@@ -398,7 +422,7 @@ export abstract class FramedConnection
     this.setReading(false)
     this.#readPause = setTimeout(() => {
       this.#readPause = undefined
-      if (!this.#closeInfo) this.setReading(true)
+      if (!this.#awaitingDrain && !this.#closeInfo) this.setReading(true)
     }, wait)
   }
 

@@ -13,10 +13,13 @@ class FedConnection extends FramedConnection {
   get needsDrain(): boolean {
     return false
   }
-  protected get queuedBytes(): number {
-    return 0
+  queued = 0
+  protected override get queuedBytes(): number {
+    return this.queued
   }
-  protected write(): void {}
+  protected write(data: string | Uint8Array): void {
+    this.queued += data.length
+  }
   protected destroy(): void {}
   protected override setReading(reading: boolean): void {
     this.reading.push([reading, Date.now()])
@@ -71,5 +74,37 @@ describe('refused frames are read within a budget', () => {
     connection.close()
     vi.runAllTimers()
     expect(connection.reading).toEqual([[false, 0]])
+  })
+})
+
+describe('a serving end stops reading a peer that does not take its answers', () => {
+  it('pauses above the read watermark and reads again once the peer has drained', async () => {
+    const connection = new FedConnection({ readWatermark: 1_000 })
+    connection.on('message', (message) =>
+      connection.send({ _type: 2, _id: message._id, pad: 'x'.repeat(100) }),
+    )
+    const request = (id: number) => `{"_type":1,"_id":${id},"_command":"ping"}\n`
+    connection.feed(request(1))
+    expect(connection.reading).toEqual([])
+    // Answers joined in one turn are written when the turn ends.
+    connection.feed(Array.from({ length: 20 }, (_, i) => request(i + 2)).join(''))
+    await Promise.resolve()
+    expect(connection.queued).toBeGreaterThan(1_000)
+    expect(connection.reading.map(([reading]) => reading)).toEqual([false])
+    connection.queued = 0
+    connection.emit('drain')
+    expect(connection.reading.map(([reading]) => reading)).toEqual([false, true])
+    connection.close()
+  })
+
+  it('always reads when no watermark is set (the connecting end)', async () => {
+    const connection = new FedConnection()
+    connection.on('message', (message) =>
+      connection.send({ _type: 2, _id: message._id, pad: 'x'.repeat(100_000) }),
+    )
+    for (let i = 0; i < 50; i++) connection.feed(`{"_type":1,"_id":${i},"_command":"ping"}\n`)
+    await Promise.resolve()
+    expect(connection.reading).toEqual([])
+    connection.close()
   })
 })
