@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer'
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
@@ -110,7 +111,14 @@ const REFUSED_BURST = 4 * 1024 * 1024
 const REFUSED_BYTES_PER_SECOND = 16 * 1024 * 1024
 
 /** True for a line of nothing but spaces, tabs and carriage returns: skipped, like an empty one. */
-function isBlank(line: Buffer): boolean {
+function isBlank(line: Buffer | string): boolean {
+  if (typeof line === 'string') {
+    for (let i = 0; i < line.length; i++) {
+      const code = line.charCodeAt(i)
+      if (code !== 0x20 && code !== 0x09 && code !== 0x0d) return false
+    }
+    return true
+  }
   for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false
   return true
 }
@@ -309,6 +317,11 @@ export abstract class FramedConnection
   protected receive(chunk: Buffer): void {
     this.#lastReceived = Date.now()
     let start = 0
+    // Frames are nearly always ASCII: then the chunk is made text once and
+    // each whole line is a slice of it (byte and character offsets agree),
+    // rather than one UTF-8 decode per frame. Parsed values are copies, so
+    // no message keeps the chunk's text alive.
+    let text: string | undefined
     while (!this.#closeInfo) {
       if (this.#pending) {
         start = this.#takeAttachment(chunk, start)
@@ -341,7 +354,7 @@ export abstract class FramedConnection
         this.#chargeRefused(length)
         continue
       }
-      let line: Buffer
+      let line: Buffer | string
       if (this.#partialLength > 0) {
         if (this.#partialLength + end - start > this.maxFrame) {
           this.#frameTooLarge()
@@ -356,7 +369,8 @@ export abstract class FramedConnection
           this.#frameTooLarge()
           return
         }
-        line = chunk.subarray(start, end)
+        text ??= isAscii(chunk) ? chunk.toString('latin1') : ''
+        line = text === '' ? chunk.subarray(start, end) : text.slice(start, end)
       }
       start = end + 1
       this.receiveLine(line)
@@ -365,10 +379,10 @@ export abstract class FramedConnection
 
   /**
    * Decodes one line and emits it (after its attachment, if it has one).
-   * The bytes go to the decoder as they are, so that a frame refused for
-   * its depth never becomes a string.
+   * A line that arrived in pieces goes to the decoder as bytes, so that a
+   * long frame refused for its depth never becomes a string.
    */
-  protected receiveLine(line: Buffer): void {
+  protected receiveLine(line: Buffer | string): void {
     if (isBlank(line)) return
     const message = decodeFrame(line, this.maxDepth)
     if (message instanceof Error) {

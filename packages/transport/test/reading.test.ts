@@ -108,3 +108,28 @@ describe('a serving end stops reading a peer that does not take its answers', ()
     connection.close()
   })
 })
+
+describe('text of every kind reads the same', () => {
+  it('decodes ASCII chunks, UTF-8 chunks and characters split between chunks alike', () => {
+    const connection = new FedConnection()
+    const messages: unknown[] = []
+    connection.on('message', (message) => messages.push(message))
+    const frame = (id: number, text: string) =>
+      `${JSON.stringify({ _type: 1, _id: id, _command: 'call', name: 'f', args: [text] })}\n`
+    connection.feed(frame(1, 'plain') + frame(2, 'also plain'))
+    connection.feed(frame(3, 'héllo wörld') + frame(4, 'plain after'))
+    const split = Buffer.from(frame(5, '🚌 bus') + frame(6, 'end'))
+    const cut = split.indexOf(Buffer.from('🚌')) + 2
+    connection.feed(split.subarray(0, cut))
+    connection.feed(split.subarray(cut))
+    expect(messages.map((message) => (message as { args: string[] }).args[0])).toEqual([
+      'plain',
+      'also plain',
+      'héllo wörld',
+      'plain after',
+      '🚌 bus',
+      'end',
+    ])
+    connection.close()
+  })
+})
