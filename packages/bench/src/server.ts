@@ -106,9 +106,12 @@ async function raw() {
         if (request.op === 'echo')
           out += `${JSON.stringify({ id: request.id, result: request.payload })}\n`
         else if (request.op === 'fire') {
-          // Fire to every connection that asked to listen.
-          const line = `${JSON.stringify({ event: 'tick', args: [request.payload] })}\n`
+          // Fire to every connection that asked to listen: each event
+          // encoded once (as an application firing it would), the same
+          // line to every listener.
+          const payload = request.payload
           void sliced(request.count, () => {
+            const line = `${JSON.stringify({ event: 'tick', args: [payload] })}\n`
             for (const writer of listeners.values()) writer.write(line)
           })
         } else if (request.op === 'listen') listeners.set(socket, new JoinedWriter(socket))
