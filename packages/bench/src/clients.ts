@@ -1,5 +1,6 @@
 import net from 'node:net'
 import { connectService } from '@autobus/rpc'
+import { JoinedWriter } from './joined-writer.js'
 import { PAYLOAD, type Ready, type System } from './payload.js'
 
 /** A client that sends one request and awaits its response. */
@@ -8,9 +9,13 @@ export interface RpcClient {
   close(): Promise<void>
 }
 
-/** A newline-JSON client over a raw socket: the floor with no library at all. */
+/**
+ * A newline-JSON client over a raw socket: the floor with no library at
+ * all, joining its writes per turn of the event loop as the transport does.
+ */
 export class RawClient implements RpcClient {
   readonly socket: net.Socket
+  readonly #out: JoinedWriter
   #pending = new Map<number, (value: unknown) => void>()
   #nextId = 1
   #buffer = ''
@@ -18,6 +23,7 @@ export class RawClient implements RpcClient {
 
   private constructor(socket: net.Socket) {
     this.socket = socket
+    this.#out = new JoinedWriter(socket)
     socket.setNoDelay(true)
     socket.setEncoding('utf8')
     socket.on('data', (text: string) => {
@@ -46,12 +52,12 @@ export class RawClient implements RpcClient {
     const id = this.#nextId++
     return new Promise((resolve) => {
       this.#pending.set(id, resolve)
-      this.socket.write(`${JSON.stringify({ id, op, ...body })}\n`)
+      this.#out.write(`${JSON.stringify({ id, op, ...body })}\n`)
     })
   }
 
   send(op: string, body: Record<string, unknown> = {}): void {
-    this.socket.write(`${JSON.stringify({ op, ...body })}\n`)
+    this.#out.write(`${JSON.stringify({ op, ...body })}\n`)
   }
 
   call(): Promise<unknown> {

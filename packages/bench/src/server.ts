@@ -5,7 +5,9 @@
  * times, echo channel messages, sink a byte stream.
  */
 import net from 'node:net'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createBus, Type } from '@autobus/bus'
+import { JoinedWriter } from './joined-writer.js'
 import type { Ready, System } from './payload.js'
 
 const system = process.argv[2] as System
@@ -32,6 +34,9 @@ async function sliced(
     }
   }
 }
+
+const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+loopDelay.enable()
 
 async function autobus() {
   // Every benchmark client comes from 127.0.0.1: the per-address cap (256 by
@@ -60,6 +65,13 @@ async function autobus() {
       return count
     })
     .addFunction('rss', {}, () => rss())
+    // The longest this process's event loop was held since the last ask (ms):
+    // tells the service's own stalls from the machine's scheduling.
+    .addFunction('loopDelay', {}, () => {
+      const max = loopDelay.max / 1e6
+      loopDelay.reset()
+      return max
+    })
     // This process's CPU time (user + system) in ms, for costs per unit of input.
     .addFunction('cpu', {}, () => {
       const usage = process.cpuUsage()
@@ -75,11 +87,12 @@ async function autobus() {
 }
 
 async function raw() {
-  const sockets = new Set<net.Socket>()
+  // Listening connections, each with its writes joined per turn as the
+  // transport joins them; answers to one chunk of requests are one write.
+  const listeners = new Map<net.Socket, JoinedWriter>()
   const server = net.createServer((socket) => {
     socket.setNoDelay(true)
-    sockets.add(socket)
-    socket.on('close', () => sockets.delete(socket))
+    socket.on('close', () => listeners.delete(socket))
     socket.on('error', () => {})
     let buffer = ''
     socket.setEncoding('utf8')
@@ -93,12 +106,15 @@ async function raw() {
         if (request.op === 'echo')
           out += `${JSON.stringify({ id: request.id, result: request.payload })}\n`
         else if (request.op === 'fire') {
-          // Fire to every connection that asked to listen.
-          const line = `${JSON.stringify({ event: 'tick', args: [request.payload] })}\n`
+          // Fire to every connection that asked to listen: each event
+          // encoded once (as an application firing it would), the same
+          // line to every listener.
+          const payload = request.payload
           void sliced(request.count, () => {
-            for (const target of sockets) if ((target as any).listening) target.write(line)
+            const line = `${JSON.stringify({ event: 'tick', args: [payload] })}\n`
+            for (const writer of listeners.values()) writer.write(line)
           })
-        } else if (request.op === 'listen') (socket as any).listening = true
+        } else if (request.op === 'listen') listeners.set(socket, new JoinedWriter(socket))
         else if (request.op === 'rss')
           out += `${JSON.stringify({ id: request.id, result: rss() })}\n`
         end = buffer.indexOf('\n')

@@ -152,6 +152,9 @@ export interface Discoverer extends EventEmitter<DiscovererEvents>, AsyncDisposa
 }
 
 // Marked: this discoverer listens on the private port the query leaves from.
+/** Where a service heard from this host itself is listed. */
+const LOOPBACK = '127.0.0.1'
+
 const QUERY = encodeDatagram({ command: 'query', reply: 'unicast' })
 
 class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer {
@@ -314,14 +317,19 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     return Math.min(datagram.interval ?? this.#t.announceInterval, this.#t.maxInterval)
   }
 
+  // A host hears its own services' broadcasts once per interface and once
+  // through loopback, in no fixed order. Listing them all at 127.0.0.1 (as a
+  // Bus lists its own) keeps the address the same whichever copy comes
+  // first, and loopback reaches a service listening on every interface.
   #entry(datagram: AddDatagram, from: DatagramSource): Entry {
+    const host = from.local === true ? LOOPBACK : from.address
     const service: DiscoveredService = Object.freeze({
-      host: from.address,
+      host,
       port: datagram.port,
       service: datagram.service,
       info: Object.freeze({
         ...datagram.info,
-        host: from.address,
+        host,
         port: datagram.port,
         service: datagram.service,
       }),
@@ -342,7 +350,7 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
   // unverified entry heard least recently; verified ones are never pushed
   // out, so a flood of forged adds cannot lock a real service out for long.
   #admit(datagram: AddDatagram, from: DatagramSource): void {
-    const host = from.address
+    const host = from.local === true ? LOOPBACK : from.address
     let victim: Entry | undefined
     if ((this.#perHost.get(host) ?? 0) >= this.#maxPerHost) {
       victim = this.#oldestUnverified(host)

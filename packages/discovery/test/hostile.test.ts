@@ -41,6 +41,31 @@ describe('a goodbye counts only from the service itself', () => {
     await discoverer.close()
   })
 
+  it('lists a service of this host at 127.0.0.1 whichever copy comes first', async () => {
+    // The same announcement heard through an interface and through
+    // loopback, in both orders: the listed address must not depend on it.
+    for (const order of [
+      ['10.0.0.1', '127.0.0.1'],
+      ['127.0.0.1', '10.0.0.1'],
+    ]) {
+      const discoverer = await createDiscoverer({
+        network: network.host('10.0.0.1'),
+        probe: async () => true,
+      })
+      const seen: string[] = []
+      discoverer.on('appeared', (service) => seen.push(service.host))
+      for (const from of order) network.inject(add('here'), from, 40_500)
+      expect(seen).toEqual(['127.0.0.1'])
+      expect(discoverer.snapshot()).toEqual([
+        expect.objectContaining({
+          host: '127.0.0.1',
+          info: expect.objectContaining({ host: '127.0.0.1' }),
+        }),
+      ])
+      await discoverer.close()
+    }
+  })
+
   it('takes a local service’s goodbye through any address of this host', async () => {
     const discoverer = await createDiscoverer({
       network: network.host('10.0.0.1'),

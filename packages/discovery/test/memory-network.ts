@@ -80,10 +80,14 @@ export class MemoryNetwork {
     }
   }
 
-  /** Injects raw bytes as if broadcast from `host`. */
+  /** Injects raw bytes as if broadcast from `host` (a 127.x address is every member's own). */
   inject(bytes: Buffer | string, host = '10.0.0.99', port = 50_000): void {
     for (const member of [...this.members])
-      member.handler(Buffer.from(bytes), { address: host, port, local: member.host === host })
+      member.handler(Buffer.from(bytes), {
+        address: host,
+        port,
+        local: member.host === host || host.startsWith('127.'),
+      })
   }
 
   /** Bytes sent to `address` (by unicast to it, or by broadcast). */

@@ -1,3 +1,4 @@
+import { isAscii } from 'node:buffer'
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
@@ -22,6 +23,22 @@ export interface ConnectionOptions {
   maxDepth?: number
   /** Bytes queued for a peer that does not read before it is dropped (default 8 MiB). */
   maxQueuedBytes?: number
+  /**
+   * How fast refused frames (too deep, not JSON, not a message) are read
+   * from one peer, in bytes per second, after a first 4 MiB (default
+   * 16 MiB/s). Beyond it the connection stops reading for a while, so one
+   * peer sending junk cannot take the process's CPU from the others.
+   */
+  refusedBytesPerSecond?: number
+  /**
+   * While more than this many bytes wait for the peer to take them, read
+   * nothing more from it, so that a peer pipelining requests faster than it
+   * reads the answers cannot make this end queue them (default: always
+   * read; a listener's connections default to 1 MiB). Only the serving end
+   * of a connection should set it: if both ends stopped reading while
+   * waiting for the other, neither would ever go on.
+   */
+  readWatermark?: number
   /** Where invalid frames and closes are reported (default: nowhere). */
   logger?: Logger
 }
@@ -89,9 +106,19 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
 }
 
 const NEWLINE = 0x0a
+/** Refused bytes read at full speed before {@link ConnectionOptions.refusedBytesPerSecond} applies. */
+const REFUSED_BURST = 4 * 1024 * 1024
+const REFUSED_BYTES_PER_SECOND = 16 * 1024 * 1024
 
 /** True for a line of nothing but spaces, tabs and carriage returns: skipped, like an empty one. */
-function isBlank(line: Buffer): boolean {
+function isBlank(line: Buffer | string): boolean {
+  if (typeof line === 'string') {
+    for (let i = 0; i < line.length; i++) {
+      const code = line.charCodeAt(i)
+      if (code !== 0x20 && code !== 0x09 && code !== 0x0d) return false
+    }
+    return true
+  }
   for (const byte of line) if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0d) return false
   return true
 }
@@ -126,6 +153,15 @@ export abstract class FramedConnection
   #pendingParts: Buffer[] = []
   #pendingRemaining = 0
   #flushScheduled = false
+  // Refused bytes a peer may still send before reading pauses (a token
+  // bucket: REFUSED_BURST at most, refilled at refusedBytesPerSecond).
+  readonly #refusedRate: number
+  #refusedBudget = REFUSED_BURST
+  #refusedBudgetAt = 0
+  #readPause: NodeJS.Timeout | undefined
+  readonly #readWatermark: number
+  // Not reading until the peer has taken what is queued for it.
+  #awaitingDrain = false
   #lastReceived = Date.now()
   #heartbeatTimer: NodeJS.Timeout | undefined
 
@@ -134,6 +170,8 @@ export abstract class FramedConnection
     this.maxFrame = options.maxFrame ?? Limits.maxFrame
     this.maxDepth = options.maxDepth ?? Limits.maxDepth
     this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
+    this.#refusedRate = options.refusedBytesPerSecond ?? REFUSED_BYTES_PER_SECOND
+    this.#readWatermark = options.readWatermark ?? Number.POSITIVE_INFINITY
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -162,6 +200,8 @@ export abstract class FramedConnection
   protected abstract get queuedBytes(): number
   /** Hands text or bytes to the medium. */
   protected abstract write(data: string | Uint8Array): void
+  /** Stops taking bytes from the peer (they wait in the kernel), or starts again. */
+  protected setReading(_reading: boolean): void {}
   /** Tears the medium down; `graceful` lets queued bytes go out first. */
   protected abstract destroy(graceful: boolean): void
 
@@ -233,12 +273,23 @@ export abstract class FramedConnection
   }
 
   #checkQueue(): void {
-    if (this.queuedBytes > this.maxQueuedBytes) {
+    const queued = this.queuedBytes
+    if (queued > this.#readWatermark && !this.#awaitingDrain && queued <= this.maxQueuedBytes) {
+      this.#awaitingDrain = true
+      this.setReading(false)
+      this.once('drain', this.#drainedForReading)
+    }
+    if (queued > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
         new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
       )
     }
+  }
+
+  #drainedForReading = (): void => {
+    this.#awaitingDrain = false
+    if (!this.#readPause && !this.#closeInfo) this.setReading(true)
   }
 
   drained(signal?: AbortSignal): Promise<void> {
@@ -266,6 +317,11 @@ export abstract class FramedConnection
   protected receive(chunk: Buffer): void {
     this.#lastReceived = Date.now()
     let start = 0
+    // Frames are nearly always ASCII: then the chunk is made text once and
+    // each whole line is a slice of it (byte and character offsets agree),
+    // rather than one UTF-8 decode per frame. Parsed values are copies, so
+    // no message keeps the chunk's text alive.
+    let text: string | undefined
     while (!this.#closeInfo) {
       if (this.#pending) {
         start = this.#takeAttachment(chunk, start)
@@ -290,13 +346,15 @@ export abstract class FramedConnection
           this.#frameTooLarge()
           return
         }
+        const length = this.#partialLength + end - start
         this.#refused = undefined
         this.#partialLength = 0
         start = end + 1
         this.emit('invalid', refused)
+        this.#chargeRefused(length)
         continue
       }
-      let line: Buffer
+      let line: Buffer | string
       if (this.#partialLength > 0) {
         if (this.#partialLength + end - start > this.maxFrame) {
           this.#frameTooLarge()
@@ -311,7 +369,8 @@ export abstract class FramedConnection
           this.#frameTooLarge()
           return
         }
-        line = chunk.subarray(start, end)
+        text ??= isAscii(chunk) ? chunk.toString('latin1') : ''
+        line = text === '' ? chunk.subarray(start, end) : text.slice(start, end)
       }
       start = end + 1
       this.receiveLine(line)
@@ -320,14 +379,15 @@ export abstract class FramedConnection
 
   /**
    * Decodes one line and emits it (after its attachment, if it has one).
-   * The bytes go to the decoder as they are, so that a frame refused for
-   * its depth never becomes a string.
+   * A line that arrived in pieces goes to the decoder as bytes, so that a
+   * long frame refused for its depth never becomes a string.
    */
-  protected receiveLine(line: Buffer): void {
+  protected receiveLine(line: Buffer | string): void {
     if (isBlank(line)) return
     const message = decodeFrame(line, this.maxDepth)
     if (message instanceof Error) {
       this.emit('invalid', message)
+      this.#chargeRefused(line.length)
       return
     }
     const size = (message as { _size?: unknown })._size
@@ -361,6 +421,25 @@ export abstract class FramedConnection
     this.emit('message', message)
   }
 
+  // Reading and dropping junk is cheap per byte but not free: a peer
+  // pushing refused frames as fast as loopback goes would keep a core busy
+  // and, on a small machine, delay every other connection's calls. Past its
+  // budget, the peer's bytes wait in the kernel (and TCP slows it down)
+  // until the budget has refilled.
+  #chargeRefused(bytes: number): void {
+    const now = Date.now()
+    const refill = ((now - this.#refusedBudgetAt) / 1000) * this.#refusedRate
+    this.#refusedBudget = Math.min(REFUSED_BURST, this.#refusedBudget + refill) - bytes
+    this.#refusedBudgetAt = now
+    if (this.#refusedBudget >= 0 || this.#readPause || this.#closeInfo) return
+    const wait = Math.ceil((-this.#refusedBudget / this.#refusedRate) * 1000)
+    this.setReading(false)
+    this.#readPause = setTimeout(() => {
+      this.#readPause = undefined
+      if (!this.#awaitingDrain && !this.#closeInfo) this.setReading(true)
+    }, wait)
+  }
+
   #frameTooLarge(): void {
     this.close(
       'frame too large',
@@ -388,6 +467,7 @@ export abstract class FramedConnection
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
+    if (this.#readPause) clearTimeout(this.#readPause)
     // What was sent before close() still goes out.
     if (reason !== 'slow consumer') this.#writeOutbox()
     this.destroy(reason !== 'slow consumer' && error === undefined)

@@ -5,6 +5,8 @@ import { type ConnectionOptions, FramedConnection, type MessageConnection } from
 
 /** How long a graceful close waits for queued bytes before it resets. */
 const LINGER_MS = 2_000
+/** Bytes queued for a peer beyond which a listener's connection stops reading it. */
+const SERVED_READ_WATERMARK = 1024 * 1024
 
 /** Options for the sockets behind framed connections. */
 export interface SocketOptions extends ConnectionOptions {
@@ -43,6 +45,11 @@ class SocketConnection extends FramedConnection {
 
   protected write(data: string | Uint8Array): void {
     if (!this.#socket.destroyed) this.#socket.write(data)
+  }
+
+  protected override setReading(reading: boolean): void {
+    if (reading) this.#socket.resume()
+    else this.#socket.pause()
   }
 
   protected destroy(graceful: boolean): void {
@@ -201,18 +208,25 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     acceptErrors: 0,
   }
   #closing: Promise<void> | undefined
+  readonly #connectionOptions: SocketOptions
 
   constructor(server: net.Server, options: ListenOptions) {
     super()
     this.#server = server
+    // The serving end stops reading a peer that does not take its answers;
+    // the connecting end always reads (see ConnectionOptions.readWatermark).
+    this.#connectionOptions = {
+      ...options,
+      readWatermark: options.readWatermark ?? SERVED_READ_WATERMARK,
+    }
     this.#maxConnections = options.maxConnections ?? Limits.maxConnections
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
     this.#log = activeLogger(options.logger)
-    server.on('connection', (socket) => this.#accept(socket, options))
+    server.on('connection', (socket) => this.#accept(socket))
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
   }
 
-  #accept(socket: net.Socket, options: ListenOptions): void {
+  #accept(socket: net.Socket): void {
     // Unix socket peers have no address: only the total cap applies to them.
     const address = socket.remoteAddress
     const fromAddress = address === undefined ? 0 : (this.#perAddress.get(address) ?? 0)
@@ -232,7 +246,7 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
       else socket.resetAndDestroy()
       return
     }
-    const connection = new SocketConnection(socket, options)
+    const connection = new SocketConnection(socket, this.#connectionOptions)
     this.#connections.add(connection)
     if (address !== undefined) this.#perAddress.set(address, fromAddress + 1)
     this.counters.accepted++

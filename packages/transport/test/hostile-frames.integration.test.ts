@@ -34,6 +34,26 @@ describe('hostile and odd lines', () => {
     socket.destroy()
   })
 
+  it('stops reading a peer past its budget of refused bytes, then reads on', async () => {
+    await using server = await listen({ host: '127.0.0.1', refusedBytesPerSecond: 8 * 1024 * 1024 })
+    const accepted = once(server, 'connection') as Promise<[MessageConnection]>
+    const socket = net.connect({ host: '127.0.0.1', port: server.port })
+    await once(socket, 'connect')
+    const [connection] = await accepted
+    let invalid = 0
+    connection.on('invalid', () => invalid++)
+    const half = 1_000_000
+    const deep = `{"_type":1,"_id":5,"args":[${'['.repeat(half)}${']'.repeat(half)}]}\n`
+    // 8 MB: the first 4 MiB at once, the rest after a pause.
+    for (let i = 0; i < 4; i++) socket.write(deep)
+    socket.write('{"_type":1,"_id":6,"_command":"ping"}\n')
+    const [message] = await once(connection, 'message')
+    expect(invalid).toBe(4)
+    expect(message).toEqual({ _type: 1, _id: 6, _command: 'ping' })
+    expect(connection.isClosed).toBe(false)
+    socket.destroy()
+  })
+
   it('still closes a refused line that goes over the frame limit', async () => {
     await using server = await listen({ host: '127.0.0.1', maxFrame: 100_000 })
     const accepted = once(server, 'connection') as Promise<[MessageConnection]>
