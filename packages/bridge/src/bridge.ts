@@ -257,7 +257,9 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         const link = this.#adopt(
           connection,
           false,
-          `${connection.remoteAddress}:${connection.remotePort}`,
+          connection.remotePort
+            ? `${connection.remoteAddress}:${connection.remotePort}`
+            : formatLinkAddress(address),
         )
         link.start(this.#hello(), this.#options).catch(() => {})
       })

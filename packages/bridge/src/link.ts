@@ -114,6 +114,7 @@ export class Link extends EventEmitter<LinkEvents> {
   byeReason: string | undefined
   readonly #circuits = new Map<number, Circuit>()
   #nextCircuit: number
+  #nextPing = 1
 
   constructor(connection: MessageConnection, initiator: boolean) {
     super()
@@ -144,7 +145,14 @@ export class Link extends EventEmitter<LinkEvents> {
     const heartbeat: HeartbeatOptions = {
       interval: timings.heartbeatInterval ?? 1_000,
       timeout: timings.heartbeatTimeout ?? 3_000,
-      ping: () => this.connection.send({ _type: MessageType.Notification, _command: 'ping' }),
+      // A command, so that the other end answers: silence both ways is what
+      // the heartbeat measures.
+      ping: () =>
+        this.connection.send({
+          _type: MessageType.Command,
+          _id: this.#nextPing++,
+          _command: 'ping',
+        }),
     }
     this.connection.startHeartbeat(heartbeat)
     return new Promise((resolve, reject) => {

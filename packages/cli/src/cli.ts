@@ -15,6 +15,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
+import { addBridgeCommand } from './commands/bridge.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
 import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
@@ -440,6 +441,10 @@ export function createProgram(): Command {
     )
 
   addConformanceCommand(program, {
+    busOptions: (discovery) => busOptions(globals(), discovery),
+    interrupted,
+  })
+  addBridgeCommand(program, {
     busOptions: (discovery) => busOptions(globals(), discovery),
     interrupted,
   })
