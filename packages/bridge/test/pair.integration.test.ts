@@ -205,4 +205,49 @@ describe('a pair of bridges', () => {
     expect(first.links()).toEqual([])
     expect(a.services({ type: 'test.calc' })).toHaveLength(1)
   })
+
+  it('holds a byte stream back end to end when the reader is slow, and ends channels and streams with the link', async () => {
+    const a = await bus()
+    const b = await bus()
+    const path = socketPath()
+    const left = bridge({ bus: a, listen: [`unix:${path}`] })
+    await left.ready
+    bridge({ bus: b, connect: [`unix:${path}`] })
+    const service = a.createService({ info: { type: 'test.flood' } })
+    const total = 24 * 1024 * 1024
+    let written = 0
+    service.addStream('flood', {}, (stream) => {
+      const chunk = Buffer.alloc(64 * 1024, 1)
+      void (async () => {
+        while (written < total && !stream.destroyed) {
+          written += chunk.length
+          if (!stream.write(chunk)) await new Promise((resolve) => stream.once('drain', resolve))
+        }
+        stream.end()
+      })()
+    })
+    service.addChannel('hold', {}, () => {})
+    a.publish(service)
+    const found = await b.waitForService({ type: 'test.flood' }, { timeout: 5_000 })
+    const connection = await b.connect(found)
+    const stream = await connection.openStream('flood')
+    stream.pause()
+    // Nothing reads: the writer is held back by the windows on the way
+    // (one per session end), not buffered without end in the bridges.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(written).toBeLessThan(12 * 1024 * 1024)
+    let received = 0
+    stream.on('data', (chunk: Buffer) => {
+      received += chunk.length
+    })
+    stream.resume()
+    await new Promise((resolve) => stream.on('end', resolve))
+    expect(received).toBe(total)
+
+    const channel = await connection.openChannel('hold')
+    const stalled = await connection.openStream('flood')
+    await left.close()
+    expect((await channel.closed).byPeer).toBe(true)
+    await expect.poll(() => stalled.destroyed).toBe(true)
+  })
 })
