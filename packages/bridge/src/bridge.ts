@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { EventEmitter } from 'node:events'
+import { EventEmitter, setMaxListeners } from 'node:events'
 import { lstatSync, rmSync } from 'node:fs'
 import type { Bus, Publication } from '@autobus/bus'
 import type { DiscoveredService } from '@autobus/discovery'
@@ -213,6 +213,9 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    // Every stand-in being made and every connection attempt listens to
+    // this one signal, a thousand at once behind a busy bridge.
+    setMaxListeners(0, this.#abort.signal)
     this.ready = this.#start()
     this.ready.catch(() => {})
   }
@@ -419,21 +422,17 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   }
 
   #sleep(ms: number): Promise<void> {
+    const signal = this.#abort.signal
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
+      const done = () => {
+        clearTimeout(timer)
         this.#timers.delete(timer)
+        signal.removeEventListener('abort', done)
         resolve()
-      }, ms)
+      }
+      const timer = setTimeout(done, ms)
       this.#timers.add(timer)
-      this.#abort.signal.addEventListener(
-        'abort',
-        () => {
-          clearTimeout(timer)
-          this.#timers.delete(timer)
-          resolve()
-        },
-        { once: true },
-      )
+      signal.addEventListener('abort', done, { once: true })
     })
   }
 
