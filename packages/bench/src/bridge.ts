@@ -1,10 +1,30 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { createBridge } from '@autobus/bridge'
 import { type Bus, createBus } from '@autobus/bus'
 import type { Connection } from '@autobus/rpc'
 import { median, now } from './harness.js'
+
+const nodeScript = fileURLToPath(new URL('./bridge-node.js', import.meta.url))
+
+/** Starts one end of the bridge benchmark and reads its ready line. */
+async function startNode(args: string[]): Promise<{ ready: any; child: ChildProcess }> {
+  const child = spawn(process.execPath, [nodeScript, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout! })
+  const [first] = (await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(() => [undefined]),
+  ])) as [string | undefined]
+  if (!first) throw new Error(`bridge-node ${args[0]} exited before it was ready`)
+  return { ready: JSON.parse(first), child }
+}
 
 let nextPort = 0
 const discoveryPort = () => 38_000 + ((process.pid * 3) % 5_000) + nextPort++
@@ -65,19 +85,31 @@ function waitUntil(check: () => boolean, timeout: number): Promise<boolean> {
  * bridged service).
  */
 export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
+  const results: Record<string, number> = {}
+  Object.assign(results, await hopBench(options))
+  Object.assign(results, await manyServices(options))
+  return results
+}
+
+/**
+ * One hop: the service with its bridge in one process, the far bridge in
+ * another, the client in this one; the same client calls the service
+ * directly and through the stand-in.
+ */
+async function hopBench(options: { smoke: boolean; rounds: number }) {
   const socket = join(tmpdir(), `autobus-bench-bridge-${process.pid}.sock`)
-  const home = await bus(discoveryPort())
-  const far = await bus(discoveryPort())
-  const left = createBridge({ bus: home, listen: [`unix:${socket}`] })
-  await left.ready
-  const right = createBridge({ bus: far, connect: [`unix:${socket}`] })
+  const farPort = discoveryPort()
+  const home = await startNode(['home', String(discoveryPort()), socket])
+  const far = await startNode(['far', String(farPort), socket])
+  const client = await bus(farPort)
   try {
-    const service = home.createService({ info: { type: 'bench.bridge' } })
-    service.addFunction('echo', {}, (x) => x)
-    home.publish(service)
-    const stand = await far.waitForService({ type: 'bench.bridge' }, { timeout: 10_000 })
-    const direct = await far.connect({ host: '127.0.0.1', port: home.port, service: service.id })
-    const bridged = await far.connect(stand)
+    const stand = await client.waitForService({ type: 'bench.bridge' }, { timeout: 10_000 })
+    const direct = await client.connect({
+      host: '127.0.0.1',
+      port: home.ready.port,
+      service: home.ready.service,
+    })
+    const bridged = await client.connect(stand)
     const seq = options.smoke ? 200 : 3_000
     const pipe = options.smoke ? 1_000 : 20_000
     const directP50: number[] = []
@@ -90,7 +122,7 @@ export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
       directPipe.push(await pipelined(direct, pipe, 64))
       bridgedPipe.push(await pipelined(bridged, pipe, 64))
     }
-    const results: Record<string, number> = {
+    return {
       direct_p50_us: Math.round(median(directP50) * 1000),
       bridged_p50_us: Math.round(median(bridgedP50) * 1000),
       hop_p50_added_us: Math.round((median(bridgedP50) - median(directP50)) * 1000),
@@ -98,10 +130,31 @@ export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
       bridged_pipelined_calls_per_s: Math.round(median(bridgedPipe)),
       pipelined_vs_direct: Number((median(bridgedPipe) / median(directPipe)).toFixed(3)),
     }
-    await direct.close()
-    await bridged.close()
+  } finally {
+    await client.close()
+    for (const node of [far, home]) {
+      const exited = once(node.child, 'exit')
+      node.child.kill('SIGKILL')
+      await exited
+    }
+    rmSync(socket, { force: true })
+  }
+}
 
-    // Many services: the far bus's table counts the stand-ins as they are published.
+/**
+ * Many services behind one pair of bridges, all in this process: the time
+ * until the far bus has a stand-in for each, and the heap each costs (both
+ * bridges, the stand-in and both ends of its session).
+ */
+async function manyServices(options: { smoke: boolean }) {
+  const socket = join(tmpdir(), `autobus-bench-many-${process.pid}.sock`)
+  const home = await bus(discoveryPort())
+  const far = await bus(discoveryPort())
+  const left = createBridge({ bus: home, listen: [`unix:${socket}`] })
+  await left.ready
+  const right = createBridge({ bus: far, connect: [`unix:${socket}`] })
+  try {
+    await waitUntil(() => right.links().length === 1, 10_000)
     const count = options.smoke ? 100 : 1_000
     const gc = (globalThis as { gc?: () => void }).gc
     gc?.()
@@ -116,13 +169,13 @@ export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
       () => far.services({ type: 'bench.many' }).length >= count,
       options.smoke ? 20_000 : 60_000,
     )
-    results.services = count
-    results.services_all_visible_ms = all ? Math.round(now() - started) : -1
+    const visible = all ? Math.round(now() - started) : -1
     gc?.()
-    results.bytes_per_bridged_service = Math.round(
-      (process.memoryUsage().heapUsed - before) / count,
-    )
-    return results
+    return {
+      services: count,
+      services_all_visible_ms: visible,
+      bytes_per_bridged_service: Math.round((process.memoryUsage().heapUsed - before) / count),
+    }
   } finally {
     await right.close()
     await left.close()
