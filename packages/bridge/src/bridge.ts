@@ -197,6 +197,8 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   readonly #best = new Map<string, Route>()
   readonly #slots = new Map<string, Slot>()
   readonly #timers = new Set<NodeJS.Timeout>()
+  /** Stand-ins that failed in a row, per service: each try waits twice as long. */
+  readonly #failures = new Map<string, number>()
   readonly #queued = new Map<Link, RoutesBody>()
   #flushing = false
   #marker: Publication | undefined
@@ -337,6 +339,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     link.on('open', (circuit, service) => this.#relay(circuit, service))
     link.closed.then((info) => {
       this.#open.delete(link)
+      this.#addresses.delete(link)
       this.stats.invalidMessages += link.counters.invalid
       const state = this.#links.get(link)
       if (!state) return
@@ -344,7 +347,6 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       this.#queued.delete(link)
       for (const service of state.learnt.keys()) this.#reconsider(service)
       const reason = link.byeReason ?? info.reason
-      this.#log?.info(`autobus:bridge link to ${link.peer!.id} down: ${reason}`)
       this.emit('link', { up: false, peer: link.peer!.id, address, reason })
     })
     return link
@@ -497,7 +499,10 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     }
     if (routeKey(best) === routeKey(this.#best.get(service))) return
     if (best) this.#best.set(service, best)
-    else this.#best.delete(service)
+    else {
+      this.#best.delete(service)
+      this.#failures.delete(service)
+    }
     for (const link of this.#links.keys()) this.#tell(link, service)
     this.#syncStandIn(service)
   }
@@ -595,6 +600,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       slot.standIn = standIn
       if (slot.stopped) return
       slot.publication = this.#bus.publish(standIn.service)
+      this.#failures.delete(service)
       up.closed.then((closed) => this.#lost(service, slot, closed.reason))
     } catch (error) {
       if (slot.stopped) return
@@ -602,6 +608,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         `autobus:bridge no stand-in for ${service}: ${error instanceof Error ? error.message : String(error)}`,
       )
       circuit.close('stand-in failed')
+      this.#failures.set(service, (this.#failures.get(service) ?? 0) + 1)
       this.#lost(service, slot, 'stand-in failed')
     }
   }
@@ -618,15 +625,22 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     return slot.done
   }
 
-  /** The session behind a stand-in ended: take it down, and try again while a route remains. */
+  /**
+   * The session behind a stand-in ended: take it down, and try again while
+   * a route remains, after 250 ms, doubling up to 30 s while it keeps failing.
+   */
   #lost(service: string, slot: Slot, reason: string): void {
     if (slot.stopped || this.#slots.get(service) !== slot) return
     void this.#stopSlot(service, slot, reason).then(() => {
       if (this.#closing) return
-      const timer = setTimeout(() => {
-        this.#timers.delete(timer)
-        if (!this.#slots.has(service)) this.#syncStandIn(service)
-      }, 250)
+      const failures = this.#failures.get(service) ?? 0
+      const timer = setTimeout(
+        () => {
+          this.#timers.delete(timer)
+          if (!this.#slots.has(service)) this.#syncStandIn(service)
+        },
+        Math.min(30_000, 250 * 2 ** failures),
+      )
       this.#timers.add(timer)
     })
   }

@@ -214,7 +214,7 @@ describe('a pair of bridges', () => {
     await left.ready
     bridge({ bus: b, connect: [`unix:${path}`] })
     const service = a.createService({ info: { type: 'test.flood' } })
-    const total = 24 * 1024 * 1024
+    const total = 16 * 1024 * 1024
     let written = 0
     service.addStream('flood', {}, (stream) => {
       const chunk = Buffer.alloc(64 * 1024, 1)
@@ -249,5 +249,41 @@ describe('a pair of bridges', () => {
     await left.close()
     expect((await channel.closed).byPeer).toBe(true)
     await expect.poll(() => stalled.destroyed).toBe(true)
+  })
+
+  it('with two links between two buses, shows each service once and keeps it when one link goes', async () => {
+    const a = await bus()
+    const b = await bus()
+    const first = socketPath()
+    const second = socketPath()
+    const a1 = bridge({ bus: a, listen: [`unix:${first}`] })
+    const a2 = bridge({ bus: a, listen: [`unix:${second}`] })
+    await Promise.all([a1.ready, a2.ready])
+    // One bridge on B with a link to each bridge of A: a route from A back
+    // to A through B is refused, since A's bridges know each other.
+    const b1 = bridge({ bus: b, connect: [`unix:${first}`, `unix:${second}`] })
+    await expect.poll(() => b1.links().length).toBe(2)
+    const { service } = calculator(a)
+    a.publish(service)
+    await expect.poll(() => b.services({ type: 'test.calc' }).length).toBe(1)
+    const remote = b.createService({ info: { type: 'test.remote' } })
+    remote.addFunction('ping', {}, () => 'pong')
+    b.publish(remote)
+    await expect.poll(() => a.services({ type: 'test.remote' }).length).toBe(1)
+    // Settled: still one each, nothing sent back to where it came from.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(b.services({ type: 'test.calc' })).toHaveLength(1)
+    expect(a.services({ type: 'test.remote' })).toHaveLength(1)
+    expect(a.services({ type: 'test.calc' })).toHaveLength(1)
+    const [via] = b.services({ type: 'test.calc' })[0]!.info.via as string[]
+    expect(via).toBe(b1.id)
+    // The link carrying the stand-in goes: the other takes over.
+    const carrying = (b.services({ type: 'test.calc' })[0]!.info.via as string[])[1]
+    await (carrying === a1.id ? a1 : a2).close()
+    await expect
+      .poll(() => b.services({ type: 'test.calc' })[0]?.info.via as string[] | undefined)
+      .toEqual([b1.id, carrying === a1.id ? a2.id : a1.id])
+    const connection = await b.connect(b.services({ type: 'test.calc' })[0]!)
+    expect(await connection.call('add', [2, 2])).toBe(4)
   })
 })
