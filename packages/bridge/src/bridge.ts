@@ -481,6 +481,9 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   #reconsider(service: string): void {
     if (this.#closing) return
     let best: Route | undefined = this.#local.get(service)
+    // Another bridge's stand-in whose route left this bus and came back is a
+    // loop, not a route (it can be seen before that bridge learns so).
+    if (best && best.path.length > 0 && !this.#acceptable(best.path)) best = undefined
     for (const [link, state] of this.#links) {
       const entry = state.learnt.get(service)
       if (!entry) continue

@@ -18,6 +18,7 @@ const published = [
   'rpc',
   'proxy',
   'bus',
+  'bridge',
   'cli',
   'conformance',
 ]
