@@ -53,6 +53,8 @@ export interface BridgeOptions extends LinkTimings {
   retryMax?: number
   /** Routes kept from one link (default 10,000); more are counted and ignored. */
   maxRoutesPerLink?: number
+  /** Circuits open at once on one link (default 4,096); the other end's beyond it are refused and counted. */
+  maxCircuitsPerLink?: number
   /** Timeout of a call made through a stand-in (default 30 s). */
   callTimeout?: number
   /**
@@ -83,6 +85,7 @@ export interface LinkState {
   routes: number
   circuits: number
   invalid: number
+  refusedCircuits: number
 }
 
 /** Counters of a bridge; bad input is counted, never thrown. */
@@ -91,8 +94,10 @@ export interface BridgeStats {
   refusedRoutes: number
   /** Links refused: to this bridge itself, to a bridge on this bus, or a duplicate. */
   refusedLinks: number
-  /** Invalid link messages, over all links. */
+  /** Invalid link messages, over links that have closed (`links()` has the open ones'). */
   invalidMessages: number
+  /** Circuits refused over `maxCircuitsPerLink`, over links that have closed. */
+  refusedCircuits: number
   /** Circuits relayed from one link to another or to a service of this bus. */
   relayed: number
 }
@@ -177,6 +182,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     refusedRoutes: 0,
     refusedLinks: 0,
     invalidMessages: 0,
+    refusedCircuits: 0,
     relayed: 0,
   }
   listening: string[] = []
@@ -328,7 +334,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   // --- links ---------------------------------------------------------------
 
   #adopt(connection: MessageConnection, initiator: boolean, address: string): Link {
-    const link = new Link(connection, initiator)
+    const link = new Link(connection, initiator, this.#options.maxCircuitsPerLink ?? 4_096)
     this.#open.add(link)
     this.#addresses.set(link, address)
     link.on('hello', (peer) => {
@@ -341,6 +347,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       this.#open.delete(link)
       this.#addresses.delete(link)
       this.stats.invalidMessages += link.counters.invalid
+      this.stats.refusedCircuits += link.counters.refusedCircuits
       const state = this.#links.get(link)
       if (!state) return
       this.#links.delete(link)
@@ -710,6 +717,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       routes: state.learnt.size,
       circuits: link.circuitCount,
       invalid: link.counters.invalid,
+      refusedCircuits: link.counters.refusedCircuits,
     }))
   }
 

@@ -40,6 +40,8 @@ export interface LinkCounters {
   circuitsIn: number
   /** Circuits opened by this end. */
   circuitsOut: number
+  /** Circuits the other end opened beyond `maxCircuits`, refused. */
+  refusedCircuits: number
 }
 
 type LinkEvents = {
@@ -106,7 +108,12 @@ export class Link extends EventEmitter<LinkEvents> {
   readonly connection: MessageConnection
   /** True for the end that connected. */
   readonly initiator: boolean
-  readonly counters: LinkCounters = { invalid: 0, circuitsIn: 0, circuitsOut: 0 }
+  readonly counters: LinkCounters = {
+    invalid: 0,
+    circuitsIn: 0,
+    circuitsOut: 0,
+    refusedCircuits: 0,
+  }
   readonly closed: Promise<CloseInfo>
   /** The other end's hello, once it has arrived. */
   peer: HelloBody | undefined
@@ -116,8 +123,12 @@ export class Link extends EventEmitter<LinkEvents> {
   #nextCircuit: number
   #nextPing = 1
 
-  constructor(connection: MessageConnection, initiator: boolean) {
+  readonly #maxCircuits: number
+
+  /** `maxCircuits`: circuits open at once on the link (default 4,096); the other end's beyond it are refused. */
+  constructor(connection: MessageConnection, initiator: boolean, maxCircuits = 4_096) {
     super()
+    this.#maxCircuits = maxCircuits
     this.connection = connection
     this.initiator = initiator
     this.#nextCircuit = initiator ? 1 : 2
@@ -261,6 +272,13 @@ export class Link extends EventEmitter<LinkEvents> {
         if (id % 2 === (this.initiator ? 1 : 0) || this.#circuits.has(id)) {
           this.#invalid()
           this.send(LinkMessage.Close, [id, 'circuit number in use'])
+          return
+        }
+        // Each circuit may hold a connection to a service of this bus: the
+        // other end cannot make this bridge open them without bound.
+        if (this.#circuits.size >= this.#maxCircuits) {
+          this.counters.refusedCircuits++
+          this.send(LinkMessage.Close, [id, 'too many circuits'])
           return
         }
         const circuit = new Circuit(this, id)

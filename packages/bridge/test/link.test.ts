@@ -82,6 +82,21 @@ describe('link', () => {
   })
 })
 
+describe('link limits', () => {
+  it('refuses circuits beyond its limit, and counts them', async () => {
+    const [a, b] = createMemoryPair()
+    const left = new Link(a, true)
+    const right = new Link(b, false, 2)
+    await Promise.all([left.start(hello('l')), right.start(hello('r'))])
+    const circuits = [left.open('s'), left.open('s'), left.open('s')]
+    expect((await circuits[2]!.closed).reason).toBe('too many circuits')
+    expect(right.counters.refusedCircuits).toBe(1)
+    expect(right.circuitCount).toBe(2)
+    expect(circuits[0]!.isClosed).toBe(false)
+    await left.close()
+  })
+})
+
 describe('link addresses', () => {
   it('reads tcp and unix addresses and refuses others', () => {
     expect(parseLinkAddress('tcp://10.0.0.2:7000')).toEqual({ host: '10.0.0.2', port: 7000 })
