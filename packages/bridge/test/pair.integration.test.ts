@@ -286,4 +286,21 @@ describe('a pair of bridges', () => {
     const connection = await b.connect(b.services({ type: 'test.calc' })[0]!)
     expect(await connection.call('add', [2, 2])).toBe(4)
   })
+
+  it('tells no route beyond the hop limit', async () => {
+    const [a, b, c] = [await bus(), await bus(), await bus()]
+    const [ab, bc] = [socketPath(), socketPath()]
+    bridge({ bus: a, listen: [`unix:${ab}`], hopLimit: 1 })
+    bridge({ bus: b, connect: [`unix:${ab}`], listen: [`unix:${bc}`], hopLimit: 1 })
+    bridge({ bus: c, connect: [`unix:${bc}`], hopLimit: 1 })
+    a.publish(calculator(a).service)
+    const local = b.createService({ info: { type: 'test.local' } })
+    b.publish(local)
+    await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    const near = await c.waitForService({ type: 'test.local' }, { timeout: 5_000 })
+    expect(near.info.hops).toBe(1)
+    // A's service is two links from C: past the limit.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(c.services({ type: 'test.calc' })).toEqual([])
+  })
 })
