@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import Table from 'cli-table3'
 import { Command } from 'commander'
+import { bridgeBench } from './bridge.js'
 import { renderChart } from './chart.js'
 import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
@@ -212,6 +213,10 @@ async function hostile() {
   })
 }
 
+async function bridges() {
+  emit({ name: 'bridge', system: 'autobus', ...(await bridgeBench({ smoke, rounds })) })
+}
+
 async function discovery() {
   emit({
     name: 'discovery',
@@ -275,6 +280,8 @@ function summary() {
     hostile_cpu_ms_per_mib: rounded(pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib')),
     hostile_flood_call_p99_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_p99_ms')),
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
+    bridge_hop_p50_added_us: pick('bridge', 'autobus', 'hop_p50_added_us') ?? null,
+    bridge_pipelined_vs_direct: pick('bridge', 'autobus', 'pipelined_vs_direct') ?? null,
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
@@ -316,6 +323,7 @@ try {
   await autobusOnly()
   await hostile()
   await discovery()
+  await bridges()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
   else table(line)

@@ -20,6 +20,7 @@ const published = [
   'rpc',
   'proxy',
   'bus',
+  'bridge',
   'cli',
   'conformance',
 ]

@@ -15,6 +15,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
+import { addBridgeCommand } from './commands/bridge.js'
 import { addTypesCommand } from './commands/types.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
@@ -441,6 +442,10 @@ export function createProgram(): Command {
     )
 
   addConformanceCommand(program, {
+    busOptions: (discovery) => busOptions(globals(), discovery),
+    interrupted,
+  })
+  addBridgeCommand(program, {
     busOptions: (discovery) => busOptions(globals(), discovery),
     interrupted,
   })

@@ -1,0 +1,306 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  InvalidArgumentsError,
+  RemoteError,
+  Type,
+  UnknownNameError,
+} from '@autobus/bus'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
+
+// Two buses in this process, each on a discovery port of its own on
+// loopback: two broadcast domains that only a bridge joins.
+const base = 21_000 + ((process.pid * 7) % 15_000)
+let nextPort = 0
+const closing: Array<{ close(): Promise<unknown> }> = []
+afterEach(async () => {
+  for (const thing of closing.splice(0).reverse()) await thing.close()
+})
+
+async function bus(options: BusOptions = {}): Promise<Bus> {
+  const created = await createBus({
+    discoveryPort: base + nextPort++,
+    interfaces: ['lo'],
+    holdOff: 0,
+    host: '127.0.0.1',
+    ...options,
+  })
+  closing.push(created)
+  return created
+}
+
+function bridge(options: Parameters<typeof createBridge>[0]): Bridge {
+  const created = createBridge({ retryInitial: 20, retryMax: 200, ...options })
+  closing.push(created)
+  return created
+}
+
+function socketPath(): string {
+  return join(tmpdir(), `autobus-bridge-${process.pid}-${nextPort++}.sock`)
+}
+
+function calculator(target: Bus) {
+  const service = target.createService({ info: { type: 'test.calc', room: 'lab' }, doc: 'Adds' })
+  const added = service.addEvent('added', { args: [Type.Number()] })
+  const total = service.addObject('total', { value: Type.Number() }, 0)
+  service.addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()] }, (a, b) => {
+    total.set(total.value + a + b)
+    added.fire(a + b)
+    return a + b
+  })
+  service.addFunction('boom', {}, () => {
+    throw new RangeError('kaboom')
+  })
+  service.addChannel('echo', {}, (channel) => {
+    channel.send('hello')
+    channel.on('message', (message) => channel.send(message))
+  })
+  service.addStream('echo', {}, (stream) => stream.pipe(stream))
+  return { service, total }
+}
+
+function nextChange(target: Bridge, up: boolean): Promise<LinkChange> {
+  return new Promise((resolve) => {
+    const on = (change: LinkChange) => {
+      if (change.up !== up) return
+      target.off('link', on)
+      resolve(change)
+    }
+    target.on('link', on)
+  })
+}
+
+describe('a pair of bridges', () => {
+  it('carries every capability of a service, and withdraws it on goodbye', async () => {
+    const a = await bus()
+    const b = await bus()
+    const path = socketPath()
+    const left = bridge({ bus: a, listen: [`unix:${path}`] })
+    await left.ready
+    const right = bridge({ bus: b, connect: [`unix:${path}`] })
+    const { service } = calculator(a)
+    const publication = a.publish(service)
+    await publication.announced
+    const seenOnA = Date.now()
+    const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    // Behaviour the spec promises: visible on the far bus within 1 s.
+    expect(Date.now() - seenOnA).toBeLessThan(1_000)
+    expect(found.service).toBe(service.id)
+    expect(found.info).toMatchObject({
+      type: 'test.calc',
+      room: 'lab',
+      bridged: true,
+      hops: 1,
+      via: [right.id, left.id],
+    })
+    expect(found.port).toBe(b.port)
+
+    const connection = await b.connect(found)
+    expect(await connection.call('add', [1, 2])).toBe(3)
+    await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
+    await expect(connection.call('nothing')).rejects.toBeInstanceOf(UnknownNameError)
+    const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
+    expect(boom).toBeInstanceOf(RemoteError)
+    expect(boom.code).toBe('remote_error')
+    expect(boom.remoteName).toBe('RangeError')
+    const description = await connection.describe()
+    expect(description.functions.add?.args).toHaveLength(2)
+    expect(description.doc).toBe('Adds')
+
+    const events: unknown[] = []
+    await connection.listen('added', (sum) => events.push(sum))
+    const values: unknown[] = []
+    await connection.watch('total', (value) => values.push(value))
+    expect(values).toEqual([3])
+    connection.notify('add', [2, 2])
+    const result = await new Promise((resolve, reject) =>
+      connection.callback('add', [5, 5], resolve, reject),
+    )
+    expect(result).toBe(10)
+    await expect.poll(() => values).toEqual([3, 7, 17])
+    expect(events).toEqual([4, 10])
+
+    const channel = await connection.openChannel('echo')
+    const iterator = channel[Symbol.asyncIterator]()
+    expect((await iterator.next()).value).toBe('hello')
+    channel.send({ n: 1 })
+    expect((await iterator.next()).value).toEqual({ n: 1 })
+    channel.close()
+
+    const stream = await connection.openStream('echo')
+    const payload = Buffer.alloc(3 * 1024 * 1024, 7)
+    const received: Buffer[] = []
+    stream.on('data', (chunk: Buffer) => received.push(chunk))
+    stream.end(payload)
+    await new Promise((resolve) => stream.on('end', resolve))
+    expect(Buffer.concat(received).equals(payload)).toBe(true)
+
+    const gone = new Promise<number>((resolve) =>
+      b.on('disappeared', (service) => {
+        if (service.info.type === 'test.calc') resolve(Date.now())
+      }),
+    )
+    const goodbye = Date.now()
+    await publication.unpublish()
+    expect((await gone) - goodbye).toBeLessThan(1_000)
+    await expect.poll(() => values.at(-1)).toBe(null)
+  })
+
+  it('links whichever side starts first, and withdraws all it learnt when the link goes', async () => {
+    const a = await bus()
+    const b = await bus()
+    const path = socketPath()
+    const right = bridge({ bus: b, connect: [`unix:${path}`] })
+    const { service } = calculator(a)
+    a.publish(service)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    const left = bridge({ bus: a, listen: [`unix:${path}`] })
+    const up = nextChange(right, true)
+    await left.ready
+    expect((await up).peer).toBe(left.id)
+    await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    const gone = new Promise<void>((resolve) =>
+      b.on('disappeared', (service) => service.info.type === 'test.calc' && resolve()),
+    )
+    const down = nextChange(right, false)
+    await left.close()
+    await down
+    await gone
+    expect(b.services({ type: 'test.calc' })).toEqual([])
+  })
+
+  it('ends up with one link when both bridges connect to each other', async () => {
+    const a = await bus()
+    const b = await bus()
+    const pathA = socketPath()
+    const pathB = socketPath()
+    const left = bridge({ bus: a, listen: [`unix:${pathA}`], connect: [`unix:${pathB}`] })
+    const right = bridge({ bus: b, listen: [`unix:${pathB}`], connect: [`unix:${pathA}`] })
+    await Promise.all([left.ready, right.ready])
+    await expect.poll(() => left.links().length).toBe(1)
+    await expect.poll(() => right.links().length).toBe(1)
+    // It stays that way: the losing side waits instead of retrying.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(left.links()).toHaveLength(1)
+    expect(right.links()).toHaveLength(1)
+    expect(left.links()[0]!.peer).toBe(right.id)
+  })
+
+  it('refuses a link back to its own bus', async () => {
+    const a = await bus()
+    const path = socketPath()
+    const first = bridge({ bus: a, listen: [`unix:${path}`] })
+    await first.ready
+    const { service } = calculator(a)
+    a.publish(service)
+    // Give the first bridge's marker time to be seen on the bus.
+    await expect.poll(() => a.services({ 'autobus.bridge': first.id }).length).toBe(1)
+    const second = bridge({ bus: a, connect: [`unix:${path}`] })
+    await second.ready
+    await expect.poll(() => first.stats.refusedLinks + second.stats.refusedLinks).toBeGreaterThan(0)
+    expect(first.links()).toEqual([])
+    expect(a.services({ type: 'test.calc' })).toHaveLength(1)
+  })
+
+  it('holds a byte stream back end to end when the reader is slow, and ends channels and streams with the link', async () => {
+    const a = await bus()
+    const b = await bus()
+    const path = socketPath()
+    const left = bridge({ bus: a, listen: [`unix:${path}`] })
+    await left.ready
+    bridge({ bus: b, connect: [`unix:${path}`] })
+    const service = a.createService({ info: { type: 'test.flood' } })
+    const total = 16 * 1024 * 1024
+    let written = 0
+    service.addStream('flood', {}, (stream) => {
+      const chunk = Buffer.alloc(64 * 1024, 1)
+      void (async () => {
+        while (written < total && !stream.destroyed) {
+          written += chunk.length
+          if (!stream.write(chunk)) await new Promise((resolve) => stream.once('drain', resolve))
+        }
+        stream.end()
+      })()
+    })
+    service.addChannel('hold', {}, () => {})
+    a.publish(service)
+    const found = await b.waitForService({ type: 'test.flood' }, { timeout: 5_000 })
+    const connection = await b.connect(found)
+    const stream = await connection.openStream('flood')
+    stream.pause()
+    // Nothing reads: the writer is held back by the windows on the way
+    // (one per session end), not buffered without end in the bridges.
+    await new Promise((resolve) => setTimeout(resolve, 1_000))
+    expect(written).toBeLessThan(12 * 1024 * 1024)
+    let received = 0
+    stream.on('data', (chunk: Buffer) => {
+      received += chunk.length
+    })
+    stream.resume()
+    await new Promise((resolve) => stream.on('end', resolve))
+    expect(received).toBe(total)
+
+    const channel = await connection.openChannel('hold')
+    const stalled = await connection.openStream('flood')
+    await left.close()
+    expect((await channel.closed).byPeer).toBe(true)
+    await expect.poll(() => stalled.destroyed).toBe(true)
+  })
+
+  it('with two links between two buses, shows each service once and keeps it when one link goes', async () => {
+    const a = await bus()
+    const b = await bus()
+    const first = socketPath()
+    const second = socketPath()
+    const a1 = bridge({ bus: a, listen: [`unix:${first}`] })
+    const a2 = bridge({ bus: a, listen: [`unix:${second}`] })
+    await Promise.all([a1.ready, a2.ready])
+    // One bridge on B with a link to each bridge of A: a route from A back
+    // to A through B is refused, since A's bridges know each other.
+    const b1 = bridge({ bus: b, connect: [`unix:${first}`, `unix:${second}`] })
+    await expect.poll(() => b1.links().length).toBe(2)
+    const { service } = calculator(a)
+    a.publish(service)
+    await expect.poll(() => b.services({ type: 'test.calc' }).length).toBe(1)
+    const remote = b.createService({ info: { type: 'test.remote' } })
+    remote.addFunction('ping', {}, () => 'pong')
+    b.publish(remote)
+    await expect.poll(() => a.services({ type: 'test.remote' }).length).toBe(1)
+    // Settled: still one each, nothing sent back to where it came from.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(b.services({ type: 'test.calc' })).toHaveLength(1)
+    expect(a.services({ type: 'test.remote' })).toHaveLength(1)
+    expect(a.services({ type: 'test.calc' })).toHaveLength(1)
+    const [via] = b.services({ type: 'test.calc' })[0]!.info.via as string[]
+    expect(via).toBe(b1.id)
+    // The link carrying the stand-in goes: the other takes over.
+    const carrying = (b.services({ type: 'test.calc' })[0]!.info.via as string[])[1]
+    await (carrying === a1.id ? a1 : a2).close()
+    await expect
+      .poll(() => b.services({ type: 'test.calc' })[0]?.info.via as string[] | undefined)
+      .toEqual([b1.id, carrying === a1.id ? a2.id : a1.id])
+    const connection = await b.connect(b.services({ type: 'test.calc' })[0]!)
+    expect(await connection.call('add', [2, 2])).toBe(4)
+  })
+
+  it('tells no route beyond the hop limit', async () => {
+    const [a, b, c] = [await bus(), await bus(), await bus()]
+    const [ab, bc] = [socketPath(), socketPath()]
+    bridge({ bus: a, listen: [`unix:${ab}`], hopLimit: 1 })
+    bridge({ bus: b, connect: [`unix:${ab}`], listen: [`unix:${bc}`], hopLimit: 1 })
+    bridge({ bus: c, connect: [`unix:${bc}`], hopLimit: 1 })
+    a.publish(calculator(a).service)
+    const local = b.createService({ info: { type: 'test.local' } })
+    b.publish(local)
+    await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    const near = await c.waitForService({ type: 'test.local' }, { timeout: 5_000 })
+    expect(near.info.hops).toBe(1)
+    // A's service is two links from C: past the limit.
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    expect(c.services({ type: 'test.calc' })).toEqual([])
+  })
+})
