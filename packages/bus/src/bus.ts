@@ -20,10 +20,13 @@ import {
 } from '@autobus/discovery'
 import {
   activeLogger,
+  type BusKey,
   ClosedError,
   DISCOVERY_PORT,
+  KeyRing,
   type Logger,
   META_SERVICE_ID,
+  parseKeys,
   UnreachableError,
 } from '@autobus/protocol'
 import {
@@ -60,6 +63,14 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
   discoveryPort?: number
   /** Interfaces to announce on, by name or address (default all that broadcast, and loopback). */
   interfaces?: readonly string[]
+  /**
+   * The bus key, which turns security on (default `AUTOBUS_KEY`, else none):
+   * discovery datagrams are sealed and checked, sessions run over TLS 1.3
+   * with a key derived from it. Text as `autobus keygen` prints it (several,
+   * separated by commas or new lines: the first is used, all are accepted),
+   * parsed keys, or a {@link KeyRing} to roll keys while running.
+   */
+  key?: string | BusKey | readonly (string | BusKey)[] | KeyRing
   /** A discovery network to use instead of UDP (tests). */
   network?: DiscoveryNetwork
   /** Host name announced as "hostname" (default this host's, up to the first dot). */
@@ -110,6 +121,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #proxies = new Set<SingleServiceProxy | MultiServiceProxy>()
   #closing: Promise<void> | undefined
   readonly #logger: Logger | undefined
+  readonly #keys: KeyRing | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -118,8 +130,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     discoverer: Discoverer | undefined,
     hostname: string,
     logger?: Logger,
+    keys?: KeyRing,
   ) {
     super()
+    this.#keys = keys
     this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
@@ -135,6 +149,14 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   /** The TCP port this bus serves on. */
   get port(): number {
     return this.#server.port
+  }
+
+  /**
+   * The bus's keys when it has one (`key` or `AUTOBUS_KEY`): install, use
+   * and remove keys here to roll them while running (docs/security.md).
+   */
+  get keys(): KeyRing | undefined {
+    return this.#keys
   }
 
   /** True if this bus announces and discovers. */
@@ -414,6 +436,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  */
 export async function createBus(given: BusOptions = {}): Promise<Bus> {
   const options = withEnvironment(given)
+  const keys = keyRing(options.key)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
   const server = await serve([], {
     ...options,
@@ -425,7 +448,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(server, undefined, undefined, hostname, options.logger)
+    return new Bus(server, undefined, undefined, hostname, options.logger, keys)
   const network = sharedNetwork(
     options.network ??
       udpNetwork({
@@ -443,9 +466,16 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
         throw error
       },
     )
-    return new Bus(server, publisher, discoverer, hostname, options.logger)
+    return new Bus(server, publisher, discoverer, hostname, options.logger, keys)
   } catch (error) {
     await server.close()
     throw error
   }
+}
+
+function keyRing(key: BusOptions['key']): KeyRing | undefined {
+  if (key === undefined) return undefined
+  if (key instanceof KeyRing) return key
+  if (typeof key === 'string') return new KeyRing(parseKeys(key))
+  return new KeyRing(Array.isArray(key) ? key : [key as BusKey])
 }

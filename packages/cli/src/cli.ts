@@ -15,6 +15,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
+import { addKeygenCommand } from './commands/keygen.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
 import { parseFilter, parseTarget, parseValue, type Target, UsageError } from './target.js'
@@ -33,6 +34,7 @@ export const ExitCode = {
 interface GlobalOptions {
   discoveryPort?: number
   interface?: string[]
+  keyFile?: string
 }
 
 const TARGET_HELP =
@@ -73,7 +75,16 @@ function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
   const options: BusOptions = { discovery }
   if (global.discoveryPort) options.discoveryPort = global.discoveryPort
   if (global.interface && global.interface.length > 0) options.interfaces = global.interface
+  if (global.keyFile) options.key = readKeyFile(global.keyFile)
   return options
+}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read the key file ${path}: ${(error as Error).message}`)
+  }
 }
 
 function printableService(service: DiscoveredService) {
@@ -174,6 +185,7 @@ export function createProgram(): Command {
       'announce and discover only on this interface (repeatable; or $AUTOBUS_INTERFACES)',
       collect,
     )
+    .option('--key-file <path>', 'bus key(s), one per line, the first in use (or $AUTOBUS_KEY)')
     .version(version(), '-V, --version', 'print the version of @autobus/cli')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
@@ -444,6 +456,7 @@ export function createProgram(): Command {
     interrupted,
   })
 
+  addKeygenCommand(program)
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
 }
