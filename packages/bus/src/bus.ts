@@ -8,13 +8,17 @@ import {
   type DiscovererEvents,
   type DiscovererTimings,
   type DiscoveryNetwork,
+  keyedProbe,
   matchesFilter,
   type PeerOptions,
   type Published,
   type Publisher,
   type PublisherTimings,
+  type SealDrops,
+  type SealedNetwork,
   type ServiceChange,
   type ServiceFilter,
+  sealedNetwork,
   sharedNetwork,
   udpNetwork,
 } from '@autobus/discovery'
@@ -71,6 +75,15 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
    * parsed keys, or a {@link KeyRing} to roll keys while running.
    */
   key?: string | BusKey | readonly (string | BusKey)[] | KeyRing
+  /**
+   * With a key: also accept discovery datagrams that are not sealed
+   * (default false), for a network shared with keyless peers such as
+   * original Autobus 2 peers. Their services still cannot be called over a
+   * keyed session.
+   */
+  acceptUnsigned?: boolean
+  /** With a key: how far a datagram's timestamp may be from this host's clock, in ms (default 30 s). */
+  replayWindow?: number
   /** A discovery network to use instead of UDP (tests). */
   network?: DiscoveryNetwork
   /** Host name announced as "hostname" (default this host's, up to the first dot). */
@@ -81,6 +94,16 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
    * `debug`, `info`, `warn` and `error`, so `console` or pino fit.
    */
   logger?: Logger
+}
+
+/** What a keyed bus has refused, counted since it started; see {@link Bus.securityStats}. */
+export interface BusSecurityStats {
+  /** Discovery datagrams dropped, by reason (unsigned, unknown key, bad tag, outside the window, replayed, …). */
+  datagramsDropped: Readonly<SealDrops>
+  /** Discovery datagrams accepted: sealed, and unsigned where `acceptUnsigned` allows. */
+  datagramsAccepted: { readonly sealed: number; readonly unsigned: number }
+  /** Connections whose TLS handshake failed (no key, a wrong key, plaintext). */
+  handshakeFailures: number
 }
 
 /** Something a bus can connect to. */
@@ -122,6 +145,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   #closing: Promise<void> | undefined
   readonly #logger: Logger | undefined
   readonly #keys: KeyRing | undefined
+  readonly #sealed: SealedNetwork | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -131,9 +155,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     hostname: string,
     logger?: Logger,
     keys?: KeyRing,
+    sealed?: SealedNetwork,
   ) {
     super()
     this.#keys = keys
+    this.#sealed = sealed
     this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
@@ -157,6 +183,16 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    */
   get keys(): KeyRing | undefined {
     return this.#keys
+  }
+
+  /** What this bus's key has kept out (undefined without a key). */
+  get securityStats(): BusSecurityStats | undefined {
+    if (!this.#keys) return undefined
+    return {
+      datagramsDropped: { ...(this.#sealed?.dropped ?? emptyDrops) },
+      datagramsAccepted: { ...(this.#sealed?.accepted ?? { sealed: 0, unsigned: 0 }) },
+      handshakeFailures: this.#server.stats.handshakeFailures ?? 0,
+    }
   }
 
   /** True if this bus announces and discovers. */
@@ -360,7 +396,11 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     }
     const connection = await connectService(
       { host: target.host, port: target.port, service: target.service },
-      this.#logger ? { logger: this.#logger, ...options } : options,
+      {
+        ...(this.#logger ? { logger: this.#logger } : {}),
+        ...(this.#keys ? { keys: this.#keys } : {}),
+        ...options,
+      },
     )
     this.#connections.add(connection)
     connection.onClose(() => this.#connections.delete(connection))
@@ -442,6 +482,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     ...options,
     port: options.port ?? 0,
     host: options.host ?? '0.0.0.0',
+    ...(keys ? { keys } : {}),
   })
   const log = activeLogger(options.logger)
   log?.info(
@@ -449,28 +490,49 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
   )
   if (options.discovery === false)
     return new Bus(server, undefined, undefined, hostname, options.logger, keys)
-  const network = sharedNetwork(
+  const plain =
     options.network ??
-      udpNetwork({
-        port: options.discoveryPort ?? DISCOVERY_PORT,
-        ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+    udpNetwork({
+      port: options.discoveryPort ?? DISCOVERY_PORT,
+      ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+      ...(log ? { logger: log } : {}),
+    })
+  const sealed = keys
+    ? sealedNetwork(plain, {
+        keys,
+        ...(options.acceptUnsigned ? { acceptUnsigned: true } : {}),
+        ...(options.replayWindow !== undefined ? { replayWindow: options.replayWindow } : {}),
         ...(log ? { logger: log } : {}),
-      }),
-  )
+      })
+    : undefined
+  const network = sharedNetwork(sealed ?? plain)
   try {
     const peers = options.peers ?? []
     const publisher = await createPublisher({ ...options, peers, network, hostname })
-    const discoverer = await createDiscoverer({ ...options, peers, network }).catch(
-      async (error) => {
-        await publisher.close()
-        throw error
-      },
-    )
-    return new Bus(server, publisher, discoverer, hostname, options.logger, keys)
+    const discoverer = await createDiscoverer({
+      ...options,
+      peers,
+      network,
+      ...(keys ? { probe: keyedProbe(keys) } : {}),
+    }).catch(async (error) => {
+      await publisher.close()
+      throw error
+    })
+    return new Bus(server, publisher, discoverer, hostname, options.logger, keys, sealed)
   } catch (error) {
     await server.close()
     throw error
   }
+}
+
+const emptyDrops: SealDrops = {
+  unsigned: 0,
+  unknownKey: 0,
+  badTag: 0,
+  outsideWindow: 0,
+  replayed: 0,
+  malformed: 0,
+  replayCacheFull: 0,
 }
 
 function keyRing(key: BusOptions['key']): KeyRing | undefined {

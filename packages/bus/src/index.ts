@@ -70,6 +70,7 @@ export { default as Type } from 'typebox'
 export {
   Bus,
   type BusOptions,
+  type BusSecurityStats,
   createBus,
   type Publication,
   type ServiceListenerOptions,

@@ -71,6 +71,8 @@ export {
   type SealedParts,
   SessionTls,
   sealDatagram,
+  tlsClientOptions,
+  tlsServerOptions,
   verifySealed,
 } from './security.js'
 export {

@@ -232,3 +232,33 @@ export const SessionTls = {
   /** The suite whose hash (SHA-256) the PSK is used with. */
   ciphers: 'TLS_AES_128_GCM_SHA256',
 } as const
+
+/**
+ * `node:tls` options of a keyed session's client: TLS 1.3, the current
+ * key's id as PSK identity and its session key as PSK; no certificate.
+ */
+export function tlsClientOptions(keys: KeyRing) {
+  return {
+    ...SessionTls,
+    // There is no certificate: the PSK handshake itself proves the server holds the key.
+    checkServerIdentity: () => undefined,
+    pskCallback: () => ({ psk: keys.current.sessionKey, identity: keys.current.id }),
+  }
+}
+
+/**
+ * `node:tls` options of a keyed session's server: any key of the ring,
+ * chosen by the client's PSK identity; `onIdentity` learns which. An
+ * unknown identity ends the handshake.
+ */
+export function tlsServerOptions(keys: KeyRing, onIdentity?: (socket: object, id: string) => void) {
+  return {
+    ...SessionTls,
+    pskCallback: (socket: object, identity: string) => {
+      const key = keys.get(identity)
+      if (!key) return null
+      onIdentity?.(socket, identity)
+      return key.sessionKey
+    },
+  }
+}

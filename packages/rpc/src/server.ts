@@ -350,6 +350,9 @@ export class RpcServer
       refusedTotal: listener?.refusedTotal ?? 0,
       refusedPerAddress: listener?.refusedPerAddress ?? 0,
       acceptErrors: listener?.acceptErrors ?? 0,
+      ...(listener?.handshakeFailures !== undefined
+        ? { handshakeFailures: listener.handshakeFailures }
+        : {}),
       ...this.#counters,
     }
   }

@@ -1,6 +1,15 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { activeLogger, Limits, type Logger, UnreachableError } from '@autobus/protocol'
+import tls from 'node:tls'
+import {
+  activeLogger,
+  type KeyRing,
+  Limits,
+  type Logger,
+  tlsClientOptions,
+  tlsServerOptions,
+  UnreachableError,
+} from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -10,16 +19,25 @@ const LINGER_MS = 2_000
 export interface SocketOptions extends ConnectionOptions {
   /** TCP keepalive probe delay in ms (default 5 s); 0 turns keepalive off. */
   keepAlive?: number
+  /**
+   * The bus keys. With them every connection is TLS 1.3 with a pre-shared
+   * key derived from the bus key (docs/protocol.md §6.4): a listener
+   * accepts any key of the ring and refuses everything else, plaintext
+   * included, in the handshake; a client connects with the current key.
+   */
+  keys?: KeyRing
 }
 
 class SocketConnection extends FramedConnection {
   readonly remoteAddress: string
   readonly remotePort: number
+  readonly peerKeyId: string | undefined
   readonly #socket: net.Socket
 
-  constructor(socket: net.Socket, options: SocketOptions = {}) {
+  constructor(socket: net.Socket, options: SocketOptions = {}, peerKeyId?: string) {
     super(options)
     this.#socket = socket
+    this.peerKeyId = peerKeyId
     this.remoteAddress =
       socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
     this.remotePort = socket.remotePort ?? 0
@@ -92,10 +110,14 @@ export function connect(
   const where = 'path' in endpoint ? endpoint.path : `${endpoint.host}:${endpoint.port}`
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason)
-    const socket =
-      'path' in endpoint
+    const keys = options.keys
+    const socket = keys
+      ? tls.connect({ ...endpoint, ...tlsClientOptions(keys) })
+      : 'path' in endpoint
         ? net.connect({ path: endpoint.path })
         : net.connect({ host: endpoint.host, port: endpoint.port })
+    // With a key the connection is made once the handshake is done.
+    const connected = keys ? 'secureConnect' : 'connect'
     const timer = setTimeout(
       () => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)),
       timeout,
@@ -106,7 +128,7 @@ export function connect(
       clearTimeout(timer)
       options.signal?.removeEventListener('abort', abort)
       socket.off('error', onError)
-      socket.off('connect', onConnect)
+      socket.off(connected, onConnect)
     }
     function fail(error: Error) {
       cleanup()
@@ -114,10 +136,14 @@ export function connect(
       reject(error)
     }
     function onError(error: NodeJS.ErrnoException) {
+      const code = error.code ?? error.message
       fail(
-        new UnreachableError(`cannot connect to ${where}: ${error.code ?? error.message}`, {
-          cause: error,
-        }),
+        new UnreachableError(
+          keys && code.startsWith('ERR_SSL')
+            ? `the TLS handshake with ${where} failed (${code}): it does not hold key "${keys.current.id}", or has no key`
+            : `cannot connect to ${where}: ${code}`,
+          { cause: error },
+        ),
       )
     }
     function onConnect() {
@@ -125,7 +151,7 @@ export function connect(
       resolve(new SocketConnection(socket, options))
     }
     socket.once('error', onError)
-    socket.once('connect', onConnect)
+    socket.once(connected, onConnect)
   })
 }
 
@@ -153,6 +179,11 @@ export interface ServerCounters {
    * reporting them: the caps keep a server from getting there.)
    */
   acceptErrors: number
+  /**
+   * With a key: connections closed because the TLS handshake failed (no
+   * key, a wrong key, plaintext, or no handshake within `handshakeTimeout`).
+   */
+  handshakeFailures?: number
 }
 
 /** Options for {@link listen}. */
@@ -173,6 +204,8 @@ export interface ListenOptions extends SocketOptions {
   host?: string
   /** Unix socket path instead of TCP. */
   path?: string
+  /** With a key: how long a connection may take to finish the TLS handshake (default 10 s). */
+  handshakeTimeout?: number
 }
 
 /** A listener that accepts message connections. */
@@ -202,17 +235,31 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
   }
   #closing: Promise<void> | undefined
 
-  constructor(server: net.Server, options: ListenOptions) {
+  constructor(server: net.Server, options: ListenOptions, identities?: WeakMap<object, string>) {
     super()
     this.#server = server
     this.#maxConnections = options.maxConnections ?? Limits.maxConnections
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
     this.#log = activeLogger(options.logger)
-    server.on('connection', (socket) => this.#accept(socket, options))
+    if (server instanceof tls.Server) {
+      this.counters.handshakeFailures = 0
+      // Connections still in their handshake are not yet counted against
+      // the caps below: the listener's own cap bounds them.
+      server.maxConnections = this.#maxConnections
+      server.on('secureConnection', (socket: tls.TLSSocket) =>
+        this.#accept(socket, options, identities?.get(socket)),
+      )
+      server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        this.counters.handshakeFailures! += 1
+        this.#log?.warn(
+          `autobus:transport TLS handshake from ${socket.remoteAddress ?? 'a local socket'} failed: ${error.code ?? error.message}`,
+        )
+      })
+    } else server.on('connection', (socket) => this.#accept(socket, options))
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
   }
 
-  #accept(socket: net.Socket, options: ListenOptions): void {
+  #accept(socket: net.Socket, options: ListenOptions, peerKeyId?: string): void {
     // Unix socket peers have no address: only the total cap applies to them.
     const address = socket.remoteAddress
     const fromAddress = address === undefined ? 0 : (this.#perAddress.get(address) ?? 0)
@@ -228,11 +275,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
       socket.on('error', () => {})
       // A reset, not a FIN: the descriptor is freed now and no TIME_WAIT
       // state is left behind for a flood to pile up.
-      if (address === undefined) socket.destroy()
+      if (address === undefined || socket instanceof tls.TLSSocket) socket.destroy()
       else socket.resetAndDestroy()
       return
     }
-    const connection = new SocketConnection(socket, options)
+    const connection = new SocketConnection(socket, options, peerKeyId)
     this.#connections.add(connection)
     if (address !== undefined) this.#perAddress.set(address, fromAddress + 1)
     this.counters.accepted++
@@ -294,13 +341,20 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
  */
 export function listen(options: ListenOptions = {}): Promise<MessageServer> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true })
+    const identities = new WeakMap<object, string>()
+    const server = options.keys
+      ? tls.createServer({
+          noDelay: true,
+          handshakeTimeout: options.handshakeTimeout ?? 10_000,
+          ...tlsServerOptions(options.keys, (socket, id) => identities.set(socket, id)),
+        })
+      : net.createServer({ noDelay: true })
     const onError = (error: Error) =>
       reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
     server.once('error', onError)
     const ready = () => {
       server.off('error', onError)
-      resolve(new SocketServer(server, options))
+      resolve(new SocketServer(server, options, identities))
     }
     if (options.path) server.listen({ path: options.path }, ready)
     else
