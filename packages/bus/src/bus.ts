@@ -41,9 +41,12 @@ import {
   type SingleServiceProxy,
 } from '@autobus/proxy'
 import {
+  AccessControl,
+  type AccessPolicy,
   type Connection,
   type ConnectServiceOptions,
   connectService,
+  createAccessControl,
   createService,
   type RpcServer,
   type ServeOptions,
@@ -84,6 +87,12 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
   acceptUnsigned?: boolean
   /** With a key: how far a datagram's timestamp may be from this host's clock, in ms (default 30 s). */
   replayWindow?: number
+  /**
+   * Access rules for this bus's services (default `AUTOBUS_ACCESS`, else
+   * none: everything allowed): rules, a JSON file of rules (read again
+   * whenever it changes), or an {@link AccessControl}. See docs/security.md.
+   */
+  access?: string | AccessPolicy | AccessControl
   /** A discovery network to use instead of UDP (tests). */
   network?: DiscoveryNetwork
   /** Host name announced as "hostname" (default this host's, up to the first dot). */
@@ -104,6 +113,8 @@ export interface BusSecurityStats {
   datagramsAccepted: { readonly sealed: number; readonly unsigned: number }
   /** Connections whose TLS handshake failed (no key, a wrong key, plaintext). */
   handshakeFailures: number
+  /** Commands answered `forbidden` by the access rules. */
+  forbidden: number
 }
 
 /** Something a bus can connect to. */
@@ -146,6 +157,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #logger: Logger | undefined
   readonly #keys: KeyRing | undefined
   readonly #sealed: SealedNetwork | undefined
+  readonly #access: AccessControl | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -156,10 +168,12 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     logger?: Logger,
     keys?: KeyRing,
     sealed?: SealedNetwork,
+    access?: AccessControl,
   ) {
     super()
     this.#keys = keys
     this.#sealed = sealed
+    this.#access = access
     this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
@@ -169,7 +183,12 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     this.#table.on('appeared', (service, cause) => this.emit('appeared', service, cause))
     this.#table.on('disappeared', (service, cause) => this.emit('disappeared', service, cause))
     this.#table.on('changed', (service, previous) => this.emit('changed', service, previous))
-    server.add(createMetaService(() => [...this.#local.values()].map((entry) => entry.service)))
+    server.add(
+      createMetaService(() => [...this.#local.values()].map((entry) => entry.service), {
+        ...(access ? { access } : {}),
+        announced: discoverer !== undefined,
+      }),
+    )
   }
 
   /** The TCP port this bus serves on. */
@@ -185,10 +204,16 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return this.#keys
   }
 
-  /** What this bus's key has kept out (undefined without a key). */
+  /** The access rules in force, if any; change them with `setPolicy` or in their file. */
+  get access(): AccessControl | undefined {
+    return this.#access
+  }
+
+  /** What this bus's key and access rules have kept out (undefined with neither). */
   get securityStats(): BusSecurityStats | undefined {
-    if (!this.#keys) return undefined
+    if (!this.#keys && !this.#access) return undefined
     return {
+      forbidden: this.#access?.denied ?? 0,
       datagramsDropped: { ...(this.#sealed?.dropped ?? emptyDrops) },
       datagramsAccepted: { ...(this.#sealed?.accepted ?? { sealed: 0, unsigned: 0 }) },
       handshakeFailures: this.#server.stats.handshakeFailures ?? 0,
@@ -447,6 +472,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       await this.#discoverer?.close()
       this.#table.close()
       await this.#server.close(reason)
+      this.#access?.close()
     })()
     return this.#closing
   }
@@ -477,19 +503,21 @@ export class Bus extends EventEmitter<DiscovererEvents> {
 export async function createBus(given: BusOptions = {}): Promise<Bus> {
   const options = withEnvironment(given)
   const keys = keyRing(options.key)
+  const access = await accessControl(options.access, options.logger)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
   const server = await serve([], {
     ...options,
     port: options.port ?? 0,
     host: options.host ?? '0.0.0.0',
     ...(keys ? { keys } : {}),
+    ...(access ? { access } : {}),
   })
   const log = activeLogger(options.logger)
   log?.info(
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(server, undefined, undefined, hostname, options.logger, keys)
+    return new Bus(server, undefined, undefined, hostname, options.logger, keys, undefined, access)
   const plain =
     options.network ??
     udpNetwork({
@@ -518,9 +546,10 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
       await publisher.close()
       throw error
     })
-    return new Bus(server, publisher, discoverer, hostname, options.logger, keys, sealed)
+    return new Bus(server, publisher, discoverer, hostname, options.logger, keys, sealed, access)
   } catch (error) {
     await server.close()
+    access?.close()
     throw error
   }
 }
@@ -540,4 +569,14 @@ function keyRing(key: BusOptions['key']): KeyRing | undefined {
   if (key instanceof KeyRing) return key
   if (typeof key === 'string') return new KeyRing(parseKeys(key))
   return new KeyRing(Array.isArray(key) ? key : [key as BusKey])
+}
+
+async function accessControl(
+  access: BusOptions['access'],
+  logger: Logger | undefined,
+): Promise<AccessControl | undefined> {
+  if (access === undefined || access instanceof AccessControl) return access
+  if (typeof access === 'string')
+    return createAccessControl({ file: access, ...(logger ? { logger } : {}) })
+  return createAccessControl(access)
 }

@@ -68,6 +68,12 @@ const settings: ReadonlyArray<{
     },
   },
   {
+    // A JSON file of access rules, read again whenever it changes.
+    name: 'AUTOBUS_ACCESS',
+    option: 'access',
+    read: (text) => ({ access: text.trim() }),
+  },
+  {
     // One line per event on stderr, prefixed autobus:<layer>.
     name: 'AUTOBUS_DEBUG',
     option: 'logger',

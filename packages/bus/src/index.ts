@@ -58,9 +58,13 @@ export {
 } from '@autobus/protocol'
 export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
+  AccessControl,
+  AccessPolicy,
+  AccessRule,
   ByteStream,
   Channel,
   Connection,
+  createAccessControl,
   type Service,
   type ServiceEvent,
   type ServiceObject,
