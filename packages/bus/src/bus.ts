@@ -59,7 +59,11 @@ import { createMetaService } from './meta.js'
 import { ServiceTable } from './table.js'
 
 /** Options for {@link createBus}. */
-export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOptions, PeerOptions {
+export interface BusOptions
+  extends PublisherTimings,
+    DiscovererTimings,
+    Omit<ServeOptions, 'access'>,
+    PeerOptions {
   /** Announce and discover services by UDP broadcast (default true). */
   discovery?: boolean
   /** TCP port for this bus's services (default 0: any free port). */
@@ -505,8 +509,9 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
   const keys = keyRing(options.key)
   const access = await accessControl(options.access, options.logger)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
+  const { access: _rules, ...serveOptions } = options
   const server = await serve([], {
-    ...options,
+    ...serveOptions,
     port: options.port ?? 0,
     host: options.host ?? '0.0.0.0',
     ...(keys ? { keys } : {}),
