@@ -27,6 +27,7 @@ import {
   streamBench,
   watchBench,
 } from './scenarios.js'
+import { securityBench } from './security.js'
 
 const program = new Command('bench')
   .option('--json', 'one JSON object per result line, then a summary line')
@@ -220,6 +221,11 @@ async function discovery() {
   })
 }
 
+/** What the bus key costs (docs/security.md). */
+async function security() {
+  emit({ name: 'security', system: 'autobus', ...(await securityBench({ rounds, smoke })) })
+}
+
 function pick(
   name: string,
   system: string,
@@ -275,6 +281,11 @@ function summary() {
     hostile_cpu_ms_per_mib: rounded(pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib')),
     hostile_flood_call_p99_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_p99_ms')),
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
+    seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
+    seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,
+    tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),
+    tls_pipelined_vs_plain: pick('security', 'autobus', 'tls_pipelined_vs_plain') ?? null,
+    tls_p50_added_us: pick('security', 'autobus', 'tls_p50_added_us') ?? null,
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
@@ -316,6 +327,7 @@ try {
   await autobusOnly()
   await hostile()
   await discovery()
+  await security()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
   else table(line)

@@ -1,4 +1,4 @@
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHmac, hkdfSync, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto'
 
 /**
  * Bus keys, the key ring, key derivation and the sealed-datagram envelope.
@@ -174,6 +174,20 @@ export function isSealed(bytes: Uint8Array): boolean {
   return bytes.byteLength >= 2 && ((bytes[0]! << 8) | bytes[1]!) === SEAL_MAGIC
 }
 
+// Nonces come from a pool filled 512 at a time: one call into the random
+// generator per datagram would cost more than the tag.
+const noncePool = Buffer.alloc(NONCE_BYTES * 512)
+let nonceOffset = noncePool.byteLength
+
+function nextNonce(): Buffer {
+  if (nonceOffset === noncePool.byteLength) {
+    randomFillSync(noncePool)
+    nonceOffset = 0
+  }
+  nonceOffset += NONCE_BYTES
+  return noncePool.subarray(nonceOffset - NONCE_BYTES, nonceOffset)
+}
+
 /**
  * Seals a datagram:
  * `magic(2) version(1) idLength(1) id timestamp(8, ms, big-endian) nonce(8) tag(32) payload`,
@@ -184,18 +198,25 @@ export function sealDatagram(
   payload: Uint8Array,
   key: BusKey,
   timestamp: number,
-  nonce: Uint8Array = randomBytes(NONCE_BYTES),
+  nonce: Uint8Array = nextNonce(),
 ): Buffer {
-  const id = Buffer.from(key.id, 'ascii')
-  const header = Buffer.alloc(4 + id.byteLength + 8 + NONCE_BYTES)
-  header.writeUInt16BE(SEAL_MAGIC, 0)
-  header.writeUInt8(SEAL_VERSION, 2)
-  header.writeUInt8(id.byteLength, 3)
-  id.copy(header, 4)
-  header.writeBigUInt64BE(BigInt(Math.floor(timestamp)), 4 + id.byteLength)
-  Buffer.from(nonce.buffer, nonce.byteOffset, NONCE_BYTES).copy(header, 12 + id.byteLength)
-  const tag = createHmac('sha256', key.discoveryKey).update(header).update(payload).digest()
-  return Buffer.concat([header, tag, payload])
+  const idLength = key.id.length
+  const headerLength = 4 + idLength + 8 + NONCE_BYTES
+  const sealed = Buffer.allocUnsafe(headerLength + TAG_BYTES + payload.byteLength)
+  sealed.writeUInt16BE(SEAL_MAGIC, 0)
+  sealed.writeUInt8(SEAL_VERSION, 2)
+  sealed.writeUInt8(idLength, 3)
+  sealed.write(key.id, 4, 'ascii')
+  sealed.writeBigUInt64BE(BigInt(Math.floor(timestamp)), 4 + idLength)
+  sealed.set(nonce.subarray(0, NONCE_BYTES), 12 + idLength)
+  sealed.set(payload, headerLength + TAG_BYTES)
+  const header = sealed.subarray(0, headerLength)
+  createHmac('sha256', key.discoveryKey)
+    .update(header)
+    .update(payload)
+    .digest()
+    .copy(sealed, headerLength)
+  return sealed
 }
 
 /** Reads a sealed datagram's parts; `undefined` if it is not one (or is cut short). */

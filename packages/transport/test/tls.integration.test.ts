@@ -82,10 +82,7 @@ describe('keyed sessions (TLS 1.3 with a PSK)', () => {
 
     const { server: plain } = await echoServer({})
     await expect(
-      connect(
-        { host: '127.0.0.1', port: plain.port },
-        { keys: new KeyRing([key]), timeout: 500 },
-      ),
+      connect({ host: '127.0.0.1', port: plain.port }, { keys: new KeyRing([key]), timeout: 500 }),
     ).rejects.toThrow(UnreachableError)
   })
 
