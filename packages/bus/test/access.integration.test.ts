@@ -12,7 +12,6 @@ import {
   ForbiddenError,
   generateKey,
   META_SERVICE_ID,
-  Type,
 } from '../src/index.js'
 
 const buses: Bus[] = []

@@ -126,9 +126,8 @@ describe('sealed discovery', () => {
     const next = generateKey('k2')
     const rings = [new KeyRing([key]), new KeyRing([key]), new KeyRing([key])]
     const hosts = await Promise.all(rings.map((ring, i) => keyedHost(`10.0.0.${i + 1}`, ring)))
-    hosts.forEach((host, i) =>
-      host.publisher.publish({ service: `s${i}`, port: 4000 + i, info: { type: 'x' } }),
-    )
+    for (const [i, host] of hosts.entries())
+      host.publisher.publish({ service: `s${i}`, port: 4000 + i, info: { type: 'x' } })
     await vi.advanceTimersByTimeAsync(10)
     const lost: string[] = []
     for (const host of hosts) host.discoverer.on('disappeared', (s) => lost.push(s.service))
