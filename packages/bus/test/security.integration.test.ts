@@ -1,3 +1,4 @@
+import { keyedProbe, probeService } from '@autobus/discovery'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type Bus,
@@ -87,5 +88,14 @@ describe('a bus with a key', () => {
     const target = client.services({ type: 'test.rolled' })[0]!
     const fresh = await client.connect(target)
     expect(await fresh.call('add', [2, 2])).toBe(4)
+  })
+
+  it('answers the liveness probe over TLS with the key, and not in plaintext', async () => {
+    const server = await bus({ key: key.text })
+    const service = publishAdder(server, 'test.probed')
+    const target = { host: '127.0.0.1', port: server.port, service: service.id }
+    expect(await keyedProbe(new KeyRing([key]))(target, 2_000)).toBe(true)
+    expect(await keyedProbe(new KeyRing([generateKey('k1')]))(target, 2_000)).toBe(false)
+    expect(await probeService(target, 2_000)).toBe(false)
   })
 })
