@@ -116,6 +116,9 @@ export function connect(
       : 'path' in endpoint
         ? net.connect({ path: endpoint.path })
         : net.connect({ host: endpoint.host, port: endpoint.port })
+    // No Nagle from the first byte: the client's Finished and its first
+    // frame would otherwise wait for an ACK the server has no reason to hurry.
+    if (keys) socket.setNoDelay(true)
     // With a key the connection is made once the handshake is done.
     const connected = keys ? 'secureConnect' : 'connect'
     const timer = setTimeout(
