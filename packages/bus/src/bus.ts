@@ -31,6 +31,7 @@ import {
   type Logger,
   META_SERVICE_ID,
   parseKeys,
+  type SessionCertificate,
   UnreachableError,
 } from '@autobus/protocol'
 import {
@@ -82,6 +83,13 @@ export interface BusOptions
    * parsed keys, or a {@link KeyRing} to roll keys while running.
    */
   key?: string | BusKey | readonly (string | BusKey)[] | KeyRing
+  /**
+   * Certificates for sessions (mutual TLS 1.3) instead of the key's PSK:
+   * this bus's certificate and key and the authority every peer's must be
+   * signed by; a peer's identity for access rules is its certificate's
+   * subject CN. Discovery is still sealed with the key, if there is one.
+   */
+  certificate?: SessionCertificate
   /**
    * With a key: also accept discovery datagrams that are not sealed
    * (default false), for a network shared with keyless peers such as
@@ -162,6 +170,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #keys: KeyRing | undefined
   readonly #sealed: SealedNetwork | undefined
   readonly #access: AccessControl | undefined
+  readonly #certificate: SessionCertificate | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -173,8 +182,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     keys?: KeyRing,
     sealed?: SealedNetwork,
     access?: AccessControl,
+    certificate?: SessionCertificate,
   ) {
     super()
+    this.#certificate = certificate
     this.#keys = keys
     this.#sealed = sealed
     this.#access = access
@@ -428,6 +439,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       {
         ...(this.#logger ? { logger: this.#logger } : {}),
         ...(this.#keys ? { keys: this.#keys } : {}),
+        ...(this.#certificate ? { certificate: this.#certificate } : {}),
         ...options,
       },
     )
@@ -522,7 +534,17 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(server, undefined, undefined, hostname, options.logger, keys, undefined, access)
+    return new Bus(
+      server,
+      undefined,
+      undefined,
+      hostname,
+      options.logger,
+      keys,
+      undefined,
+      access,
+      options.certificate,
+    )
   const plain =
     options.network ??
     udpNetwork({
@@ -546,12 +568,22 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
       ...options,
       peers,
       network,
-      ...(keys ? { probe: keyedProbe(keys) } : {}),
+      ...(keys || options.certificate ? { probe: keyedProbe(keys, options.certificate) } : {}),
     }).catch(async (error) => {
       await publisher.close()
       throw error
     })
-    return new Bus(server, publisher, discoverer, hostname, options.logger, keys, sealed, access)
+    return new Bus(
+      server,
+      publisher,
+      discoverer,
+      hostname,
+      options.logger,
+      keys,
+      sealed,
+      access,
+      options.certificate,
+    )
   } catch (error) {
     await server.close()
     access?.close()

@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { makeCertificates } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   type AccessPolicy,
@@ -142,5 +143,27 @@ describe('access rules', () => {
     await expect(bus({ access: { default: 'perhaps' } as never })).rejects.toThrow(
       /invalid access rules/,
     )
+  })
+})
+
+describe('access rules with certificates', () => {
+  it('name a peer by its certificate subject', async () => {
+    const certificates = makeCertificates(['server', 'alice', 'bob'])
+    const server = await bus({
+      certificate: certificates.byName.server,
+      access: {
+        default: 'allow',
+        rules: [{ effect: 'deny', subjects: ['bob'], actions: ['call'], member: 'shutdown' }],
+      },
+    })
+    const { service, ran } = await machine(server)
+    const target = { host: '127.0.0.1', port: server.port, service: service.id }
+    const alice = await (await bus({ certificate: certificates.byName.alice })).connect(target)
+    const bob = await (await bus({ certificate: certificates.byName.bob })).connect(target)
+    await expect(bob.call('shutdown', [])).rejects.toThrow(ForbiddenError)
+    expect(await bob.call('status', [])).toBe('ok')
+    expect(await alice.call('shutdown', [])).toBe('bye')
+    expect(ran).toEqual(['status', 'shutdown'])
+    await expect((await bus()).connect(target)).rejects.toThrow()
   })
 })

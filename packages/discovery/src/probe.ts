@@ -6,6 +6,8 @@ import {
   type KeyRing,
   MessageType,
   ProtocolError,
+  type SessionCertificate,
+  tlsCertificateClientOptions,
   tlsClientOptions,
 } from '@autobus/protocol'
 
@@ -29,23 +31,27 @@ const LOCAL_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRN
 export const probeService: Probe = (target, timeout) => probe(target, timeout)
 
 /**
- * The same probe over a keyed session (TLS 1.3 with the current key), for
- * buses with a key: their services refuse plaintext.
+ * The same probe over a keyed session (TLS 1.3 with the current key, or
+ * with a certificate when one is given), for buses with a key: their
+ * services refuse plaintext.
  */
-export function keyedProbe(keys: KeyRing): Probe {
-  return (target, timeout) => probe(target, timeout, keys)
+export function keyedProbe(keys: KeyRing | undefined, certificate?: SessionCertificate): Probe {
+  return (target, timeout) => probe(target, timeout, keys, certificate)
 }
 
 function probe(
   target: { host: string; port: number; service: string },
   timeout: number,
   keys?: KeyRing,
+  certificate?: SessionCertificate,
 ): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
     const address = { host: target.host, port: target.port }
-    const socket = keys
-      ? tls.connect({ ...address, ...tlsClientOptions(keys) })
-      : net.connect(address)
+    const socket = certificate
+      ? tls.connect({ ...address, ...tlsCertificateClientOptions(certificate) })
+      : keys
+        ? tls.connect({ ...address, ...tlsClientOptions(keys) })
+        : net.connect(address)
     let buffer = ''
     const finish = (alive: boolean | Error) => {
       clearTimeout(timer)
@@ -59,7 +65,7 @@ function probe(
       finish(LOCAL_FAILURES.has(error.code ?? '') ? error : false),
     )
     socket.on('close', () => finish(false))
-    socket.on(keys ? 'secureConnect' : 'connect', () => {
+    socket.on(keys || certificate ? 'secureConnect' : 'connect', () => {
       socket.write(
         encodeFrame({
           _type: MessageType.Command,

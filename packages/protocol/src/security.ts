@@ -283,3 +283,40 @@ export function tlsServerOptions(keys: KeyRing, onIdentity?: (socket: object, id
     },
   }
 }
+
+/**
+ * Certificates for sessions (mutual TLS) instead of the bus key's PSK:
+ * this end's certificate and private key (PEM) and the authority (PEM)
+ * that every peer's certificate must be signed by. A peer's identity is its
+ * certificate's subject common name (`CN`).
+ */
+export interface SessionCertificate {
+  cert: string | Buffer
+  key: string | Buffer
+  ca: string | Buffer
+}
+
+/** `node:tls` options of a client that presents a certificate (mutual TLS, TLS 1.3). */
+export function tlsCertificateClientOptions(certificate: SessionCertificate) {
+  return {
+    minVersion: SessionTls.minVersion,
+    cert: certificate.cert,
+    key: certificate.key,
+    ca: certificate.ca,
+    // Services are reached by address, not by name: the chain to the
+    // authority is what is checked, not the host name.
+    checkServerIdentity: () => undefined,
+  }
+}
+
+/** `node:tls` options of a server that requires a client certificate from the authority. */
+export function tlsCertificateServerOptions(certificate: SessionCertificate) {
+  return {
+    minVersion: SessionTls.minVersion,
+    cert: certificate.cert,
+    key: certificate.key,
+    ca: certificate.ca,
+    requestCert: true,
+    rejectUnauthorized: true,
+  }
+}

@@ -35,6 +35,8 @@ export const AccessRule = Type.Object({
   actions: Type.Optional(Type.Array(AccessAction)),
   /** Key ids of the peer (its TLS PSK identity); `*` is any key. */
   keys: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  /** Subject CNs of the peer's certificate (mutual TLS); `*` is any certificate. */
+  subjects: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   /** Peer addresses: IPv4 or IPv6 addresses or CIDR blocks (`10.0.0.0/8`). */
   addresses: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
   /** Glob (`*` any run of characters) on the service id. */
@@ -64,6 +66,8 @@ export interface Asker {
   address: string
   /** The bus key the peer proved it holds (keyed sessions). */
   keyId?: string | undefined
+  /** The subject CN of the peer's certificate (mutual TLS). */
+  subject?: string | undefined
 }
 
 /** One request to be decided. */
@@ -108,6 +112,7 @@ type CompiledRule = {
 function compileRule(rule: AccessRule): CompiledRule {
   const actions = rule.actions && new Set(rule.actions)
   const keys = rule.keys && new Set(rule.keys)
+  const subjects = rule.subjects && new Set(rule.subjects)
   const addresses = rule.addresses?.map(addressMatcher)
   const serviceId = rule.serviceId === undefined ? undefined : glob(rule.serviceId)
   const info =
@@ -118,6 +123,11 @@ function compileRule(rule: AccessRule): CompiledRule {
     applies({ asker, action, service, member: name }) {
       if (actions && !actions.has(action)) return false
       if (keys && !(asker.keyId !== undefined && (keys.has('*') || keys.has(asker.keyId))))
+        return false
+      if (
+        subjects &&
+        !(asker.subject !== undefined && (subjects.has('*') || subjects.has(asker.subject)))
+      )
         return false
       if (addresses && !addresses.some((matches) => matches(asker.address))) return false
       if (serviceId && !serviceId.test(service.id)) return false
@@ -272,7 +282,11 @@ export class AccessControl extends EventEmitter<AccessControlEvents> {
   authorize(request: AccessRequest): void {
     if (this.allows(request)) return
     this.#denied++
-    const who = request.asker.keyId ? `key "${request.asker.keyId}"` : request.asker.address
+    const who = request.asker.keyId
+      ? `key "${request.asker.keyId}"`
+      : request.asker.subject
+        ? `"${request.asker.subject}"`
+        : request.asker.address
     const what =
       request.member === undefined ? request.action : `${request.action} "${request.member}"`
     this.#log?.warn(`autobus:rpc ${what} of service ${request.service.id} denied to ${who}`)

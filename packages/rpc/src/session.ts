@@ -68,8 +68,15 @@ export interface CallContext {
    * (the caller is then answered with `closed` at once).
    */
   readonly signal: AbortSignal
-  /** Who sent the command: its address and, on a keyed session, its key id. */
-  readonly peer: { readonly address: string; readonly keyId?: string | undefined }
+  /**
+   * Who sent the command: its address and, on a keyed session, its key id
+   * (or with certificates, its certificate's subject CN).
+   */
+  readonly peer: {
+    readonly address: string
+    readonly keyId?: string | undefined
+    readonly subject?: string | undefined
+  }
 }
 
 // The controller is made on first use: most handlers never look.
@@ -83,7 +90,12 @@ class HandlerContext implements CallContext {
   }
 
   get peer() {
-    return { address: this.#connection.remoteAddress, keyId: this.#connection.peerKeyId }
+    const connection = this.#connection
+    return {
+      address: connection.remoteAddress,
+      keyId: connection.peerKeyId,
+      subject: connection.peerSubject,
+    }
   }
 
   get signal(): AbortSignal {

@@ -62,6 +62,8 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
    * holds in the handshake: its identity for access rules.
    */
   readonly peerKeyId?: string
+  /** On a connection with certificates (mutual TLS), the subject CN of the peer's certificate. */
+  readonly peerSubject?: string
   /** True once the connection has closed. */
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */

@@ -6,6 +6,9 @@ import {
   type KeyRing,
   Limits,
   type Logger,
+  type SessionCertificate,
+  tlsCertificateClientOptions,
+  tlsCertificateServerOptions,
   tlsClientOptions,
   tlsServerOptions,
   UnreachableError,
@@ -26,18 +29,29 @@ export interface SocketOptions extends ConnectionOptions {
    * included, in the handshake; a client connects with the current key.
    */
   keys?: KeyRing
+  /**
+   * Certificates (mutual TLS 1.3) instead of the key's PSK: both ends
+   * present a certificate signed by the authority, and the peer's identity
+   * is its certificate's subject CN. Wins over `keys` for connections.
+   */
+  certificate?: SessionCertificate
 }
 
 class SocketConnection extends FramedConnection {
   readonly remoteAddress: string
   readonly remotePort: number
   readonly peerKeyId: string | undefined
+  readonly peerSubject: string | undefined
   readonly #socket: net.Socket
 
   constructor(socket: net.Socket, options: SocketOptions = {}, peerKeyId?: string) {
     super(options)
     this.#socket = socket
     this.peerKeyId = peerKeyId
+    if (socket instanceof tls.TLSSocket && options.certificate) {
+      const subject = socket.getPeerCertificate()?.subject?.CN
+      this.peerSubject = Array.isArray(subject) ? subject[0] : subject
+    }
     this.remoteAddress =
       socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
     this.remotePort = socket.remotePort ?? 0
@@ -111,16 +125,20 @@ export function connect(
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason)
     const keys = options.keys
-    const socket = keys
-      ? tls.connect({ ...endpoint, ...tlsClientOptions(keys) })
-      : 'path' in endpoint
-        ? net.connect({ path: endpoint.path })
-        : net.connect({ host: endpoint.host, port: endpoint.port })
+    const certificate = options.certificate
+    const secured = keys !== undefined || certificate !== undefined
+    const socket = certificate
+      ? tls.connect({ ...endpoint, ...tlsCertificateClientOptions(certificate) })
+      : keys
+        ? tls.connect({ ...endpoint, ...tlsClientOptions(keys) })
+        : 'path' in endpoint
+          ? net.connect({ path: endpoint.path })
+          : net.connect({ host: endpoint.host, port: endpoint.port })
     // No Nagle from the first byte: the client's Finished and its first
     // frame would otherwise wait for an ACK the server has no reason to hurry.
-    if (keys) socket.setNoDelay(true)
+    if (secured) socket.setNoDelay(true)
     // With a key the connection is made once the handshake is done.
-    const connected = keys ? 'secureConnect' : 'connect'
+    const connected = secured ? 'secureConnect' : 'connect'
     const timer = setTimeout(
       () => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)),
       timeout,
@@ -142,8 +160,8 @@ export function connect(
       const code = error.code ?? error.message
       fail(
         new UnreachableError(
-          keys && code.startsWith('ERR_SSL')
-            ? `the TLS handshake with ${where} failed (${code}): it does not hold key "${keys.current.id}", or has no key`
+          secured && (code.startsWith('ERR_SSL') || code.includes('CERT'))
+            ? `the TLS handshake with ${where} failed (${code}): ${certificate ? 'its certificate is not from the authority, or it refused ours' : `it does not hold key "${keys!.current.id}", or has no key`}`
             : `cannot connect to ${where}: ${code}`,
           { cause: error },
         ),
@@ -345,13 +363,20 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
 export function listen(options: ListenOptions = {}): Promise<MessageServer> {
   return new Promise((resolve, reject) => {
     const identities = new WeakMap<object, string>()
-    const server = options.keys
+    const handshakeTimeout = options.handshakeTimeout ?? 10_000
+    const server = options.certificate
       ? tls.createServer({
           noDelay: true,
-          handshakeTimeout: options.handshakeTimeout ?? 10_000,
-          ...tlsServerOptions(options.keys, (socket, id) => identities.set(socket, id)),
+          handshakeTimeout,
+          ...tlsCertificateServerOptions(options.certificate),
         })
-      : net.createServer({ noDelay: true })
+      : options.keys
+        ? tls.createServer({
+            noDelay: true,
+            handshakeTimeout,
+            ...tlsServerOptions(options.keys, (socket, id) => identities.set(socket, id)),
+          })
+        : net.createServer({ noDelay: true })
     const onError = (error: Error) =>
       reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
     server.once('error', onError)

@@ -4,6 +4,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKey, KeyRing, UnreachableError } from '@autobus/protocol'
+import { makeCertificates } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, listen, type MessageConnection, type MessageServer } from '../src/index.js'
 
@@ -93,5 +94,45 @@ describe('keyed sessions (TLS 1.3 with a PSK)', () => {
     expect(await roundTrip(client)).toMatchObject({ _id: 1 })
     expect(accepted[0]!.peerKeyId).toBe('k1')
     client.close()
+  })
+})
+
+describe('sessions with certificates (mutual TLS 1.3)', () => {
+  const certificates = makeCertificates(['server', 'alice'])
+
+  it('carry messages when both ends have a certificate from the authority, and name the client', async () => {
+    const { server, accepted } = await echoServer({ certificate: certificates.byName.server })
+    const client = await connect(
+      { host: '127.0.0.1', port: server.port },
+      { certificate: certificates.byName.alice },
+    )
+    expect(await roundTrip(client)).toMatchObject({ _id: 1 })
+    expect(accepted[0]!.peerSubject).toBe('alice')
+    client.close()
+  })
+
+  it('refuse a client without a certificate or with one from another authority', async () => {
+    const { server, accepted } = await echoServer({ certificate: certificates.byName.server })
+    const target = { host: '127.0.0.1', port: server.port }
+    const mallory = certificates.issue('mallory', 'rogue')
+    // In TLS 1.3 the server checks the client's certificate after the
+    // client has finished: the client may see the connection made, then closed.
+    const outcome = await connect(target, { certificate: mallory, timeout: 2_000 }).catch(
+      (error: unknown) => error,
+    )
+    if (outcome instanceof UnreachableError) expect(outcome.message).toMatch(/TLS handshake/)
+    else {
+      const connection = outcome as MessageConnection
+      connection.send({ _type: 1, _id: 1, _command: 'ping' })
+      await connection.closed
+    }
+    // A client that trusts the authority but presents nothing.
+    const raw = net.connect(target)
+    raw.on('error', () => {})
+    await once(raw, 'connect')
+    raw.end('{"_type":1,"_id":1,"_command":"ping"}\n')
+    await once(raw, 'close')
+    expect(accepted).toHaveLength(0)
+    expect(server.counters.handshakeFailures).toBeGreaterThanOrEqual(2)
   })
 })
