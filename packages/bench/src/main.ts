@@ -28,6 +28,7 @@ import {
   streamBench,
   watchBench,
 } from './scenarios.js'
+import { securityBench } from './security.js'
 
 const program = new Command('bench')
   .option('--json', 'one JSON object per result line, then a summary line')
@@ -225,6 +226,11 @@ async function discovery() {
   })
 }
 
+/** What the bus key costs (docs/security.md). */
+async function security() {
+  emit({ name: 'security', system: 'autobus', ...(await securityBench({ rounds, smoke })) })
+}
+
 function pick(
   name: string,
   system: string,
@@ -282,6 +288,11 @@ function summary() {
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
     bridge_hop_p50_added_us: pick('bridge', 'autobus', 'hop_p50_added_us') ?? null,
     bridge_pipelined_vs_direct: pick('bridge', 'autobus', 'pipelined_vs_direct') ?? null,
+    seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
+    seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,
+    tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),
+    tls_pipelined_vs_plain: pick('security', 'autobus', 'tls_pipelined_vs_plain') ?? null,
+    tls_p50_added_us: pick('security', 'autobus', 'tls_p50_added_us') ?? null,
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))
@@ -324,6 +335,7 @@ try {
   await hostile()
   await discovery()
   await bridges()
+  await security()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
   else table(line)

@@ -29,6 +29,11 @@ describe('pnpm bench --smoke', () => {
       'hostile_cpu_ms_per_mib',
       'hostile_flood_call_p99_ms',
       'hostile_flood_call_max_ms',
+      'seal_sign_verify_us',
+      'seal_bytes_added',
+      'tls_setup_p50_ms',
+      'tls_pipelined_vs_plain',
+      'tls_p50_added_us',
     ]) {
       expect(summary).toHaveProperty(key)
     }
@@ -43,12 +48,15 @@ describe('pnpm bench --smoke', () => {
       'memory.discovered_services',
       'hostile.nesting',
       'discovery',
+      'security',
     ]) {
       expect(names).toContain(name)
     }
     // Every hostile frame was refused; how fast is a figure, never asserted.
     const hostile = lines.find((line) => line.name === 'hostile.nesting')
     expect(hostile.frames_refused_too_deep).toBeGreaterThanOrEqual(2)
+    // A seal adds 52 bytes and the key id (8 characters from keygen).
+    expect(lines.find((line) => line.name === 'security')).toMatchObject({ seal_bytes_added: 60 })
     expect(lines.find((line) => line.name === 'discovery')).toMatchObject({
       answers_within_2s_pct: 100,
     })

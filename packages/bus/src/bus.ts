@@ -8,22 +8,30 @@ import {
   type DiscovererEvents,
   type DiscovererTimings,
   type DiscoveryNetwork,
+  keyedProbe,
   matchesFilter,
   type PeerOptions,
   type Published,
   type Publisher,
   type PublisherTimings,
+  type SealDrops,
+  type SealedNetwork,
   type ServiceChange,
   type ServiceFilter,
+  sealedNetwork,
   sharedNetwork,
   udpNetwork,
 } from '@autobus/discovery'
 import {
   activeLogger,
+  type BusKey,
   ClosedError,
   DISCOVERY_PORT,
+  KeyRing,
   type Logger,
   META_SERVICE_ID,
+  parseKeys,
+  type SessionCertificate,
   UnreachableError,
 } from '@autobus/protocol'
 import {
@@ -34,10 +42,13 @@ import {
   type SingleServiceProxy,
 } from '@autobus/proxy'
 import {
+  AccessControl,
+  type AccessPolicy,
   type Connection,
   type ConnectServiceOptions,
   type Contract,
   connectService,
+  createAccessControl,
   createService,
   type Implementation,
   type RpcServer,
@@ -51,7 +62,11 @@ import { createMetaService } from './meta.js'
 import { ServiceTable } from './table.js'
 
 /** Options for {@link createBus}. */
-export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOptions, PeerOptions {
+export interface BusOptions
+  extends PublisherTimings,
+    DiscovererTimings,
+    Omit<ServeOptions, 'access'>,
+    PeerOptions {
   /** Announce and discover services by UDP broadcast (default true). */
   discovery?: boolean
   /** TCP port for this bus's services (default 0: any free port). */
@@ -62,6 +77,36 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
   discoveryPort?: number
   /** Interfaces to announce on, by name or address (default all that broadcast, and loopback). */
   interfaces?: readonly string[]
+  /**
+   * The bus key, which turns security on (default `AUTOBUS_KEY`, else none):
+   * discovery datagrams are sealed and checked, sessions run over TLS 1.3
+   * with a key derived from it. Text as `autobus keygen` prints it (several,
+   * separated by commas or new lines: the first is used, all are accepted),
+   * parsed keys, or a {@link KeyRing} to roll keys while running.
+   */
+  key?: string | BusKey | readonly (string | BusKey)[] | KeyRing
+  /**
+   * Certificates for sessions (mutual TLS 1.3) instead of the key's PSK:
+   * this bus's certificate and key and the authority every peer's must be
+   * signed by; a peer's identity for access rules is its certificate's
+   * subject CN. Discovery is still sealed with the key, if there is one.
+   */
+  certificate?: SessionCertificate
+  /**
+   * With a key: also accept discovery datagrams that are not sealed
+   * (default false), for a network shared with keyless peers such as
+   * original Autobus 2 peers. Their services still cannot be called over a
+   * keyed session.
+   */
+  acceptUnsigned?: boolean
+  /** With a key: how far a datagram's timestamp may be from this host's clock, in ms (default 30 s). */
+  replayWindow?: number
+  /**
+   * Access rules for this bus's services (default `AUTOBUS_ACCESS`, else
+   * none: everything allowed): rules, a JSON file of rules (read again
+   * whenever it changes), or an {@link AccessControl}. See docs/security.md.
+   */
+  access?: string | AccessPolicy | AccessControl
   /** A discovery network to use instead of UDP (tests). */
   network?: DiscoveryNetwork
   /** Host name announced as "hostname" (default this host's, up to the first dot). */
@@ -72,6 +117,18 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
    * `debug`, `info`, `warn` and `error`, so `console` or pino fit.
    */
   logger?: Logger
+}
+
+/** What a keyed bus has refused, counted since it started; see {@link Bus.securityStats}. */
+export interface BusSecurityStats {
+  /** Discovery datagrams dropped, by reason (unsigned, unknown key, bad tag, outside the window, replayed, …). */
+  datagramsDropped: Readonly<SealDrops>
+  /** Discovery datagrams accepted: sealed, and unsigned where `acceptUnsigned` allows. */
+  datagramsAccepted: { readonly sealed: number; readonly unsigned: number }
+  /** Connections whose TLS handshake failed (no key, a wrong key, plaintext). */
+  handshakeFailures: number
+  /** Commands answered `forbidden` by the access rules. */
+  forbidden: number
 }
 
 /** Something a bus can connect to. */
@@ -112,6 +169,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #proxies = new Set<SingleServiceProxy<Contract> | MultiServiceProxy<Contract>>()
   #closing: Promise<void> | undefined
   readonly #logger: Logger | undefined
+  readonly #keys: KeyRing | undefined
+  readonly #sealed: SealedNetwork | undefined
+  readonly #access: AccessControl | undefined
+  readonly #certificate: SessionCertificate | undefined
 
   /** @internal Use {@link createBus}. */
   constructor(
@@ -120,8 +181,16 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     discoverer: Discoverer | undefined,
     hostname: string,
     logger?: Logger,
+    keys?: KeyRing,
+    sealed?: SealedNetwork,
+    access?: AccessControl,
+    certificate?: SessionCertificate,
   ) {
     super()
+    this.#certificate = certificate
+    this.#keys = keys
+    this.#sealed = sealed
+    this.#access = access
     this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
@@ -131,12 +200,41 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     this.#table.on('appeared', (service, cause) => this.emit('appeared', service, cause))
     this.#table.on('disappeared', (service, cause) => this.emit('disappeared', service, cause))
     this.#table.on('changed', (service, previous) => this.emit('changed', service, previous))
-    server.add(createMetaService(() => [...this.#local.values()].map((entry) => entry.service)))
+    server.add(
+      createMetaService(() => [...this.#local.values()].map((entry) => entry.service), {
+        ...(access ? { access } : {}),
+        announced: discoverer !== undefined,
+      }),
+    )
   }
 
   /** The TCP port this bus serves on. */
   get port(): number {
     return this.#server.port
+  }
+
+  /**
+   * The bus's keys when it has one (`key` or `AUTOBUS_KEY`): install, use
+   * and remove keys here to roll them while running (docs/security.md).
+   */
+  get keys(): KeyRing | undefined {
+    return this.#keys
+  }
+
+  /** The access rules in force, if any; change them with `setPolicy` or in their file. */
+  get access(): AccessControl | undefined {
+    return this.#access
+  }
+
+  /** What this bus's key and access rules have kept out (undefined with neither). */
+  get securityStats(): BusSecurityStats | undefined {
+    if (!this.#keys && !this.#access) return undefined
+    return {
+      forbidden: this.#access?.denied ?? 0,
+      datagramsDropped: { ...(this.#sealed?.dropped ?? emptyDrops) },
+      datagramsAccepted: { ...(this.#sealed?.accepted ?? { sealed: 0, unsigned: 0 }) },
+      handshakeFailures: this.#server.stats.handshakeFailures ?? 0,
+    }
   }
 
   /** True if this bus announces and discovers. */
@@ -368,7 +466,12 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     }
     const connection = await connectService(
       { host: target.host, port: target.port, service: target.service },
-      this.#logger ? { logger: this.#logger, ...options } : options,
+      {
+        ...(this.#logger ? { logger: this.#logger } : {}),
+        ...(this.#keys ? { keys: this.#keys } : {}),
+        ...(this.#certificate ? { certificate: this.#certificate } : {}),
+        ...options,
+      },
     )
     this.#connections.add(connection)
     connection.closed.then(() => this.#connections.delete(connection))
@@ -438,6 +541,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
       await this.#discoverer?.close()
       this.#table.close()
       await this.#server.close(reason)
+      this.#access?.close()
     })()
     return this.#closing
   }
@@ -467,38 +571,102 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  */
 export async function createBus(given: BusOptions = {}): Promise<Bus> {
   const options = withEnvironment(given)
+  const keys = keyRing(options.key)
+  const access = await accessControl(options.access, options.logger)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
+  const { access: _rules, ...serveOptions } = options
   const server = await serve([], {
-    ...options,
+    ...serveOptions,
     port: options.port ?? 0,
     host: options.host ?? '0.0.0.0',
+    ...(keys ? { keys } : {}),
+    ...(access ? { access } : {}),
   })
   const log = activeLogger(options.logger)
   log?.info(
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(server, undefined, undefined, hostname, options.logger)
-  const network = sharedNetwork(
+    return new Bus(
+      server,
+      undefined,
+      undefined,
+      hostname,
+      options.logger,
+      keys,
+      undefined,
+      access,
+      options.certificate,
+    )
+  const plain =
     options.network ??
-      udpNetwork({
-        port: options.discoveryPort ?? DISCOVERY_PORT,
-        ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+    udpNetwork({
+      port: options.discoveryPort ?? DISCOVERY_PORT,
+      ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+      ...(log ? { logger: log } : {}),
+    })
+  const sealed = keys
+    ? sealedNetwork(plain, {
+        keys,
+        ...(options.acceptUnsigned ? { acceptUnsigned: true } : {}),
+        ...(options.replayWindow !== undefined ? { replayWindow: options.replayWindow } : {}),
         ...(log ? { logger: log } : {}),
-      }),
-  )
+      })
+    : undefined
+  const network = sharedNetwork(sealed ?? plain)
   try {
     const peers = options.peers ?? []
     const publisher = await createPublisher({ ...options, peers, network, hostname })
-    const discoverer = await createDiscoverer({ ...options, peers, network }).catch(
-      async (error) => {
-        await publisher.close()
-        throw error
-      },
+    const discoverer = await createDiscoverer({
+      ...options,
+      peers,
+      network,
+      ...(keys || options.certificate ? { probe: keyedProbe(keys, options.certificate) } : {}),
+    }).catch(async (error) => {
+      await publisher.close()
+      throw error
+    })
+    return new Bus(
+      server,
+      publisher,
+      discoverer,
+      hostname,
+      options.logger,
+      keys,
+      sealed,
+      access,
+      options.certificate,
     )
-    return new Bus(server, publisher, discoverer, hostname, options.logger)
   } catch (error) {
     await server.close()
+    access?.close()
     throw error
   }
+}
+
+const emptyDrops: SealDrops = {
+  unsigned: 0,
+  unknownKey: 0,
+  badTag: 0,
+  outsideWindow: 0,
+  replayed: 0,
+  malformed: 0,
+  replayCacheFull: 0,
+}
+
+function keyRing(key: BusOptions['key']): KeyRing | undefined {
+  if (key === undefined) return undefined
+  if (key instanceof KeyRing) return key
+  if (typeof key === 'string') return new KeyRing(parseKeys(key))
+  return new KeyRing(Array.isArray(key) ? key : [key as BusKey])
+}
+
+async function accessControl(
+  access: BusOptions['access'],
+  logger: Logger | undefined,
+): Promise<AccessControl | undefined> {
+  if (access === undefined || access instanceof AccessControl) return access
+  if (typeof access === 'string')
+    return createAccessControl({ file: access, ...(logger ? { logger } : {}) })
+  return createAccessControl(access)
 }

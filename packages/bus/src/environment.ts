@@ -1,4 +1,5 @@
 import { parsePeerList } from '@autobus/discovery'
+import { KeyRing, parseKeys } from '@autobus/protocol'
 import type { BusOptions } from './bus.js'
 import { stderrLogger } from './log.js'
 
@@ -53,6 +54,24 @@ const settings: ReadonlyArray<{
     name: 'AUTOBUS_PEERS',
     option: 'peers',
     read: (text) => ({ peers: parsePeerList(text) }),
+  },
+  {
+    // AUTOBUS_KEY="autobus-key-1:<id>:<secret>[,<next key>]": the first is used, all are accepted.
+    name: 'AUTOBUS_KEY',
+    option: 'key',
+    read(text) {
+      try {
+        return { key: new KeyRing(parseKeys(text)) }
+      } catch (error) {
+        throw new TypeError(`AUTOBUS_KEY: ${(error as Error).message}`)
+      }
+    },
+  },
+  {
+    // A JSON file of access rules, read again whenever it changes.
+    name: 'AUTOBUS_ACCESS',
+    option: 'access',
+    read: (text) => ({ access: text.trim() }),
   },
   {
     // One line per event on stderr, prefixed autobus:<layer>.

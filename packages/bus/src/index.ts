@@ -31,17 +31,23 @@ export {
 } from '@autobus/discovery'
 export {
   AutobusError,
+  type BusKey,
   BusyError,
   CallTimeoutError,
   ClosedError,
   ConnectionLostError,
   DISCOVERY_PORT,
   ErrorCode,
+  ForbiddenError,
+  generateKey,
   InvalidArgumentsError,
+  KeyRing,
   type Logger,
   META_SERVICE_ID,
   NotBoundError,
   ProtocolError,
+  parseKey,
+  parseKeys,
   RefusedError,
   RemoteError,
   ServiceDescription,
@@ -52,12 +58,16 @@ export {
 } from '@autobus/protocol'
 export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
+  AccessControl,
+  AccessPolicy,
+  AccessRule,
   ByteStream,
   type CallArgs,
   type CallResult,
   Channel,
   Connection,
   type Contract,
+  createAccessControl,
   defineContract,
   type EventArgs,
   type Implementation,
@@ -71,6 +81,7 @@ export { default as Type } from 'typebox'
 export {
   Bus,
   type BusOptions,
+  type BusSecurityStats,
   createBus,
   type Publication,
   type ServiceListenerOptions,

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { withEnvironment } from '../src/environment.js'
-import { type Bus, createBus } from '../src/index.js'
+import { type Bus, createBus, generateKey, KeyRing } from '../src/index.js'
 import { MAX_LOG_LINES_PER_SECOND, stderrLogger } from '../src/log.js'
 
 // Discovery ports of this suite's own, on loopback only.
@@ -122,5 +122,29 @@ describe('the environment', () => {
       `autobus:log warn ${1_000 - MAX_LOG_LINES_PER_SECOND} lines left out (over ${MAX_LOG_LINES_PER_SECOND} a second)\n`,
       'autobus:discovery warn malformed datagram, a second later\n',
     ])
+  })
+})
+
+describe('AUTOBUS_KEY', () => {
+  it('gives a bus its key ring, the first key in use', async () => {
+    const [a, b] = [generateKey('a'), generateKey('b')]
+    const options = withEnvironment({}, { AUTOBUS_KEY: `${a.text}, ${b.text}` })
+    expect(options.key).toBeInstanceOf(KeyRing)
+    expect((options.key as KeyRing).ids).toEqual(['a', 'b'])
+    expect(withEnvironment({ key: b.text }, { AUTOBUS_KEY: a.text }).key).toBe(b.text)
+  })
+
+  it('names itself when it cannot be read', () => {
+    expect(() => withEnvironment({}, { AUTOBUS_KEY: 'secret' })).toThrow(/AUTOBUS_KEY/)
+  })
+
+  it('is what createBus({ key }) takes too', async () => {
+    const key = generateKey('k')
+    const bus = await createBus({ key: key.text, discovery: false, host: '127.0.0.1' })
+    buses.push(bus)
+    expect(bus.keys?.current.id).toBe('k')
+    const plain = await createBus({ discovery: false, host: '127.0.0.1' })
+    buses.push(plain)
+    expect(plain.keys).toBeUndefined()
   })
 })

@@ -16,6 +16,7 @@ import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
 import { addBridgeCommand } from './commands/bridge.js'
+import { addKeygenCommand } from './commands/keygen.js'
 import { addTypesCommand } from './commands/types.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
@@ -35,6 +36,7 @@ export const ExitCode = {
 interface GlobalOptions {
   discoveryPort?: number
   interface?: string[]
+  keyFile?: string
 }
 
 const TARGET_HELP =
@@ -75,7 +77,16 @@ function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
   const options: BusOptions = { discovery }
   if (global.discoveryPort) options.discoveryPort = global.discoveryPort
   if (global.interface && global.interface.length > 0) options.interfaces = global.interface
+  if (global.keyFile) options.key = readKeyFile(global.keyFile)
   return options
+}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read the key file ${path}: ${(error as Error).message}`)
+  }
 }
 
 function printableService(service: DiscoveredService) {
@@ -176,6 +187,7 @@ export function createProgram(): Command {
       'announce and discover only on this interface (repeatable; or $AUTOBUS_INTERFACES)',
       collect,
     )
+    .option('--key-file <path>', 'bus key(s), one per line, the first in use (or $AUTOBUS_KEY)')
     .version(version(), '-V, --version', 'print the version of @autobus/cli')
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
@@ -451,6 +463,7 @@ export function createProgram(): Command {
   })
 
   addTypesCommand(program, { busOptions: (discovery) => busOptions(globals(), discovery) })
+  addKeygenCommand(program)
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
 }

@@ -58,7 +58,7 @@ export {
   parsePeerList,
   sharedNetwork,
 } from './peers.js'
-export { type Probe, probeService } from './probe.js'
+export { keyedProbe, type Probe, probeService } from './probe.js'
 export {
   createPublisher,
   type Publication,
@@ -71,3 +71,9 @@ export {
   type PublisherTimings,
   type ServiceConflict,
 } from './publisher.js'
+export {
+  type SealDrops,
+  type SealedNetwork,
+  type SealOptions,
+  sealedNetwork,
+} from './seal.js'

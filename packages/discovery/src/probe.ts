@@ -1,5 +1,15 @@
 import net from 'node:net'
-import { decodeFrame, encodeFrame, MessageType, ProtocolError } from '@autobus/protocol'
+import tls from 'node:tls'
+import {
+  decodeFrame,
+  encodeFrame,
+  type KeyRing,
+  MessageType,
+  ProtocolError,
+  type SessionCertificate,
+  tlsCertificateClientOptions,
+  tlsClientOptions,
+} from '@autobus/protocol'
 
 /**
  * Checks that a service is still there: a TCP connect and a `bind` to its id
@@ -18,9 +28,30 @@ const LOCAL_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRN
  * `false` (gone); rejects when this host could not make the check (out of
  * descriptors or buffers), which says nothing about the target.
  */
-export const probeService: Probe = (target, timeout) =>
-  new Promise((resolve, reject) => {
-    const socket = net.connect({ host: target.host, port: target.port })
+export const probeService: Probe = (target, timeout) => probe(target, timeout)
+
+/**
+ * The same probe over a keyed session (TLS 1.3 with the current key, or
+ * with a certificate when one is given), for buses with a key: their
+ * services refuse plaintext.
+ */
+export function keyedProbe(keys: KeyRing | undefined, certificate?: SessionCertificate): Probe {
+  return (target, timeout) => probe(target, timeout, keys, certificate)
+}
+
+function probe(
+  target: { host: string; port: number; service: string },
+  timeout: number,
+  keys?: KeyRing,
+  certificate?: SessionCertificate,
+): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    const address = { host: target.host, port: target.port }
+    const socket = certificate
+      ? tls.connect({ ...address, ...tlsCertificateClientOptions(certificate) })
+      : keys
+        ? tls.connect({ ...address, ...tlsClientOptions(keys) })
+        : net.connect(address)
     let buffer = ''
     const finish = (alive: boolean | Error) => {
       clearTimeout(timer)
@@ -34,7 +65,7 @@ export const probeService: Probe = (target, timeout) =>
       finish(LOCAL_FAILURES.has(error.code ?? '') ? error : false),
     )
     socket.on('close', () => finish(false))
-    socket.on('connect', () => {
+    socket.on(keys || certificate ? 'secureConnect' : 'connect', () => {
       socket.write(
         encodeFrame({
           _type: MessageType.Command,
@@ -56,3 +87,4 @@ export const probeService: Probe = (target, timeout) =>
       )
     })
   })
+}

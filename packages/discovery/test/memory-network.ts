@@ -1,4 +1,4 @@
-import { DISCOVERY_PORT } from '@autobus/protocol'
+import { DISCOVERY_PORT, readSealed } from '@autobus/protocol'
 import type { DatagramHandler, DiscoveryLink, DiscoveryNetwork } from '../src/index.js'
 
 interface Member {
@@ -14,6 +14,8 @@ export interface Sent {
   to: string
   bytes: number
   datagram: Record<string, unknown>
+  /** The bytes as sent (sealed, with a key). */
+  raw: Buffer
 }
 
 /**
@@ -50,7 +52,9 @@ export class MemoryNetwork {
             from: `${member.host}:${member.port}`,
             to,
             bytes: bytes.byteLength,
-            datagram: JSON.parse(bytes.toString()),
+            // A sealed datagram is recorded by what it carries.
+            datagram: JSON.parse((readSealed(bytes)?.payload ?? bytes).toString()),
+            raw: bytes,
           })
         }
         const link: DiscoveryLink = {

@@ -40,6 +40,8 @@ export const ErrorCode = {
   Unsupported: 'unsupported',
   /** A connection could not be made (refused, unreachable, timed out). */
   Unreachable: 'unreachable',
+  /** An access rule denies this command to this peer; the handler did not run. */
+  Forbidden: 'forbidden',
 } as const
 
 /** One of the wire error codes. */
@@ -87,6 +89,14 @@ export class ProtocolError extends AutobusError {
     super(code, message, options)
     this.messageId = options?.messageId
     this.messageType = options?.messageType
+  }
+}
+
+/** An access rule denies the command to this peer; the handler did not run. */
+export class ForbiddenError extends AutobusError {
+  override name = 'ForbiddenError'
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Forbidden, message, options)
   }
 }
 
@@ -232,6 +242,8 @@ export function errorFromWire(wire: WireError): AutobusError {
       return new UnsupportedError(text)
     case ErrorCode.NotBound:
       return new NotBoundError(text)
+    case ErrorCode.Forbidden:
+      return new ForbiddenError(text)
     case ErrorCode.Unreachable:
       return new UnreachableError(text)
     case ErrorCode.MalformedJson:

@@ -40,6 +40,7 @@ export {
   ErrorCode,
   errorFromWire,
   errorToWire,
+  ForbiddenError,
   InvalidArgumentsError,
   isErrorCode,
   NotBoundError,
@@ -55,6 +56,28 @@ export {
 export { type JsonObject, parseJsonObject, tooDeepError } from './json.js'
 export type { Closable, CloseInfo } from './lifecycle.js'
 export { activeLogger, type Logger, silentLogger } from './log.js'
+export {
+  type BusKey,
+  generateKey,
+  isSealed,
+  KEY_PREFIX,
+  KEY_SECRET_BYTES,
+  KeyRing,
+  parseKey,
+  parseKeys,
+  readSealed,
+  SEAL_MAGIC,
+  SEAL_VERSION,
+  type SealedParts,
+  type SessionCertificate,
+  SessionTls,
+  sealDatagram,
+  tlsCertificateClientOptions,
+  tlsCertificateServerOptions,
+  tlsClientOptions,
+  tlsServerOptions,
+  verifySealed,
+} from './security.js'
 export {
   type CommandName,
   Commands,

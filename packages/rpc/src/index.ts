@@ -22,6 +22,18 @@
  * @packageDocumentation
  */
 export {
+  AccessAction,
+  AccessControl,
+  type AccessControlEvents,
+  type AccessControlOptions,
+  AccessPolicy,
+  type AccessRequest,
+  AccessRule,
+  type Asker,
+  createAccessControl,
+  parseAccessPolicy,
+} from './access.js'
+export {
   Channel,
   type ChannelCloseInfo,
   type ChannelEvents,

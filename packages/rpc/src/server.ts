@@ -21,6 +21,7 @@ import {
   type MessageServer,
   type ServerCounters,
 } from '@autobus/transport'
+import { type AccessControl, authorizeCommand } from './access.js'
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
 
@@ -52,6 +53,8 @@ export interface ServeOptions extends SessionLimits {
   streamWindow?: number
   /** How long a connection may take to bind (default 10 s). */
   bindTimeout?: number
+  /** Access rules: a denied command is answered `forbidden` and never runs (default: none, all allowed). */
+  access?: AccessControl
   /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
   heartbeatInterval?: number
   heartbeatTimeout?: number
@@ -125,6 +128,7 @@ class ServerSession extends Session implements Subscriber {
       throw new NotBoundError(`"${message._command}" before "bind"`)
     }
     if (this.handleTraffic(message)) return undefined
+    if (this.#options.access) authorizeCommand(this.#options.access, context.peer, service, message)
     switch (message._command) {
       case 'call': {
         const entry = service.lookup(service.functions, 'function', message.name)
@@ -350,6 +354,9 @@ export class RpcServer
       refusedTotal: listener?.refusedTotal ?? 0,
       refusedPerAddress: listener?.refusedPerAddress ?? 0,
       acceptErrors: listener?.acceptErrors ?? 0,
+      ...(listener?.handshakeFailures !== undefined
+        ? { handshakeFailures: listener.handshakeFailures }
+        : {}),
       ...this.#counters,
     }
   }

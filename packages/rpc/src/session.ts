@@ -68,12 +68,35 @@ export interface CallContext {
    * (the caller is then answered with `closed` at once).
    */
   readonly signal: AbortSignal
+  /**
+   * Who sent the command: its address and, on a keyed session, its key id
+   * (or with certificates, its certificate's subject CN).
+   */
+  readonly peer: {
+    readonly address: string
+    readonly keyId?: string | undefined
+    readonly subject?: string | undefined
+  }
 }
 
 // The controller is made on first use: most handlers never look.
 class HandlerContext implements CallContext {
   #controller: AbortController | undefined
   #reason: unknown
+  readonly #connection: MessageConnection
+
+  constructor(connection: MessageConnection) {
+    this.#connection = connection
+  }
+
+  get peer() {
+    const connection = this.#connection
+    return {
+      address: connection.remoteAddress,
+      keyId: connection.peerKeyId,
+      subject: connection.peerSubject,
+    }
+  }
 
   get signal(): AbortSignal {
     if (!this.#controller) {
@@ -298,7 +321,7 @@ export abstract class Session implements ChannelLink, StreamLink {
       }
       return
     }
-    const context = new HandlerContext()
+    const context = new HandlerContext(this.connection)
     let result: unknown
     try {
       result = this.handle(message, context)

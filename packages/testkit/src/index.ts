@@ -17,6 +17,7 @@
  *
  * @packageDocumentation
  */
+export { makeCertificates } from './certificates.js'
 export { killAll, type LineProcess, spawnLines } from './lines.js'
 export { type CollectingLogger, collectingLogger } from './logger.js'
 export {

@@ -74,6 +74,13 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly remoteAddress: string
   /** Port of the peer, 0 where there is none. */
   readonly remotePort: number
+  /**
+   * On a keyed (TLS) connection, the id of the bus key the peer proved it
+   * holds in the handshake: its identity for access rules.
+   */
+  readonly peerKeyId?: string
+  /** On a connection with certificates (mutual TLS), the subject CN of the peer's certificate. */
+  readonly peerSubject?: string
   /** True once the connection has closed. */
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */

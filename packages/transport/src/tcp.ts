@@ -1,6 +1,18 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { activeLogger, Limits, type Logger, UnreachableError } from '@autobus/protocol'
+import tls from 'node:tls'
+import {
+  activeLogger,
+  type KeyRing,
+  Limits,
+  type Logger,
+  type SessionCertificate,
+  tlsCertificateClientOptions,
+  tlsCertificateServerOptions,
+  tlsClientOptions,
+  tlsServerOptions,
+  UnreachableError,
+} from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -12,16 +24,36 @@ const SERVED_READ_WATERMARK = 1024 * 1024
 export interface SocketOptions extends ConnectionOptions {
   /** TCP keepalive probe delay in ms (default 5 s); 0 turns keepalive off. */
   keepAlive?: number
+  /**
+   * The bus keys. With them every connection is TLS 1.3 with a pre-shared
+   * key derived from the bus key (docs/protocol.md §6.4): a listener
+   * accepts any key of the ring and refuses everything else, plaintext
+   * included, in the handshake; a client connects with the current key.
+   */
+  keys?: KeyRing
+  /**
+   * Certificates (mutual TLS 1.3) instead of the key's PSK: both ends
+   * present a certificate signed by the authority, and the peer's identity
+   * is its certificate's subject CN. Wins over `keys` for connections.
+   */
+  certificate?: SessionCertificate
 }
 
 class SocketConnection extends FramedConnection {
   readonly remoteAddress: string
   readonly remotePort: number
+  readonly peerKeyId: string | undefined
+  readonly peerSubject: string | undefined
   readonly #socket: net.Socket
 
-  constructor(socket: net.Socket, options: SocketOptions = {}) {
+  constructor(socket: net.Socket, options: SocketOptions = {}, peerKeyId?: string) {
     super(options)
     this.#socket = socket
+    this.peerKeyId = peerKeyId
+    if (socket instanceof tls.TLSSocket && options.certificate) {
+      const subject = socket.getPeerCertificate()?.subject?.CN
+      this.peerSubject = Array.isArray(subject) ? subject[0] : subject
+    }
     this.remoteAddress =
       socket.remoteAddress ?? (socket.address() as { address?: string }).address ?? 'unix'
     this.remotePort = socket.remotePort ?? 0
@@ -99,10 +131,21 @@ export function connect(
   const where = 'path' in endpoint ? endpoint.path : `${endpoint.host}:${endpoint.port}`
   return new Promise((resolve, reject) => {
     if (options.signal?.aborted) return reject(options.signal.reason)
-    const socket =
-      'path' in endpoint
-        ? net.connect({ path: endpoint.path })
-        : net.connect({ host: endpoint.host, port: endpoint.port })
+    const keys = options.keys
+    const certificate = options.certificate
+    const secured = keys !== undefined || certificate !== undefined
+    const socket = certificate
+      ? tls.connect({ ...endpoint, ...tlsCertificateClientOptions(certificate) })
+      : keys
+        ? tls.connect({ ...endpoint, ...tlsClientOptions(keys) })
+        : 'path' in endpoint
+          ? net.connect({ path: endpoint.path })
+          : net.connect({ host: endpoint.host, port: endpoint.port })
+    // No Nagle from the first byte: the client's Finished and its first
+    // frame would otherwise wait for an ACK the server has no reason to hurry.
+    if (secured) socket.setNoDelay(true)
+    // With a key the connection is made once the handshake is done.
+    const connected = secured ? 'secureConnect' : 'connect'
     const timer = setTimeout(
       () => fail(new UnreachableError(`connecting to ${where} timed out after ${timeout} ms`)),
       timeout,
@@ -113,7 +156,7 @@ export function connect(
       clearTimeout(timer)
       options.signal?.removeEventListener('abort', abort)
       socket.off('error', onError)
-      socket.off('connect', onConnect)
+      socket.off(connected, onConnect)
     }
     function fail(error: Error) {
       cleanup()
@@ -121,10 +164,14 @@ export function connect(
       reject(error)
     }
     function onError(error: NodeJS.ErrnoException) {
+      const code = error.code ?? error.message
       fail(
-        new UnreachableError(`cannot connect to ${where}: ${error.code ?? error.message}`, {
-          cause: error,
-        }),
+        new UnreachableError(
+          secured && (code.startsWith('ERR_SSL') || code.includes('CERT'))
+            ? `the TLS handshake with ${where} failed (${code}): ${certificate ? 'its certificate is not from the authority, or it refused ours' : `it does not hold key "${keys!.current.id}", or has no key`}`
+            : `cannot connect to ${where}: ${code}`,
+          { cause: error },
+        ),
       )
     }
     function onConnect() {
@@ -132,7 +179,7 @@ export function connect(
       resolve(new SocketConnection(socket, options))
     }
     socket.once('error', onError)
-    socket.once('connect', onConnect)
+    socket.once(connected, onConnect)
   })
 }
 
@@ -160,6 +207,11 @@ export interface ServerCounters {
    * reporting them: the caps keep a server from getting there.)
    */
   acceptErrors: number
+  /**
+   * With a key: connections closed because the TLS handshake failed (no
+   * key, a wrong key, plaintext, or no handshake within `handshakeTimeout`).
+   */
+  handshakeFailures?: number
 }
 
 /** Options for {@link listen}. */
@@ -180,6 +232,8 @@ export interface ListenOptions extends SocketOptions {
   host?: string
   /** Unix socket path instead of TCP. */
   path?: string
+  /** With a key: how long a connection may take to finish the TLS handshake (default 10 s). */
+  handshakeTimeout?: number
 }
 
 /** A listener that accepts message connections. */
@@ -210,7 +264,7 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
   #closing: Promise<void> | undefined
   readonly #connectionOptions: SocketOptions
 
-  constructor(server: net.Server, options: ListenOptions) {
+  constructor(server: net.Server, options: ListenOptions, identities?: WeakMap<object, string>) {
     super()
     this.#server = server
     // The serving end stops reading a peer that does not take its answers;
@@ -222,11 +276,25 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     this.#maxConnections = options.maxConnections ?? Limits.maxConnections
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
     this.#log = activeLogger(options.logger)
-    server.on('connection', (socket) => this.#accept(socket))
+    if (server instanceof tls.Server) {
+      this.counters.handshakeFailures = 0
+      // Connections still in their handshake are not yet counted against
+      // the caps below: the listener's own cap bounds them.
+      server.maxConnections = this.#maxConnections
+      server.on('secureConnection', (socket: tls.TLSSocket) =>
+        this.#accept(socket, identities?.get(socket)),
+      )
+      server.on('tlsClientError', (error: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+        this.counters.handshakeFailures! += 1
+        this.#log?.warn(
+          `autobus:transport TLS handshake from ${socket.remoteAddress ?? 'a local socket'} failed: ${error.code ?? error.message}`,
+        )
+      })
+    } else server.on('connection', (socket) => this.#accept(socket))
     server.on('error', (error: NodeJS.ErrnoException) => this.#acceptFailed(error))
   }
 
-  #accept(socket: net.Socket): void {
+  #accept(socket: net.Socket, peerKeyId?: string): void {
     // Unix socket peers have no address: only the total cap applies to them.
     const address = socket.remoteAddress
     const fromAddress = address === undefined ? 0 : (this.#perAddress.get(address) ?? 0)
@@ -242,11 +310,11 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
       socket.on('error', () => {})
       // A reset, not a FIN: the descriptor is freed now and no TIME_WAIT
       // state is left behind for a flood to pile up.
-      if (address === undefined) socket.destroy()
+      if (address === undefined || socket instanceof tls.TLSSocket) socket.destroy()
       else socket.resetAndDestroy()
       return
     }
-    const connection = new SocketConnection(socket, this.#connectionOptions)
+    const connection = new SocketConnection(socket, this.#connectionOptions, peerKeyId)
     this.#connections.add(connection)
     if (address !== undefined) this.#perAddress.set(address, fromAddress + 1)
     this.counters.accepted++
@@ -308,13 +376,27 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
  */
 export function listen(options: ListenOptions = {}): Promise<MessageServer> {
   return new Promise((resolve, reject) => {
-    const server = net.createServer({ noDelay: true })
+    const identities = new WeakMap<object, string>()
+    const handshakeTimeout = options.handshakeTimeout ?? 10_000
+    const server = options.certificate
+      ? tls.createServer({
+          noDelay: true,
+          handshakeTimeout,
+          ...tlsCertificateServerOptions(options.certificate),
+        })
+      : options.keys
+        ? tls.createServer({
+            noDelay: true,
+            handshakeTimeout,
+            ...tlsServerOptions(options.keys, (socket, id) => identities.set(socket, id)),
+          })
+        : net.createServer({ noDelay: true })
     const onError = (error: Error) =>
       reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
     server.once('error', onError)
     const ready = () => {
       server.off('error', onError)
-      resolve(new SocketServer(server, options))
+      resolve(new SocketServer(server, options, identities))
     }
     if (options.path) server.listen({ path: options.path }, ready)
     else
