@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { AutobusError, type BusOptions, RemoteError } from '@autobus/bus'
+import { AutobusError, type BusOptions } from '@autobus/bus'
 import { Command, CommanderError, Option } from 'commander'
 import { err } from './colour.js'
 import { addCallCommand } from './commands/call.js'
@@ -11,7 +11,7 @@ import { addListCommand } from './commands/list.js'
 import { addListenCommand } from './commands/listen.js'
 import { addServicesCommand } from './commands/services.js'
 import { addWatchCommand } from './commands/watch.js'
-import { ExitCode } from './exit.js'
+import { ExitCode, exitCodeByErrorCode } from './exit.js'
 import { type CommandHost, interrupted } from './host.js'
 import { collect, port } from './options.js'
 import { UsageError } from './target.js'
@@ -94,15 +94,6 @@ function report(error: unknown): number {
   const message = error instanceof Error ? error.message : String(error)
   process.stderr.write(`${err.red('error:')} ${message}\n`)
   if (error instanceof UsageError || error instanceof TypeError) return ExitCode.Usage
-  if (error instanceof RemoteError) return ExitCode.Failed
-  if (
-    error instanceof AutobusError &&
-    (error.code === 'unreachable' ||
-      error.code === 'unknown_service' ||
-      error.code === 'connection_lost' ||
-      error.code === 'timeout')
-  ) {
-    return ExitCode.Unreachable
-  }
+  if (error instanceof AutobusError) return exitCodeByErrorCode[error.code]
   return ExitCode.Failed
 }

@@ -32,6 +32,7 @@ export {
 } from './discoverer.js'
 export {
   absent,
+  type FilterValue,
   jsonEqual,
   type Matcher,
   matchesFilter,

@@ -2,12 +2,14 @@ import { EventEmitter } from 'node:events'
 import {
   BusyError,
   ClosedError,
+  ErrorCode,
   encodeFrame,
   Feature,
   Limits,
   MessageType,
   NotBoundError,
   PROTOCOL_VERSION,
+  ProtocolError,
   RefusedError,
   type RequestMessage,
   UnknownServiceError,
@@ -207,7 +209,10 @@ class ServerSession extends Session implements Subscriber {
       case 'fired':
         return {}
       default:
-        throw new NotBoundError(`"${message._command}" is not a client command`)
+        throw new ProtocolError(
+          ErrorCode.UnknownCommand,
+          `"${message._command}" is not a command a client sends`,
+        )
     }
   }
 
@@ -257,6 +262,7 @@ class ServerSession extends Session implements Subscriber {
       channel.finish('refused', false)
       throw new RefusedError(
         `channel "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
       )
     }
     return {}
@@ -285,6 +291,7 @@ class ServerSession extends Session implements Subscriber {
       this.streams.delete(id)
       throw new RefusedError(
         `stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
       )
     }
     return { window: receiveWindow }

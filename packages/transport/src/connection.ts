@@ -7,8 +7,10 @@ import {
   encodeFrame,
   Limits,
   type Logger,
+  PeerTimeoutError,
   type ProtocolError,
   type SessionMessage,
+  SlowConsumerError,
   tooDeepError,
 } from '@autobus/protocol'
 
@@ -236,7 +238,7 @@ export abstract class FramedConnection
     if (this.queuedBytes > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
-        new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
+        new SlowConsumerError(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
       )
     }
   }
@@ -377,7 +379,10 @@ export abstract class FramedConnection
     this.#heartbeatTimer = setInterval(() => {
       const silent = Date.now() - this.#lastReceived
       if (silent >= timeout)
-        this.close('peer timeout', new Error(`nothing heard from the peer for ${silent} ms`))
+        this.close(
+          'peer timeout',
+          new PeerTimeoutError(`nothing heard from the peer for ${silent} ms`),
+        )
       else if (silent >= interval) options.ping()
     }, tick)
     this.#heartbeatTimer.unref()
@@ -388,9 +393,11 @@ export abstract class FramedConnection
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
-    // What was sent before close() still goes out.
-    if (reason !== 'slow consumer') this.#writeOutbox()
-    this.destroy(reason !== 'slow consumer' && error === undefined)
+    // What was sent before close() still goes out, except to a peer that
+    // does not read: that is what got it dropped.
+    const slow = error instanceof SlowConsumerError
+    if (!slow) this.#writeOutbox()
+    this.destroy(!slow && error === undefined)
     this.#resolveClosed(info)
     this.emit('close', info)
   }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { activeLogger, Limits, type Logger, UnreachableError } from '@autobus/protocol'
+import { activeLogger, Limits, ListenError, type Logger, UnreachableError } from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -295,8 +295,13 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
 export function listen(options: ListenOptions = {}): Promise<MessageServer> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ noDelay: true })
-    const onError = (error: Error) =>
-      reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
+    const onError = (error: NodeJS.ErrnoException) =>
+      reject(
+        new ListenError(`cannot listen: ${error.message}`, {
+          cause: error,
+          ...(error.code ? { systemCode: error.code } : {}),
+        }),
+      )
     server.once('error', onError)
     const ready = () => {
       server.off('error', onError)

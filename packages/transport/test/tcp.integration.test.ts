@@ -2,7 +2,12 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { UnreachableError } from '@autobus/protocol'
+import {
+  ListenError,
+  PeerTimeoutError,
+  SlowConsumerError,
+  UnreachableError,
+} from '@autobus/protocol'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, listen, type MessageConnection, type MessageServer } from '../src/index.js'
 
@@ -94,7 +99,9 @@ describe('TCP message connections', () => {
       connection.send({ _type: 3, _command: 'fired', name: 'e', args: [payload] })
       await new Promise((resolve) => setImmediate(resolve))
     }
-    expect((await connection.closed).reason).toBe('slow consumer')
+    const closed = await connection.closed
+    expect(closed.reason).toBe('slow consumer')
+    expect(closed.error).toBeInstanceOf(SlowConsumerError)
     socket.destroy()
   })
 
@@ -106,6 +113,7 @@ describe('TCP message connections', () => {
     accepted[0]!.startHeartbeat({ interval: 50, timeout: 300, ping: () => pings++ })
     const info = await accepted[0]!.closed
     expect(info.reason).toBe('peer timeout')
+    expect(info.error).toBeInstanceOf(PeerTimeoutError)
     expect(pings).toBeGreaterThan(0)
     socket.destroy()
   })
@@ -118,6 +126,14 @@ describe('TCP message connections', () => {
     await expect(connect({ host: '127.0.0.1', port })).rejects.toBeInstanceOf(UnreachableError)
     const aborted = AbortSignal.abort(new Error('stop'))
     await expect(connect({ host: '127.0.0.1', port }, { signal: aborted })).rejects.toThrow('stop')
+  })
+
+  it('rejects a port in use with ListenError, not UnreachableError', async () => {
+    const { server } = await serve()
+    const failed = await listen({ host: '127.0.0.1', port: server.port }).catch((error) => error)
+    expect(failed).toBeInstanceOf(ListenError)
+    expect(failed).not.toBeInstanceOf(UnreachableError)
+    expect(failed.systemCode).toBe('EADDRINUSE')
   })
 
   it('works over a Unix domain socket', async () => {
