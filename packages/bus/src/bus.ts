@@ -14,13 +14,16 @@ import {
   type Publisher,
   type PublisherTimings,
   type ServiceChange,
+  type ServiceChangesOptions,
   type ServiceFilter,
   sharedNetwork,
   udpNetwork,
 } from '@autobus/discovery'
 import {
   activeLogger,
+  type Closable,
   ClosedError,
+  type CloseInfo,
   DISCOVERY_PORT,
   type Logger,
   META_SERVICE_ID,
@@ -70,18 +73,16 @@ export interface BusOptions extends PublisherTimings, DiscovererTimings, ServeOp
    * `debug`, `info`, `warn` and `error`, so `console` or pino fit.
    */
   logger?: Logger
+  /**
+   * Gives up on start-up (rejecting with the signal's reason, with nothing
+   * left open) if it aborts before the bus is ready; closes the bus if it
+   * aborts later.
+   */
+  signal?: AbortSignal
 }
 
 /** Something a bus can connect to. */
 export type ServiceTarget = { host: string; port: number; service: string }
-
-/** Options for replaying services already known to a new listener. */
-export interface ServiceListenerOptions {
-  /** Call the listener for every service already known first (default false). */
-  replay?: boolean
-  /** Only services matching this filter. */
-  filter?: ServiceFilter
-}
 
 /** A published service; unpublish to take it down. */
 export interface Publication {
@@ -99,7 +100,7 @@ export interface Publication {
  * announces them (unless discovery is off), keeps the table of services on
  * the network, and connects to them directly or through proxies.
  */
-export class Bus extends EventEmitter<DiscovererEvents> {
+export class Bus extends EventEmitter<DiscovererEvents> implements Closable {
   readonly #server: RpcServer
   readonly #table = new ServiceTable()
   readonly #publisher: Publisher | undefined
@@ -108,7 +109,10 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #local = new Map<string, { service: Service; published: Published | undefined }>()
   readonly #connections = new Set<Connection>()
   readonly #proxies = new Set<SingleServiceProxy | MultiServiceProxy>()
-  #closing: Promise<void> | undefined
+  #closing: Promise<CloseInfo> | undefined
+  /** Resolves with the reason once the bus has closed and released everything; never rejects. */
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
   readonly #logger: Logger | undefined
 
   /** @internal Use {@link createBus}. */
@@ -120,6 +124,9 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     logger?: Logger,
   ) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#logger = activeLogger(logger)
     this.#server = server
     this.#publisher = publisher
@@ -222,65 +229,22 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return this.#table.snapshot(filter)
   }
 
-  /** Changes to the table as an async iterable. */
-  changes(
-    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
-  ): AsyncIterable<ServiceChange> {
-    return this.#table.changes(options)
-  }
-
   /**
-   * Calls `listener` for every service that appears (with `replay`, first
-   * for every service already known). Returns a function that removes it.
-   */
-  onServiceAppeared(
-    listener: (service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    return this.onServiceChange((appeared, service) => appeared && listener(service), options)
-  }
-
-  /** Calls `listener` for every service that disappears. Returns a remover. */
-  onServiceDisappeared(
-    listener: (service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    return this.onServiceChange((appeared, service) => !appeared && listener(service), {
-      ...options,
-      replay: false,
-    })
-  }
-
-  /**
-   * One listener for both: called with `true` when a service appears and
-   * `false` when one disappears, so nothing is missed between two
-   * registrations. With `replay`, first called with `true` for every
-   * service already known.
+   * Changes to the table as an async iterable; ends when the bus closes or
+   * `signal` aborts. With `replay`, an `up` for every service already known
+   * comes first; with `filter`, only matching services. For callbacks, the
+   * bus emits `appeared`, `disappeared` and `changed` as the discoverer does.
    *
    * @example
    * ```ts
-   * bus.onServiceChange((appeared, service) => {
-   *   if (appeared) list.add(service.service)
-   *   else list.delete(service.service)
-   * }, { replay: true, filter: { type: 'speaker' } })
+   * for await (const change of bus.changes({ replay: true, filter: { type: 'speaker' } })) {
+   *   if (change.type === 'up') list.add(change.service.service)
+   *   else list.delete(change.service.service)
+   * }
    * ```
    */
-  onServiceChange(
-    listener: (appeared: boolean, service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    const keep = (service: DiscoveredService) =>
-      !options.filter || matchesFilter(service.info, options.filter)
-    const up = (service: DiscoveredService) => keep(service) && listener(true, service)
-    const down = (service: DiscoveredService) => keep(service) && listener(false, service)
-    if (options.replay)
-      for (const service of this.#table.snapshot(options.filter)) listener(true, service)
-    this.#table.on('appeared', up)
-    this.#table.on('disappeared', down)
-    return () => {
-      this.#table.off('appeared', up)
-      this.#table.off('disappeared', down)
-    }
+  changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
+    return this.#table.changes(options)
   }
 
   /**
@@ -297,15 +261,15 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return new Promise((resolve, reject) => {
       const deadline = createDeadline(timeout, [options.signal])
       const signal = deadline.signal
-      const stop = this.onServiceAppeared(
-        (service) => {
-          stop()
-          deadline.clear()
-          signal.removeEventListener('abort', abort)
-          resolve(service)
-        },
-        { filter },
-      )
+      const appeared = (service: DiscoveredService) => {
+        if (!matchesFilter(service.info, filter)) return
+        stop()
+        deadline.clear()
+        signal.removeEventListener('abort', abort)
+        resolve(service)
+      }
+      const stop = () => this.#table.off('appeared', appeared)
+      this.#table.on('appeared', appeared)
       const abort = () => {
         stop()
         deadline.clear()
@@ -377,20 +341,22 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Closes the bus: sends goodbyes for its services, closes proxies and
    * connections with a reason, and releases every socket. Idempotent.
    */
-  close(reason = 'bus closing'): Promise<void> {
+  close(reason = 'bus closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#proxies].map((proxy) => proxy.close(reason)))
       await Promise.all([...this.#connections].map((connection) => connection.close(reason)))
-      await this.#publisher?.close()
-      await this.#discoverer?.close()
+      await this.#publisher?.close(reason)
+      await this.#discoverer?.close(reason)
       this.#table.close()
       await this.#server.close(reason)
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -413,7 +379,18 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  * ```
  */
 export async function createBus(given: BusOptions = {}): Promise<Bus> {
-  const options = withEnvironment(given)
+  const { signal, ...options } = withEnvironment(given)
+  signal?.throwIfAborted()
+  const bus = await startBus(options, signal)
+  if (signal?.aborted) {
+    await bus.close('aborted')
+    throw signal.reason
+  }
+  signal?.addEventListener('abort', () => void bus.close('aborted'), { once: true })
+  return bus
+}
+
+async function startBus(options: BusOptions, signal: AbortSignal | undefined): Promise<Bus> {
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
   const server = await serve([], {
     ...options,
@@ -435,6 +412,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
       }),
   )
   try {
+    signal?.throwIfAborted()
     const peers = options.peers ?? []
     const publisher = await createPublisher({ ...options, peers, network, hostname })
     const discoverer = await createDiscoverer({ ...options, peers, network }).catch(

@@ -69,7 +69,5 @@ export {
   type BusOptions,
   createBus,
   type Publication,
-  type ServiceListenerOptions,
   type ServiceTarget,
 } from './bus.js'
-export { createMetaService } from './meta.js'

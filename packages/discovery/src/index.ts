@@ -16,7 +16,11 @@
  *
  * @packageDocumentation
  */
-export { type ServiceEventSource, serviceChanges } from './changes.js'
+export {
+  type ServiceChangesOptions,
+  type ServiceEventSource,
+  serviceChanges,
+} from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
 export {
   type AppearCause,
@@ -33,7 +37,6 @@ export {
 export {
   absent,
   type FilterValue,
-  jsonEqual,
   type Matcher,
   matchesFilter,
   notEqual,

@@ -15,7 +15,7 @@ afterEach(() => {
 const info = { type: 'test.speaker' }
 
 /** Closes under fake time: goodbyes wait on timers. */
-async function close(...closables: Array<{ close(): Promise<void> }>) {
+async function close(...closables: Array<{ close(): Promise<unknown> }>) {
   const closing = Promise.all(closables.map((closable) => closable.close()))
   await vi.advanceTimersByTimeAsync(1_000)
   await closing

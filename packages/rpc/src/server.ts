@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import {
   BusyError,
+  type Closable,
   ClosedError,
   ErrorCode,
   encodeFrame,
@@ -320,18 +321,24 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
  */
 export class RpcServer
   extends EventEmitter<{ connection: [MessageConnection] }>
-  implements ServiceRegistry
+  implements ServiceRegistry, Closable
 {
   readonly #services = new Map<string, Service>()
   readonly #options: ServeOptions
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
   readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
-  #closing: Promise<void> | undefined
+  #closing: Promise<CloseInfo> | undefined
+  /** Resolves with the reason once the server has closed; never rejects. */
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
 
   /** @internal Use {@link serve}. */
   constructor(listener: MessageServer | undefined, options: ServeOptions = {}) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#listener = listener
     this.#options = options
     listener?.on('connection', (connection) => this.accept(connection))
@@ -403,17 +410,19 @@ export class RpcServer
    * are aborted (their `signal`) and their callers answered with `closed`
    * at once.
    */
-  close(reason = 'server closing'): Promise<void> {
+  close(reason = 'server closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
       const error = new ClosedError(`service closing (${reason}); the call was aborted`)
       for (const session of [...this.#sessions]) session.shutdown(reason, error)
       await this.#listener?.close(reason)
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 

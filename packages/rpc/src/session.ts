@@ -3,6 +3,7 @@ import {
   activeLogger,
   BusyError,
   CallTimeoutError,
+  type Closable,
   ClosedError,
   type CommandName,
   ConnectionLostError,
@@ -132,7 +133,7 @@ export interface SessionLimits {
  * multiplexed over the connection.
  * @internal
  */
-export abstract class Session implements ChannelLink, StreamLink {
+export abstract class Session implements ChannelLink, StreamLink, Closable {
   readonly connection: MessageConnection
   protected readonly maxPendingCalls: number
   protected readonly maxSubscriptions: number
@@ -173,6 +174,20 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   get isClosed(): boolean {
     return this.connection.isClosed
+  }
+
+  /** Resolves with the reason once the session's connection has closed; never rejects. */
+  get closed(): Promise<CloseInfo> {
+    return this.connection.closed
+  }
+
+  /** Closes the session's connection; idempotent. Resolves with {@link closed}. */
+  close(reason?: string): Promise<CloseInfo> {
+    return this.connection.close(reason)
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 
   /** Sends a command and resolves with its response body. */

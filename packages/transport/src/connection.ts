@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
+  type Closable,
   type CloseInfo,
   decodeFrame,
   ErrorCode,
@@ -54,7 +55,7 @@ export type MessageConnectionEvents = {
  * A connection that carries protocol messages, one JSON object per line.
  * Implemented over TCP, Unix sockets and in memory.
  */
-export interface MessageConnection extends EventEmitter<MessageConnectionEvents> {
+export interface MessageConnection extends EventEmitter<MessageConnectionEvents>, Closable {
   /** Address of the peer (IP address, socket path or "memory"). */
   readonly remoteAddress: string
   /** Port of the peer, 0 where there is none. */
@@ -63,7 +64,7 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */
   readonly needsDrain: boolean
-  /** Resolves with the close reason once the connection has closed. */
+  /** Resolves with the close reason once the connection has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
   /** Queues one message. Returns false if the connection is closed. */
   send(message: object): boolean
@@ -86,8 +87,12 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
   startHeartbeat(options: HeartbeatOptions): void
-  /** Closes the connection; idempotent. */
-  close(reason?: string, error?: Error): void
+  /**
+   * Closes the connection; idempotent. What was queued still goes out
+   * (except to a peer dropped for not reading). `error` is the typed cause
+   * handed on in {@link CloseInfo.error}. Resolves with {@link closed}.
+   */
+  close(reason?: string, error?: Error): Promise<CloseInfo>
 }
 
 const NEWLINE = 0x0a
@@ -388,8 +393,8 @@ export abstract class FramedConnection
     this.#heartbeatTimer.unref()
   }
 
-  close(reason = 'closed', error?: Error): void {
-    if (this.#closeInfo) return
+  close(reason = 'closed', error?: Error): Promise<CloseInfo> {
+    if (this.#closeInfo) return this.closed
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
@@ -400,5 +405,10 @@ export abstract class FramedConnection
     this.destroy(!slow && error === undefined)
     this.#resolveClosed(info)
     this.emit('close', info)
+    return this.closed
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }

@@ -1,6 +1,14 @@
 import { EventEmitter } from 'node:events'
 import net from 'node:net'
-import { activeLogger, Limits, ListenError, type Logger, UnreachableError } from '@autobus/protocol'
+import {
+  activeLogger,
+  type Closable,
+  type CloseInfo,
+  Limits,
+  ListenError,
+  type Logger,
+  UnreachableError,
+} from '@autobus/protocol'
 import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
 
 /** How long a graceful close waits for queued bytes before it resets. */
@@ -176,14 +184,16 @@ export interface ListenOptions extends SocketOptions {
 }
 
 /** A listener that accepts message connections. */
-export interface MessageServer extends EventEmitter<MessageServerEvents> {
+export interface MessageServer extends EventEmitter<MessageServerEvents>, Closable {
   /** The bound TCP port (0 for Unix sockets). */
   readonly port: number
   /** Accepted and refused connections, counted since the server started. */
   readonly counters: Readonly<ServerCounters>
-  /** Stops accepting and closes every open connection; idempotent. */
-  close(reason?: string): Promise<void>
-  [Symbol.asyncDispose](): Promise<void>
+  /**
+   * Stops accepting and closes every open connection with `reason`;
+   * idempotent. Resolves once the port is released.
+   */
+  close(reason?: string): Promise<CloseInfo>
 }
 
 class SocketServer extends EventEmitter<MessageServerEvents> implements MessageServer {
@@ -200,10 +210,15 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     refusedPerAddress: 0,
     acceptErrors: 0,
   }
-  #closing: Promise<void> | undefined
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
+  #closing = false
 
   constructor(server: net.Server, options: ListenOptions) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#server = server
     this.#maxConnections = options.maxConnections ?? Limits.maxConnections
     this.#maxPerAddress = options.maxConnectionsPerAddress ?? Limits.maxConnectionsPerAddress
@@ -270,16 +285,17 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     return typeof address === 'object' && address ? address.port : 0
   }
 
-  close(reason = 'server closing'): Promise<void> {
-    this.#closing ??= new Promise((resolve) => {
-      this.#server.close(() => resolve())
-      for (const connection of this.#connections) connection.close(reason)
-    })
-    return this.#closing
+  close(reason = 'server closing'): Promise<CloseInfo> {
+    if (!this.#closing) {
+      this.#closing = true
+      this.#server.close(() => this.#resolveClosed({ reason }))
+      for (const connection of this.#connections) void connection.close(reason)
+    }
+    return this.closed
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 

@@ -136,6 +136,17 @@ describe('TCP message connections', () => {
     expect(failed.systemCode).toBe('EADDRINUSE')
   })
 
+  it('closes connections and servers with one shape: closed, close() and asyncDispose', async () => {
+    const server = await listen({ host: '127.0.0.1' })
+    const client = await connect({ host: '127.0.0.1', port: server.port })
+    expect(await client.close('done')).toEqual({ reason: 'done' })
+    expect(await client.close('again')).toEqual({ reason: 'done' })
+    const closed = server.closed
+    await server[Symbol.asyncDispose]()
+    expect(await closed).toEqual({ reason: 'server closing' })
+    expect(await server.close('again')).toEqual({ reason: 'server closing' })
+  })
+
   it('works over a Unix domain socket', async () => {
     const path = join(tmpdir(), `autobus-test-${process.pid}-${Date.now()}.sock`)
     const { accepted } = await serve({ path })
