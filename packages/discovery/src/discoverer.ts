@@ -456,7 +456,10 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     entry.probing = true
     let settled: Promise<boolean | undefined>
     try {
-      settled = this.#probe({ host, port, service }, this.#t.probeTimeout).then(
+      settled = this.#probe({ host, port, service }, this.#t.probeTimeout, {
+        clock: this.#clock,
+        signal: this.#stopped.signal,
+      }).then(
         (alive) => alive === true,
         () => undefined,
       )

@@ -62,7 +62,7 @@ export {
   parsePeerList,
   sharedNetwork,
 } from './peers.js'
-export { type Probe, probeService } from './probe.js'
+export { type Probe, type ProbeOptions, probeService } from './probe.js'
 export {
   createPublisher,
   type Publication,

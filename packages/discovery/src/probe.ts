@@ -1,5 +1,20 @@
 import net from 'node:net'
-import { decodeFrame, encodeFrame, MessageType, ProtocolError } from '@autobus/protocol'
+import {
+  type Clock,
+  decodeFrame,
+  encodeFrame,
+  MessageType,
+  ProtocolError,
+  systemClock,
+} from '@autobus/protocol'
+
+/** Options of a {@link Probe}. */
+export interface ProbeOptions {
+  /** Time for the timeout (default the system clock). */
+  clock?: Clock
+  /** Gives up: the probe rejects with the signal's reason (it proves nothing either way). */
+  signal?: AbortSignal
+}
 
 /**
  * Checks that a service is still there: a TCP connect and a `bind` to its id
@@ -8,6 +23,7 @@ import { decodeFrame, encodeFrame, MessageType, ProtocolError } from '@autobus/p
 export type Probe = (
   target: { host: string; port: number; service: string },
   timeout: number,
+  options?: ProbeOptions,
 ) => Promise<boolean>
 
 // Failures of this host, not of the target: they prove nothing about it.
@@ -18,17 +34,25 @@ const LOCAL_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRN
  * `false` (gone); rejects when this host could not make the check (out of
  * descriptors or buffers), which says nothing about the target.
  */
-export const probeService: Probe = (target, timeout) =>
+export const probeService: Probe = (target, timeout, options = {}) =>
   new Promise((resolve, reject) => {
+    const { clock = systemClock, signal } = options
+    if (signal?.aborted) return reject(signal.reason)
     const socket = net.connect({ host: target.host, port: target.port })
     let buffer = ''
+    let done = false
+    const abort = () => finish(signal!.reason as Error)
     const finish = (alive: boolean | Error) => {
-      clearTimeout(timer)
+      if (done) return
+      done = true
+      clock.clearTimeout(timer)
+      signal?.removeEventListener('abort', abort)
       socket.destroy()
       if (alive instanceof Error) reject(alive)
       else resolve(alive)
     }
-    const timer = setTimeout(() => finish(false), timeout)
+    const timer = clock.setTimeout(() => finish(false), timeout)
+    signal?.addEventListener('abort', abort, { once: true })
     socket.setEncoding('utf8')
     socket.on('error', (error: NodeJS.ErrnoException) =>
       finish(LOCAL_FAILURES.has(error.code ?? '') ? error : false),

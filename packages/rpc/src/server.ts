@@ -68,7 +68,7 @@ class ServerSession extends Session implements Subscriber {
   #features = new Set<string>()
   #watching = new Set<string>()
   #listening = new Set<string>()
-  #bindTimer: NodeJS.Timeout | undefined
+  #bindTimer: unknown
 
   #featureless = true
 
@@ -81,11 +81,10 @@ class ServerSession extends Session implements Subscriber {
     super(connection, options, counters)
     this.#registry = registry
     this.#options = options
-    this.#bindTimer = setTimeout(
+    this.#bindTimer = this.clock.setTimeout(
       () => connection.close('bind timeout'),
       options.bindTimeout ?? Limits.bindTimeout,
     )
-    this.#bindTimer.unref()
   }
 
   /** The id of the service this session is bound to, once bound. */
@@ -234,7 +233,7 @@ class ServerSession extends Session implements Subscriber {
       setImmediate(() => this.connection.close('unknown service'))
       throw new UnknownServiceError(`no service "${id}" here`)
     }
-    clearTimeout(this.#bindTimer)
+    this.clock.clearTimeout(this.#bindTimer)
     this.#service = service
     if (!offered) return {}
     this.#featureless = false
@@ -299,7 +298,7 @@ class ServerSession extends Session implements Subscriber {
   }
 
   protected cleanup(_info: CloseInfo): void {
-    clearTimeout(this.#bindTimer)
+    this.clock.clearTimeout(this.#bindTimer)
     const service = this.#service
     if (!service) return
     for (const name of this.#watching) service.objects.get(name)?.watchers.delete(this)

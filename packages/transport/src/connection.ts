@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
+  type Clock,
   type Closable,
   type CloseInfo,
   decodeFrame,
@@ -12,6 +13,7 @@ import {
   type ProtocolError,
   type SessionMessage,
   SlowConsumerError,
+  systemClock,
   tooDeepError,
 } from '@autobus/protocol'
 
@@ -27,6 +29,8 @@ export interface ConnectionOptions {
   maxQueuedBytes?: number
   /** Where invalid frames and closes are reported (default: nowhere). */
   logger?: Logger
+  /** Time for heartbeats (default the system clock); a fake one in tests. */
+  clock?: Clock
 }
 
 /** Heartbeat settings; see {@link MessageConnection.startHeartbeat}. */
@@ -133,14 +137,17 @@ export abstract class FramedConnection
   #pendingParts: Buffer[] = []
   #pendingRemaining = 0
   #flushScheduled = false
-  #lastReceived = Date.now()
-  #heartbeatTimer: NodeJS.Timeout | undefined
+  readonly #clock: Clock
+  #lastReceived: number
+  #heartbeatTimer: unknown
 
   constructor(options: ConnectionOptions = {}) {
     super()
     this.maxFrame = options.maxFrame ?? Limits.maxFrame
     this.maxDepth = options.maxDepth ?? Limits.maxDepth
     this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
+    this.#clock = options.clock ?? systemClock
+    this.#lastReceived = this.#clock.now()
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -271,7 +278,7 @@ export abstract class FramedConnection
 
   /** Feeds received bytes; splits them into frames and decodes each. */
   protected receive(chunk: Buffer): void {
-    this.#lastReceived = Date.now()
+    this.#lastReceived = this.#clock.now()
     let start = 0
     while (!this.#closeInfo) {
       if (this.#pending) {
@@ -376,28 +383,32 @@ export abstract class FramedConnection
   }
 
   startHeartbeat(options: HeartbeatOptions): void {
-    if (this.#closeInfo || this.#heartbeatTimer) return
+    if (this.#closeInfo || this.#heartbeatTimer !== undefined) return
     const interval = options.interval ?? Limits.heartbeatInterval
     const timeout = options.timeout ?? Limits.heartbeatTimeout
     const tick = Math.max(50, Math.min(interval, timeout) / 2)
-    this.#lastReceived = Date.now()
-    this.#heartbeatTimer = setInterval(() => {
-      const silent = Date.now() - this.#lastReceived
-      if (silent >= timeout)
+    const clock = this.#clock
+    this.#lastReceived = clock.now()
+    const check = () => {
+      const silent = clock.now() - this.#lastReceived
+      if (silent >= timeout) {
         this.close(
           'peer timeout',
           new PeerTimeoutError(`nothing heard from the peer for ${silent} ms`),
         )
-      else if (silent >= interval) options.ping()
-    }, tick)
-    this.#heartbeatTimer.unref()
+        return
+      }
+      if (silent >= interval) options.ping()
+      if (!this.#closeInfo) this.#heartbeatTimer = clock.setTimeout(check, tick)
+    }
+    this.#heartbeatTimer = clock.setTimeout(check, tick)
   }
 
   close(reason = 'closed', error?: Error): Promise<CloseInfo> {
     if (this.#closeInfo) return this.closed
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
-    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
+    if (this.#heartbeatTimer !== undefined) this.#clock.clearTimeout(this.#heartbeatTimer)
     // What was sent before close() still goes out, except to a peer that
     // does not read: that is what got it dropped.
     const slow = error instanceof SlowConsumerError
