@@ -98,9 +98,14 @@ export interface Publication {
 /**
  * A bus: one per program. It serves its services on one TCP listener,
  * announces them (unless discovery is off), keeps the table of services on
- * the network, and connects to them directly or through proxies.
+ * the network, and connects to them directly or through proxies. Made by
+ * {@link createBus}; the class behind it is not exported.
  */
-export class Bus extends EventEmitter<DiscovererEvents> implements Closable {
+// An interface that extends the class: the type follows the class as it
+// grows, and nobody outside can construct one or subclass it.
+export interface Bus extends LocalBus {}
+
+class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
   readonly #server: RpcServer
   readonly #table = new ServiceTable()
   readonly #publisher: Publisher | undefined
@@ -115,7 +120,6 @@ export class Bus extends EventEmitter<DiscovererEvents> implements Closable {
   #resolveClosed!: (info: CloseInfo) => void
   readonly #logger: Logger | undefined
 
-  /** @internal Use {@link createBus}. */
   constructor(
     server: RpcServer,
     publisher: Publisher | undefined,
@@ -402,7 +406,7 @@ async function startBus(options: BusOptions, signal: AbortSignal | undefined): P
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(server, undefined, undefined, hostname, options.logger)
+    return new LocalBus(server, undefined, undefined, hostname, options.logger)
   const network = sharedNetwork(
     options.network ??
       udpNetwork({
@@ -421,7 +425,7 @@ async function startBus(options: BusOptions, signal: AbortSignal | undefined): P
         throw error
       },
     )
-    return new Bus(server, publisher, discoverer, hostname, options.logger)
+    return new LocalBus(server, publisher, discoverer, hostname, options.logger)
   } catch (error) {
     await server.close()
     throw error

@@ -65,7 +65,7 @@ export {
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
 export {
-  Bus,
+  type Bus,
   type BusOptions,
   createBus,
   type Publication,

@@ -49,7 +49,11 @@ describe('Discoverer timing', () => {
     await vi.advanceTimersByTimeAsync(9_999)
     expect(probe).not.toHaveBeenCalled()
     await vi.advanceTimersByTimeAsync(1_001)
-    expect(probe).toHaveBeenCalledWith({ host: '10.0.0.99', port: 4000, service: 's1' }, 3_000, expect.anything())
+    expect(probe).toHaveBeenCalledWith(
+      { host: '10.0.0.99', port: 4000, service: 's1' },
+      3_000,
+      expect.anything(),
+    )
     expect(gone).toHaveLength(1)
     expect(gone[0]).toBeLessThanOrEqual(11_000)
     await discoverer.close()

@@ -76,5 +76,6 @@ export {
   type ResponseMessage,
   ServiceDescription,
   type SessionMessage,
+  SUPPORTED_FEATURES,
   WireErrorSchema,
 } from './session.js'

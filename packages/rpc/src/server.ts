@@ -13,6 +13,7 @@ import {
   ProtocolError,
   RefusedError,
   type RequestMessage,
+  SUPPORTED_FEATURES,
   UnknownServiceError,
   UnsupportedError,
 } from '@autobus/protocol'
@@ -27,15 +28,9 @@ import {
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
 
-/** Features this implementation offers at bind. */
-export const SUPPORTED_FEATURES: readonly string[] = [
-  Feature.Errors,
-  Feature.Describe,
-  Feature.Heartbeat,
-  Feature.Channels,
-  Feature.Streams,
-  Feature.Attachments,
-]
+// Defined in the protocol so both ends read one list; the client side
+// imports it from here.
+export { SUPPORTED_FEATURES }
 
 /** Where a server session finds services by id. @internal */
 export interface ServiceRegistry {
@@ -237,7 +232,9 @@ class ServerSession extends Session implements Subscriber {
     this.#service = service
     if (!offered) return {}
     this.#featureless = false
-    this.#features = new Set(offered.filter((feature) => SUPPORTED_FEATURES.includes(feature)))
+    this.#features = new Set(
+      offered.filter((feature) => (SUPPORTED_FEATURES as readonly string[]).includes(feature)),
+    )
     if (this.#features.has(Feature.Attachments)) this.enableAttachments()
     if (this.#features.has(Feature.Heartbeat)) {
       this.connection.startHeartbeat({
