@@ -8,8 +8,9 @@ import {
   RemoteError,
   UnknownNameError,
 } from '@autobus/protocol'
+import { manualClock } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
-import { manualClock, memoryPair } from './fixture.js'
+import { memoryPair } from './fixture.js'
 
 describe('functions', () => {
   it('returns results, validates arguments first and carries remote errors', async () => {

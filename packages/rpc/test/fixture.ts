@@ -1,4 +1,3 @@
-import type { Clock } from '@autobus/protocol'
 import { createMemoryPair } from '@autobus/transport'
 import Type from 'typebox'
 import { bindService, type ConnectServiceOptions, createService, RpcServer } from '../src/index.js'
@@ -63,36 +62,4 @@ export async function memoryPair(options: ConnectServiceOptions = {}) {
   server.accept(serverEnd)
   const connection = await bindService(client, fixture.service.id, options)
   return { ...fixture, server, connection, serverEnd }
-}
-
-/** A clock that moves only when told to: timers run in order as `advance` passes them. */
-export function manualClock() {
-  let now = 0
-  let nextId = 1
-  const timers = new Map<number, { at: number; run: () => void }>()
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (run, ms) => {
-      const id = nextId++
-      timers.set(id, { at: now + Math.max(0, ms), run })
-      return id
-    },
-    clearTimeout: (id) => {
-      timers.delete(id as number)
-    },
-  }
-  const advance = (ms: number) => {
-    const end = now + ms
-    for (;;) {
-      let due: [number, { at: number; run: () => void }] | undefined
-      for (const entry of timers)
-        if (entry[1].at <= end && (!due || entry[1].at < due[1].at)) due = entry
-      if (!due) break
-      timers.delete(due[0])
-      now = due[1].at
-      due[1].run()
-    }
-    now = end
-  }
-  return { clock, advance }
 }

@@ -17,6 +17,7 @@
  *
  * @packageDocumentation
  */
+export { type ManualClock, manualClock } from './clock.js'
 export { type Exited, type RunningToExit, type RunToExitOptions, runToExit } from './exit.js'
 export { killAll, type LineProcess, spawnLines } from './lines.js'
 export { type CollectingLogger, collectingLogger } from './logger.js'

@@ -8,6 +8,7 @@ import {
   SlowConsumerError,
   UnreachableError,
 } from '@autobus/protocol'
+import { manualClock } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, listen, type MessageConnection, type MessageServer } from '../src/index.js'
 
@@ -105,12 +106,17 @@ describe('TCP message connections', () => {
     socket.destroy()
   })
 
-  it('declares a silent peer dead through heartbeats', async () => {
-    const { server, accepted } = await serve()
+  it('declares a silent peer dead through heartbeats, at the timeout', async () => {
+    const time = manualClock()
+    const { server, accepted } = await serve({ clock: time.clock })
     const socket = await raw(server.port)
     await expect.poll(() => accepted.length).toBe(1)
     let pings = 0
-    accepted[0]!.startHeartbeat({ interval: 50, timeout: 300, ping: () => pings++ })
+    accepted[0]!.startHeartbeat({ interval: 5_000, timeout: 15_000, ping: () => pings++ })
+    time.advance(14_999)
+    expect(accepted[0]!.isClosed).toBe(false)
+    time.advance(1)
+    expect(accepted[0]!.isClosed).toBe(true)
     const info = await accepted[0]!.closed
     expect(info.reason).toBe('peer timeout')
     expect(info.error).toBeInstanceOf(PeerTimeoutError)
