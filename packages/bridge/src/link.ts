@@ -363,7 +363,12 @@ export class CircuitConnection
   // The link has its own heartbeat; a circuit dies with it.
   startHeartbeat(): void {}
 
-  close(reason = 'closed'): void {
+  close(reason = 'closed'): Promise<CloseInfo> {
     this.#circuit.close(reason)
+    return this.closed
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }

@@ -17,6 +17,7 @@ import {
   type SealDrops,
   type SealedNetwork,
   type ServiceChange,
+  type ServiceChangesOptions,
   type ServiceFilter,
   sealedNetwork,
   sharedNetwork,
@@ -25,7 +26,9 @@ import {
 import {
   activeLogger,
   type BusKey,
+  type Closable,
   ClosedError,
+  type CloseInfo,
   DISCOVERY_PORT,
   KeyRing,
   type Logger,
@@ -117,6 +120,12 @@ export interface BusOptions
    * `debug`, `info`, `warn` and `error`, so `console` or pino fit.
    */
   logger?: Logger
+  /**
+   * Gives up on start-up (rejecting with the signal's reason, with nothing
+   * left open) if it aborts before the bus is ready; closes the bus if it
+   * aborts later.
+   */
+  signal?: AbortSignal
 }
 
 /** What a keyed bus has refused, counted since it started; see {@link Bus.securityStats}. */
@@ -134,14 +143,6 @@ export interface BusSecurityStats {
 /** Something a bus can connect to. */
 export type ServiceTarget = { host: string; port: number; service: string }
 
-/** Options for replaying services already known to a new listener. */
-export interface ServiceListenerOptions {
-  /** Call the listener for every service already known first (default false). */
-  replay?: boolean
-  /** Only services matching this filter. */
-  filter?: ServiceFilter
-}
-
 /** A published service; unpublish to take it down. */
 export interface Publication {
   readonly service: Service
@@ -156,9 +157,14 @@ export interface Publication {
 /**
  * A bus: one per program. It serves its services on one TCP listener,
  * announces them (unless discovery is off), keeps the table of services on
- * the network, and connects to them directly or through proxies.
+ * the network, and connects to them directly or through proxies. Made by
+ * {@link createBus}; the class behind it is not exported.
  */
-export class Bus extends EventEmitter<DiscovererEvents> {
+// An interface that extends the class: the type follows the class as it
+// grows, and nobody outside can construct one or subclass it.
+export interface Bus extends LocalBus {}
+
+class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
   readonly #server: RpcServer
   readonly #table = new ServiceTable()
   readonly #publisher: Publisher | undefined
@@ -167,14 +173,16 @@ export class Bus extends EventEmitter<DiscovererEvents> {
   readonly #local = new Map<string, { service: Service; published: Published | undefined }>()
   readonly #connections = new Set<Connection<Contract>>()
   readonly #proxies = new Set<SingleServiceProxy<Contract> | MultiServiceProxy<Contract>>()
-  #closing: Promise<void> | undefined
+  #closing: Promise<CloseInfo> | undefined
+  /** Resolves with the reason once the bus has closed and released everything; never rejects. */
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
   readonly #logger: Logger | undefined
   readonly #keys: KeyRing | undefined
   readonly #sealed: SealedNetwork | undefined
   readonly #access: AccessControl | undefined
   readonly #certificate: SessionCertificate | undefined
 
-  /** @internal Use {@link createBus}. */
   constructor(
     server: RpcServer,
     publisher: Publisher | undefined,
@@ -187,6 +195,9 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     certificate?: SessionCertificate,
   ) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#certificate = certificate
     this.#keys = keys
     this.#sealed = sealed
@@ -340,65 +351,22 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return this.#table.snapshot(filter)
   }
 
-  /** Changes to the table as an async iterable. */
-  changes(
-    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
-  ): AsyncIterable<ServiceChange> {
-    return this.#table.changes(options)
-  }
-
   /**
-   * Calls `listener` for every service that appears (with `replay`, first
-   * for every service already known). Returns a function that removes it.
-   */
-  onServiceAppeared(
-    listener: (service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    return this.onServiceChange((appeared, service) => appeared && listener(service), options)
-  }
-
-  /** Calls `listener` for every service that disappears. Returns a remover. */
-  onServiceDisappeared(
-    listener: (service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    return this.onServiceChange((appeared, service) => !appeared && listener(service), {
-      ...options,
-      replay: false,
-    })
-  }
-
-  /**
-   * One listener for both: called with `true` when a service appears and
-   * `false` when one disappears, so nothing is missed between two
-   * registrations. With `replay`, first called with `true` for every
-   * service already known.
+   * Changes to the table as an async iterable; ends when the bus closes or
+   * `signal` aborts. With `replay`, an `up` for every service already known
+   * comes first; with `filter`, only matching services. For callbacks, the
+   * bus emits `appeared`, `disappeared` and `changed` as the discoverer does.
    *
    * @example
    * ```ts
-   * bus.onServiceChange((appeared, service) => {
-   *   if (appeared) list.add(service.service)
-   *   else list.delete(service.service)
-   * }, { replay: true, filter: { type: 'speaker' } })
+   * for await (const change of bus.changes({ replay: true, filter: { type: 'speaker' } })) {
+   *   if (change.type === 'up') list.add(change.service.service)
+   *   else list.delete(change.service.service)
+   * }
    * ```
    */
-  onServiceChange(
-    listener: (appeared: boolean, service: DiscoveredService) => void,
-    options: ServiceListenerOptions = {},
-  ): () => void {
-    const keep = (service: DiscoveredService) =>
-      !options.filter || matchesFilter(service.info, options.filter)
-    const up = (service: DiscoveredService) => keep(service) && listener(true, service)
-    const down = (service: DiscoveredService) => keep(service) && listener(false, service)
-    if (options.replay)
-      for (const service of this.#table.snapshot(options.filter)) listener(true, service)
-    this.#table.on('appeared', up)
-    this.#table.on('disappeared', down)
-    return () => {
-      this.#table.off('appeared', up)
-      this.#table.off('disappeared', down)
-    }
+  changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
+    return this.#table.changes(options)
   }
 
   /**
@@ -415,15 +383,15 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     return new Promise((resolve, reject) => {
       const deadline = createDeadline(timeout, [options.signal])
       const signal = deadline.signal
-      const stop = this.onServiceAppeared(
-        (service) => {
-          stop()
-          deadline.clear()
-          signal.removeEventListener('abort', abort)
-          resolve(service)
-        },
-        { filter },
-      )
+      const appeared = (service: DiscoveredService) => {
+        if (!matchesFilter(service.info, filter)) return
+        stop()
+        deadline.clear()
+        signal.removeEventListener('abort', abort)
+        resolve(service)
+      }
+      const stop = () => this.#table.off('appeared', appeared)
+      this.#table.on('appeared', appeared)
       const abort = () => {
         stop()
         deadline.clear()
@@ -533,21 +501,23 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * Closes the bus: sends goodbyes for its services, closes proxies and
    * connections with a reason, and releases every socket. Idempotent.
    */
-  close(reason = 'bus closing'): Promise<void> {
+  close(reason = 'bus closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
       await Promise.all([...this.#proxies].map((proxy) => proxy.close(reason)))
       await Promise.all([...this.#connections].map((connection) => connection.close(reason)))
-      await this.#publisher?.close()
-      await this.#discoverer?.close()
+      await this.#publisher?.close(reason)
+      await this.#discoverer?.close(reason)
       this.#table.close()
       await this.#server.close(reason)
       this.#access?.close()
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -570,7 +540,18 @@ export class Bus extends EventEmitter<DiscovererEvents> {
  * ```
  */
 export async function createBus(given: BusOptions = {}): Promise<Bus> {
-  const options = withEnvironment(given)
+  const { signal, ...options } = withEnvironment(given)
+  signal?.throwIfAborted()
+  const bus = await startBus(options, signal)
+  if (signal?.aborted) {
+    await bus.close('aborted')
+    throw signal.reason
+  }
+  signal?.addEventListener('abort', () => void bus.close('aborted'), { once: true })
+  return bus
+}
+
+async function startBus(options: BusOptions, signal: AbortSignal | undefined): Promise<Bus> {
   const keys = keyRing(options.key)
   const access = await accessControl(options.access, options.logger)
   const hostname = options.hostname ?? os.hostname().split('.')[0]!
@@ -587,7 +568,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     `autobus:bus serving on port ${server.port}${options.discovery === false ? ', no discovery' : `, discovery on port ${options.discoveryPort ?? DISCOVERY_PORT}`}`,
   )
   if (options.discovery === false)
-    return new Bus(
+    return new LocalBus(
       server,
       undefined,
       undefined,
@@ -615,6 +596,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
     : undefined
   const network = sharedNetwork(sealed ?? plain)
   try {
+    signal?.throwIfAborted()
     const peers = options.peers ?? []
     const publisher = await createPublisher({ ...options, peers, network, hostname })
     const discoverer = await createDiscoverer({
@@ -626,7 +608,7 @@ export async function createBus(given: BusOptions = {}): Promise<Bus> {
       await publisher.close()
       throw error
     })
-    return new Bus(
+    return new LocalBus(
       server,
       publisher,
       discoverer,

@@ -42,15 +42,18 @@ export {
   generateKey,
   InvalidArgumentsError,
   KeyRing,
+  ListenError,
   type Logger,
   META_SERVICE_ID,
   NotBoundError,
+  PeerTimeoutError,
   ProtocolError,
   parseKey,
   parseKeys,
   RefusedError,
   RemoteError,
   ServiceDescription,
+  SlowConsumerError,
   UnknownNameError,
   UnknownServiceError,
   UnreachableError,
@@ -79,12 +82,10 @@ export {
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
 export {
-  Bus,
+  type Bus,
   type BusOptions,
   type BusSecurityStats,
   createBus,
   type Publication,
-  type ServiceListenerOptions,
   type ServiceTarget,
 } from './bus.js'
-export { createMetaService } from './meta.js'

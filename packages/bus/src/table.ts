@@ -5,6 +5,7 @@ import {
   type DiscovererEvents,
   matchesFilter,
   type ServiceChange,
+  type ServiceChangesOptions,
   type ServiceFilter,
   serviceChanges,
 } from '@autobus/discovery'
@@ -62,9 +63,7 @@ export class ServiceTable extends EventEmitter<DiscovererEvents> {
     return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
   }
 
-  changes(
-    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
-  ): AsyncIterable<ServiceChange> {
+  changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
     return serviceChanges(this, this.#closed.signal, options)
   }
 

@@ -103,25 +103,48 @@ describe('Bus', () => {
     await expect(meta.call('describe', ['nope'])).rejects.toBeInstanceOf(UnknownServiceError)
   })
 
-  it('replays known services to a dual listener and reports goodbyes', async () => {
+  it('replays known services through changes() and reports goodbyes', async () => {
     const server = await bus()
     const client = await bus()
     const first = server.publish(greeter(server, 'one'))
     await client.waitForService({ name: 'one' }, { timeout: 5_000 })
-    const events: string[] = []
-    const stop = client.onServiceChange(
-      (appeared, service) => events.push(`${appeared ? 'up' : 'down'} ${service.info.name}`),
-      {
+    const stop = new AbortController()
+    const changes = client
+      .changes({
         replay: true,
         filter: { type: 'test.greeter' },
-      },
-    )
-    expect(events).toEqual(['up one'])
+        signal: stop.signal,
+      })
+      [Symbol.asyncIterator]()
+    const next = async () => {
+      const { value } = await changes.next()
+      return `${value!.type} ${value!.service.info.name}`
+    }
+    expect(await next()).toBe('up one')
     server.publish(greeter(server, 'two'))
-    await expect.poll(() => events).toEqual(['up one', 'up two'])
+    expect(await next()).toBe('up two')
     await first.unpublish()
-    await expect.poll(() => events).toEqual(['up one', 'up two', 'down one'])
-    stop()
+    expect(await next()).toBe('down one')
+    stop.abort()
+    expect(await changes.next()).toEqual({ done: true, value: undefined })
+  })
+
+  it('honours an AbortSignal: before start-up it rejects, later it closes the bus', async () => {
+    const stop = new AbortController()
+    stop.abort(new Error('not now'))
+    await expect(createBus({ discovery: false, signal: stop.signal })).rejects.toThrow('not now')
+    const later = new AbortController()
+    const running = await createBus({ discovery: false, signal: later.signal })
+    later.abort()
+    expect(await running.closed).toEqual({ reason: 'aborted' })
+  })
+
+  it('closes with one shape: closed and close() give the same reason, once', async () => {
+    const closing = await bus()
+    const closed = closing.closed
+    expect(await closing.close('done here')).toEqual({ reason: 'done here' })
+    expect(await closed).toEqual({ reason: 'done here' })
+    expect(await closing.close('again')).toEqual({ reason: 'done here' })
   })
 
   it('rebinds a single-service proxy and fans out through a multi-service proxy', async () => {

@@ -70,12 +70,13 @@ async function demo() {
 
   step('2. Discover it over UDP broadcast')
   await using bus = await createBus(discoverySettings())
-  bus.onServiceChange((appeared, service) => {
-    if (service.info.type === EXAMPLE_TYPE)
+  // Runs beside the demo; it ends when the bus closes.
+  void (async () => {
+    for await (const { type, service } of bus.changes({ filter: { type: EXAMPLE_TYPE } }))
       say(
-        `${appeared ? pc.green('appeared') : pc.red('disappeared')}: example ${service.info.name} at ${service.host}:${service.port}`,
+        `${type === 'up' ? pc.green('appeared') : pc.red('disappeared')}: example ${service.info.name} at ${service.host}:${service.port}`,
       )
-  })
+  })()
   const found = await bus.waitForService({ type: EXAMPLE_TYPE, name: 'A' }, { timeout: 10_000 })
   say(`info: ${json(found.info)}`)
 

@@ -10,6 +10,11 @@
  * @packageDocumentation
  */
 export { createProgram, ExitCode, run } from './cli.js'
-export { addConformanceCommand, createConformanceService } from './conformance.js'
+export {
+  addConformanceCommand,
+  type ConformanceHost,
+  createConformanceService,
+} from './commands/conformance.js'
 export { createExampleService, EXAMPLE_TYPE } from './example.js'
+export type { CommandHost } from './host.js'
 export { parseFilter, parseTarget, type Target, UsageError } from './target.js'

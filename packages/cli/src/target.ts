@@ -24,13 +24,14 @@ export function parseValue(text: string): unknown {
  * else a string), `key!=value` (not equal), `key` (present), `!key` (absent).
  */
 export function parseFilter(terms: readonly string[]): ServiceFilter {
-  const filter: Record<string, unknown> = {}
+  const filter: Record<string, ServiceFilter[string]> = {}
+  // A value is a JSON value or a string: what the filter compares with.
+  const value = (text: string) => parseValue(text) as ServiceFilter[string]
   for (const term of terms) {
     const notEqual = term.indexOf('!=')
     const equal = term.indexOf('=')
-    if (notEqual > 0)
-      filter[term.slice(0, notEqual)] = { $ne: parseValue(term.slice(notEqual + 2)) }
-    else if (equal > 0) filter[term.slice(0, equal)] = parseValue(term.slice(equal + 1))
+    if (notEqual > 0) filter[term.slice(0, notEqual)] = { $ne: value(term.slice(notEqual + 2)) }
+    else if (equal > 0) filter[term.slice(0, equal)] = value(term.slice(equal + 1))
     else if (term.startsWith('!') && term.length > 1) filter[term.slice(1)] = { $absent: true }
     else if (term.length > 0 && !term.includes('=')) filter[term] = { $present: true }
     else throw new UsageError(`invalid filter "${term}": use key=value, key!=value, key or !key`)

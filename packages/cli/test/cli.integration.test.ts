@@ -3,6 +3,7 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { runToExit } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 
 // The CLI runs as a user runs it: the built binary, in its own process, on a
@@ -51,29 +52,13 @@ function start(args: string[]): Started {
   }
 }
 
+/** Runs the CLI to its end; stdin gets `input`, then ends. */
 async function run(
   args: string[],
-  input?: string,
+  input = '',
   environment: NodeJS.ProcessEnv = env,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [main, ...args], {
-    env: environment,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  running.add(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  if (input !== undefined) child.stdin.end(input)
-  else child.stdin.end()
-  const [code] = await once(child, 'exit')
-  running.delete(child)
-  return { code: code as number, stdout, stderr }
+): Promise<{ code: number | string; stdout: string; stderr: string }> {
+  return runToExit(process.execPath, [main, ...args], { env: environment, input }).exited
 }
 
 async function example(name: string) {

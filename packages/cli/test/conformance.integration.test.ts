@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { createBus } from '@autobus/bus'
 import { checkService, formatResult, startReferenceService } from '@autobus/conformance'
 import { describe, expect, it } from 'vitest'
-import { createConformanceService } from '../src/conformance.js'
+import { createConformanceService } from '../src/commands/conformance.js'
 import { createExampleService } from '../src/example.js'
 
 const main = fileURLToPath(new URL('../dist/main.js', import.meta.url))

@@ -1,7 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { type Bus, createBus } from '@autobus/bus'
+import { killAll, runToExit } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 
 // How the CLI ends when something is wrong or goes away: the built binary,
@@ -15,50 +14,24 @@ const env = {
   AUTOBUS_INTERFACES: 'lo',
   NO_COLOR: '1',
 }
-const running = new Set<ChildProcess>()
 const buses: Bus[] = []
 afterEach(async () => {
-  for (const child of running) child.kill('SIGKILL')
-  running.clear()
+  killAll()
   await Promise.all(buses.splice(0).map((bus) => bus.close()))
 })
 
-interface Ended {
-  code: number
-  stdout: string
-  stderr: string
-  /** From spawn to exit, in ms. */
-  elapsed: number
-}
-
 /** Runs the CLI; stdin stays open unless `input` is given. */
 function cli(args: string[], options: { input?: string; nodeArgs?: string[] } = {}) {
-  const started = performance.now()
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), main, ...args], {
+  const run = runToExit(process.execPath, [...(options.nodeArgs ?? []), main, ...args], {
     env,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    input: options.input ?? { open: true },
   })
-  running.add(child)
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (chunk) => {
-    stdout += chunk
-  })
-  child.stderr.on('data', (chunk) => {
-    stderr += chunk
-  })
-  if (options.input !== undefined) child.stdin.end(options.input)
-  const ended: Promise<Ended> = once(child, 'exit').then(([code]) => {
-    running.delete(child)
-    return { code: code as number, stdout, stderr, elapsed: performance.now() - started }
-  })
-  return { child, ended, stdout: () => stdout }
+  return { ...run, ended: run.exited }
 }
 
 async function example(name: string) {
   const started = cli(['example', '--json', '--name', name])
-  while (!started.stdout().includes('\n')) await once(started.child.stdout!, 'data')
-  const ready = JSON.parse(started.stdout()) as { port: number; service: string }
+  const ready = JSON.parse(await started.firstLine()) as { port: number; service: string }
   return { ...started, ready, direct: `127.0.0.1:${ready.port}/${ready.service}` }
 }
 
@@ -111,8 +84,7 @@ describe('autobus channel', () => {
   it('exits 3 at once when the connection drops', async () => {
     const { bus, direct } = await channelService()
     const run = cli(['channel', direct, 'stay'])
-    while (!run.stdout().includes('\n')) await once(run.child.stdout!, 'data')
-    expect(run.stdout()).toBe('{"hello":true}\n')
+    expect(await run.firstLine()).toBe('{"hello":true}')
     await bus.close('service stopped')
     const ended = await run.ended
     expect(ended.code).toBe(3)

@@ -8,8 +8,9 @@ import type {
 } from './discoverer.js'
 import { matchesFilter, type ServiceFilter } from './filter.js'
 
-/** Anything that emits the discoverer's events. */
+/** Anything that emits the discoverer's events and lists the services it knows. */
 export interface ServiceEventSource {
+  snapshot(filter?: ServiceFilter): DiscoveredService[]
   on<K extends keyof DiscovererEvents>(
     event: K,
     listener: (...args: DiscovererEvents[K]) => void,
@@ -20,16 +21,28 @@ export interface ServiceEventSource {
   ): unknown
 }
 
+/** Options of a `changes()` iterable. */
+export interface ServiceChangesOptions {
+  /** Ends the iterable. */
+  signal?: AbortSignal | undefined
+  /** Only services whose info matches. */
+  filter?: ServiceFilter | undefined
+  /** First an `up` for every (matching) service already known (default false). */
+  replay?: boolean | undefined
+}
+
 /**
  * The events of `source` as an async iterable of changes, ending when
  * `closed` or `options.signal` aborts. A restart (same id, new port or info)
  * is a `down` then an `up`, both marked `restart: true`; through a filter,
- * only the side that matches.
+ * only the side that matches. With `replay`, the services known when it
+ * starts come first, and nothing that happens meanwhile is missed. The
+ * discoverer's and the bus's `changes()` are this.
  */
 export async function* serviceChanges(
   source: ServiceEventSource,
   closed: AbortSignal,
-  options: { signal?: AbortSignal | undefined; filter?: ServiceFilter | undefined } = {},
+  options: ServiceChangesOptions = {},
 ): AsyncIterable<ServiceChange> {
   const signal = options.signal ? AbortSignal.any([options.signal, closed]) : closed
   const filter = options.filter
@@ -51,8 +64,13 @@ export async function* serviceChanges(
   }
   source.on('appeared', up)
   source.on('disappeared', down)
+  // Listening before the snapshot is read: a change during the replay is
+  // queued behind it, not lost.
+  const events = on(relay, 'change', { signal })
   try {
-    for await (const [change] of on(relay, 'change', { signal })) yield change as ServiceChange
+    if (options.replay && !signal.aborted)
+      for (const service of source.snapshot(filter)) yield { type: 'up', service }
+    for await (const [change] of events) yield change as ServiceChange
   } catch (error) {
     if (!signal.aborted) throw error
   } finally {

@@ -2,6 +2,8 @@ import { EventEmitter } from 'node:events'
 import {
   type AddDatagram,
   activeLogger,
+  type Closable,
+  type CloseInfo,
   DiscoveryDefaults,
   decodeDatagram,
   encodeDatagram,
@@ -9,7 +11,7 @@ import {
   type Logger,
   ProtocolError,
 } from '@autobus/protocol'
-import { serviceChanges } from './changes.js'
+import { type ServiceChangesOptions, serviceChanges } from './changes.js'
 import { type Clock, systemClock } from './clock.js'
 import { jsonEqual, matchesFilter, type ServiceFilter } from './filter.js'
 import {
@@ -139,16 +141,17 @@ interface Entry {
 }
 
 /** Keeps the table of services on the network. */
-export interface Discoverer extends EventEmitter<DiscovererEvents>, AsyncDisposable {
+export interface Discoverer extends EventEmitter<DiscovererEvents>, Closable {
   /** The services known now, optionally filtered. */
   snapshot(filter?: ServiceFilter): DiscoveredService[]
   /** Changes as an async iterable; ends when the discoverer closes or `signal` aborts. */
-  changes(options?: { signal?: AbortSignal; filter?: ServiceFilter }): AsyncIterable<ServiceChange>
+  changes(options?: ServiceChangesOptions): AsyncIterable<ServiceChange>
   /** Sends a query now (the start-up schedule does this by itself). */
   query(): void
   /** Counters of dropped, ignored and deferred things. */
   readonly stats: DiscovererStats
-  close(): Promise<void>
+  /** Stops listening and ends every `changes()` iterable; idempotent. */
+  close(reason?: string): Promise<CloseInfo>
 }
 
 // Marked: this discoverer listens on the private port the query leaves from.
@@ -183,12 +186,17 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     inconclusiveProbes: 0,
   }
   #probesInFlight = 0
-  #closing: Promise<void> | undefined
-  readonly #closed = new AbortController()
+  #closing: Promise<CloseInfo> | undefined
+  readonly #stopped = new AbortController()
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
   readonly #log: Logger | undefined
 
   constructor(options: DiscovererOptions) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     const log = activeLogger(options.logger)
     this.#log = log
     if (log) {
@@ -244,10 +252,8 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     return filter ? all.filter((service) => matchesFilter(service.info, filter)) : all
   }
 
-  changes(
-    options: { signal?: AbortSignal; filter?: ServiceFilter } = {},
-  ): AsyncIterable<ServiceChange> {
-    return serviceChanges(this, this.#closed.signal, options)
+  changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
+    return serviceChanges(this, this.#stopped.signal, options)
   }
 
   /** @internal */
@@ -458,7 +464,10 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     entry.probing = true
     let settled: Promise<boolean | undefined>
     try {
-      settled = this.#probe({ host, port, service }, this.#t.probeTimeout).then(
+      settled = this.#probe({ host, port, service }, this.#t.probeTimeout, {
+        clock: this.#clock,
+        signal: this.#stopped.signal,
+      }).then(
         (alive) => alive === true,
         () => undefined,
       )
@@ -495,19 +504,21 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     })
   }
 
-  close(): Promise<void> {
+  close(reason = 'discoverer closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
-      this.#closed.abort()
+      this.#stopped.abort()
       this.#clock.clearTimeout(this.#sweepTimer)
       for (const timer of this.#timers) this.#clock.clearTimeout(timer)
       this.#timers.clear()
       await this.#link.close()
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -534,6 +545,8 @@ export async function createDiscoverer(options: DiscovererOptions = {}): Promise
     await link.close()
     throw error
   }
-  options.signal?.addEventListener('abort', () => void discoverer.close(), { once: true })
+  options.signal?.addEventListener('abort', () => void discoverer.close('aborted'), {
+    once: true,
+  })
   return discoverer
 }

@@ -15,8 +15,24 @@ export interface OneOfMatcher {
   readonly $in: readonly unknown[]
 }
 
+/** A JSON value an info key is compared with for equality. */
+export type FilterValue =
+  | string
+  | number
+  | boolean
+  | null
+  | readonly FilterValue[]
+  // An object whose only key starts with `$` would be read as a matcher:
+  // a misspelt matcher (`{ $present: 'yes' }`) does not compile.
+  | ({ readonly [key: string]: FilterValue } & {
+      readonly $present?: never
+      readonly $absent?: never
+      readonly $ne?: never
+      readonly $in?: never
+    })
+
 /** What one info key must be: a plain JSON value means "equal to". */
-export type Matcher = PresentMatcher | AbsentMatcher | NotEqualMatcher | OneOfMatcher | unknown
+export type Matcher = PresentMatcher | AbsentMatcher | NotEqualMatcher | OneOfMatcher | FilterValue
 
 /**
  * A filter on info objects: a service matches when every key matches.
@@ -67,7 +83,8 @@ export function matchesFilter(
   filter: ServiceFilter = {},
 ): boolean {
   for (const key of Object.keys(filter)) {
-    const matcher = filter[key]
+    // Read as it comes off the wire or a command line, not as typed.
+    const matcher: unknown = filter[key]
     const has = Object.hasOwn(info, key)
     const value = has ? info[key] : undefined
     if (isMatcher(matcher)) {

@@ -16,7 +16,11 @@
  *
  * @packageDocumentation
  */
-export { type ServiceEventSource, serviceChanges } from './changes.js'
+export {
+  type ServiceChangesOptions,
+  type ServiceEventSource,
+  serviceChanges,
+} from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
 export {
   type AppearCause,
@@ -32,7 +36,7 @@ export {
 } from './discoverer.js'
 export {
   absent,
-  jsonEqual,
+  type FilterValue,
   type Matcher,
   matchesFilter,
   notEqual,
@@ -58,7 +62,7 @@ export {
   parsePeerList,
   sharedNetwork,
 } from './peers.js'
-export { keyedProbe, type Probe, probeService } from './probe.js'
+export { keyedProbe, type Probe, type ProbeOptions, probeService } from './probe.js'
 export {
   createPublisher,
   type Publication,

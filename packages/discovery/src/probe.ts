@@ -1,15 +1,25 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import {
+  type Clock,
   decodeFrame,
   encodeFrame,
   type KeyRing,
   MessageType,
   ProtocolError,
   type SessionCertificate,
+  systemClock,
   tlsCertificateClientOptions,
   tlsClientOptions,
 } from '@autobus/protocol'
+
+/** Options of a {@link Probe}. */
+export interface ProbeOptions {
+  /** Time for the timeout (default the system clock). */
+  clock?: Clock
+  /** Gives up: the probe rejects with the signal's reason (it proves nothing either way). */
+  signal?: AbortSignal
+}
 
 /**
  * Checks that a service is still there: a TCP connect and a `bind` to its id
@@ -18,6 +28,7 @@ import {
 export type Probe = (
   target: { host: string; port: number; service: string },
   timeout: number,
+  options?: ProbeOptions,
 ) => Promise<boolean>
 
 // Failures of this host, not of the target: they prove nothing about it.
@@ -28,7 +39,7 @@ const LOCAL_FAILURES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRN
  * `false` (gone); rejects when this host could not make the check (out of
  * descriptors or buffers), which says nothing about the target.
  */
-export const probeService: Probe = (target, timeout) => probe(target, timeout)
+export const probeService: Probe = (target, timeout, options) => probe(target, timeout, options)
 
 /**
  * The same probe over a keyed session (TLS 1.3 with the current key, or
@@ -36,16 +47,19 @@ export const probeService: Probe = (target, timeout) => probe(target, timeout)
  * services refuse plaintext.
  */
 export function keyedProbe(keys: KeyRing | undefined, certificate?: SessionCertificate): Probe {
-  return (target, timeout) => probe(target, timeout, keys, certificate)
+  return (target, timeout, options) => probe(target, timeout, options, keys, certificate)
 }
 
 function probe(
   target: { host: string; port: number; service: string },
   timeout: number,
+  options: ProbeOptions = {},
   keys?: KeyRing,
   certificate?: SessionCertificate,
 ): Promise<boolean> {
   return new Promise<boolean>((resolve, reject) => {
+    const { clock = systemClock, signal } = options
+    if (signal?.aborted) return reject(signal.reason)
     const address = { host: target.host, port: target.port }
     const socket = certificate
       ? tls.connect({ ...address, ...tlsCertificateClientOptions(certificate) })
@@ -53,13 +67,19 @@ function probe(
         ? tls.connect({ ...address, ...tlsClientOptions(keys) })
         : net.connect(address)
     let buffer = ''
+    let done = false
+    const abort = () => finish(signal!.reason as Error)
     const finish = (alive: boolean | Error) => {
-      clearTimeout(timer)
+      if (done) return
+      done = true
+      clock.clearTimeout(timer)
+      signal?.removeEventListener('abort', abort)
       socket.destroy()
       if (alive instanceof Error) reject(alive)
       else resolve(alive)
     }
-    const timer = setTimeout(() => finish(false), timeout)
+    const timer = clock.setTimeout(() => finish(false), timeout)
+    signal?.addEventListener('abort', abort, { once: true })
     socket.setEncoding('utf8')
     socket.on('error', (error: NodeJS.ErrnoException) =>
       finish(LOCAL_FAILURES.has(error.code ?? '') ? error : false),

@@ -3,6 +3,8 @@ import os from 'node:os'
 import {
   type AddDatagram,
   activeLogger,
+  type Closable,
+  type CloseInfo,
   DISCOVERY_PORT,
   DiscoveryDefaults,
   decodeDatagram,
@@ -147,7 +149,7 @@ interface Asker {
 const MAX_ASKER_PORTS = 64
 
 /** Announces local services; answers queries. */
-export interface Publisher extends EventEmitter<PublisherEvents>, AsyncDisposable {
+export interface Publisher extends EventEmitter<PublisherEvents>, Closable {
   /**
    * Starts announcing a service. Throws `ProtocolError` (code
    * `datagram_too_large`) if its info does not fit in one datagram.
@@ -160,7 +162,7 @@ export interface Publisher extends EventEmitter<PublisherEvents>, AsyncDisposabl
   /** Counters of answers, conflicts and failures. */
   readonly stats: PublisherStats
   /** Sends goodbyes for every service and closes the sockets; idempotent. */
-  close(): Promise<void>
+  close(reason?: string): Promise<CloseInfo>
 }
 
 class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
@@ -180,11 +182,16 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
     broadcastAnswers: 0,
     suppressedAnswers: 0,
   }
-  #closing: Promise<void> | undefined
+  #closing: Promise<CloseInfo> | undefined
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
   readonly #log: Logger | undefined
 
   constructor(link: DiscoveryLink, options: PublisherOptions) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#link = link
     this.#log = activeLogger(options.logger)
     this.#clock = options.clock ?? systemClock
@@ -414,7 +421,7 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
     else this.#clock.setTimeout(send, delay)
   }
 
-  close(): Promise<void> {
+  close(reason = 'publisher closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
       const goodbyes = [...this.#entries.values()].map((entry) => {
         this.#clock.clearTimeout(entry.timer)
@@ -425,12 +432,14 @@ class UdpPublisher extends EventEmitter<PublisherEvents> implements Publisher {
       this.#infos.clear()
       if (goodbyes.length > 0) await this.#goodbyes(goodbyes)
       await this.#link.close()
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -462,6 +471,6 @@ export async function createPublisher(options: PublisherOptions = {}): Promise<P
   }
   publisher = new UdpPublisher(link, options)
   const created = publisher
-  options.signal?.addEventListener('abort', () => void created.close(), { once: true })
+  options.signal?.addEventListener('abort', () => void created.close('aborted'), { once: true })
   return publisher
 }

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { absent, matchesFilter, notEqual, oneOf, present } from '../src/index.js'
+import {
+  absent,
+  matchesFilter,
+  notEqual,
+  oneOf,
+  present,
+  type ServiceFilter,
+} from '../src/index.js'
 
 describe('filters', () => {
   const info = { type: 'speaker', room: 'kitchen', volume: 3, tags: ['a', 'b'] }
@@ -18,5 +25,24 @@ describe('filters', () => {
     expect(matchesFilter(info, { room: oneOf('hall', 'kitchen') })).toBe(true)
     expect(matchesFilter(info, { volume: oneOf(1, 2) })).toBe(false)
     expect(matchesFilter(info, { type: 'speaker', volume: 3, muted: absent() })).toBe(true)
+  })
+})
+
+describe('filter types', () => {
+  it('accept JSON values and matchers, and reject a misspelt matcher or a non-JSON value', () => {
+    const good: ServiceFilter = {
+      type: 'speaker',
+      volume: 3,
+      tags: ['a', { b: null }],
+      room: oneOf('kitchen'),
+      muted: absent(),
+    }
+    // @ts-expect-error a matcher's flag is `true`, not a string
+    const misspelt: ServiceFilter = { name: { $present: 'yes' } }
+    // @ts-expect-error a function is not a JSON value
+    const notJson: ServiceFilter = { name: () => 1 }
+    const info = { type: 'speaker', volume: 3, tags: ['a', { b: null }], room: 'kitchen' }
+    expect(matchesFilter(info, good)).toBe(true)
+    expect([misspelt, notJson]).toHaveLength(2)
   })
 })

@@ -19,7 +19,7 @@ const add = (service: string, port = 4000, extra: Record<string, unknown> = {}) 
 const remove = (service: string, port = 4000) =>
   JSON.stringify({ command: 'remove', port, service })
 
-async function close(...closables: Array<{ close(): Promise<void> }>) {
+async function close(...closables: Array<{ close(): Promise<unknown> }>) {
   const closing = Promise.all(closables.map((closable) => closable.close()))
   await vi.advanceTimersByTimeAsync(1_000)
   await closing

@@ -21,7 +21,7 @@ afterEach(() => {
   vi.useRealTimers()
 })
 
-async function close(...closables: Array<{ close(): Promise<void> }>) {
+async function close(...closables: Array<{ close(): Promise<unknown> }>) {
   const closing = Promise.all(closables.map((closable) => closable.close()))
   await vi.advanceTimersByTimeAsync(1_000)
   await closing

@@ -15,7 +15,7 @@ afterEach(() => {
 const info = { type: 'test.speaker' }
 
 /** Closes under fake time: goodbyes wait on timers. */
-async function close(...closables: Array<{ close(): Promise<void> }>) {
+async function close(...closables: Array<{ close(): Promise<unknown> }>) {
   const closing = Promise.all(closables.map((closable) => closable.close()))
   await vi.advanceTimersByTimeAsync(1_000)
   await closing
@@ -49,7 +49,11 @@ describe('Discoverer timing', () => {
     await vi.advanceTimersByTimeAsync(9_999)
     expect(probe).not.toHaveBeenCalled()
     await vi.advanceTimersByTimeAsync(1_001)
-    expect(probe).toHaveBeenCalledWith({ host: '10.0.0.99', port: 4000, service: 's1' }, 3_000)
+    expect(probe).toHaveBeenCalledWith(
+      { host: '10.0.0.99', port: 4000, service: 's1' },
+      3_000,
+      expect.anything(),
+    )
     expect(gone).toHaveLength(1)
     expect(gone[0]).toBeLessThanOrEqual(11_000)
     await discoverer.close()
@@ -221,5 +225,33 @@ describe('Publisher timing', () => {
     await closing
     expect(network.commands('remove')).toHaveLength(6)
     expect(network.commands('add')).toHaveLength(0)
+  })
+})
+
+describe('Discoverer and publisher lifecycle', () => {
+  it('close with one shape, replay known services first, and end changes() on close', async () => {
+    const publisher = await createPublisher({ network: network.host('10.0.0.2') })
+    publisher.publish({ service: 's1', port: 4000, info })
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => true,
+    })
+    await vi.advanceTimersByTimeAsync(1_000)
+    const seen: ServiceChange[] = []
+    const iterating = (async () => {
+      for await (const change of discoverer.changes({ replay: true })) seen.push(change)
+    })()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(seen.map((change) => [change.type, change.service.service])).toEqual([['up', 's1']])
+    const closing = discoverer.close('test over')
+    const publisherClosed = publisher.closed
+    const closingPublisher = publisher.close('test over')
+    await vi.advanceTimersByTimeAsync(1_000)
+    expect(await closing).toEqual({ reason: 'test over' })
+    expect(await discoverer.closed).toEqual({ reason: 'test over' })
+    expect(await closingPublisher).toEqual({ reason: 'test over' })
+    expect(await publisherClosed).toEqual({ reason: 'test over' })
+    expect(await discoverer.close('again')).toEqual({ reason: 'test over' })
+    await iterating
   })
 })

@@ -64,6 +64,7 @@ export interface WireError {
 
 /** Base class of every error Autobus raises; `code` is its wire code. */
 export class AutobusError extends Error {
+  static override readonly name: string = 'AutobusError'
   override name = 'AutobusError'
   readonly code: ErrorCode
   constructor(code: ErrorCode, message: string, options?: ErrorOptions) {
@@ -78,6 +79,7 @@ export class AutobusError extends Error {
  * `_id` and `_type` when they could be read, so a response can be sent.
  */
 export class ProtocolError extends AutobusError {
+  static override readonly name: string = 'ProtocolError'
   override name = 'ProtocolError'
   readonly messageId: number | string | undefined
   readonly messageType: number | undefined
@@ -94,6 +96,7 @@ export class ProtocolError extends AutobusError {
 
 /** An access rule denies the command to this peer; the handler did not run. */
 export class ForbiddenError extends AutobusError {
+  static override readonly name: string = 'ForbiddenError'
   override name = 'ForbiddenError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Forbidden, message, options)
@@ -102,6 +105,7 @@ export class ForbiddenError extends AutobusError {
 
 /** `bind` named a service the peer does not serve. */
 export class UnknownServiceError extends AutobusError {
+  static override readonly name: string = 'UnknownServiceError'
   override name = 'UnknownServiceError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.UnknownService, message, options)
@@ -110,6 +114,7 @@ export class UnknownServiceError extends AutobusError {
 
 /** A function, event, object, channel or stream that the service lacks. */
 export class UnknownNameError extends AutobusError {
+  static override readonly name: string = 'UnknownNameError'
   override name = 'UnknownNameError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.UnknownName, message, options)
@@ -118,6 +123,7 @@ export class UnknownNameError extends AutobusError {
 
 /** Arguments that do not match the declared types; the handler did not run. */
 export class InvalidArgumentsError extends AutobusError {
+  static override readonly name: string = 'InvalidArgumentsError'
   override name = 'InvalidArgumentsError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.InvalidArguments, message, options)
@@ -126,6 +132,7 @@ export class InvalidArgumentsError extends AutobusError {
 
 /** A remote handler threw. `remoteName` is the thrown error's name. */
 export class RemoteError extends AutobusError {
+  static override readonly name: string = 'RemoteError'
   override name = 'RemoteError'
   readonly remoteName: string
   readonly remoteStack: string | undefined
@@ -138,6 +145,7 @@ export class RemoteError extends AutobusError {
 
 /** A per-connection limit was reached; nothing was run. */
 export class BusyError extends AutobusError {
+  static override readonly name: string = 'BusyError'
   override name = 'BusyError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Busy, message, options)
@@ -146,6 +154,7 @@ export class BusyError extends AutobusError {
 
 /** No response in time. The command may still have run. */
 export class CallTimeoutError extends AutobusError {
+  static override readonly name: string = 'CallTimeoutError'
   override name = 'CallTimeoutError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Timeout, message, options)
@@ -157,6 +166,7 @@ export class CallTimeoutError extends AutobusError {
  * run on the service: it is never retried.
  */
 export class ConnectionLostError extends AutobusError {
+  static override readonly name: string = 'ConnectionLostError'
   override name = 'ConnectionLostError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.ConnectionLost, message, options)
@@ -165,6 +175,7 @@ export class ConnectionLostError extends AutobusError {
 
 /** The service refused to open a channel or stream. */
 export class RefusedError extends AutobusError {
+  static override readonly name: string = 'RefusedError'
   override name = 'RefusedError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Refused, message, options)
@@ -173,6 +184,7 @@ export class RefusedError extends AutobusError {
 
 /** The thing used is already closed. */
 export class ClosedError extends AutobusError {
+  static override readonly name: string = 'ClosedError'
   override name = 'ClosedError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Closed, message, options)
@@ -181,6 +193,7 @@ export class ClosedError extends AutobusError {
 
 /** The peer did not negotiate the feature this needs. */
 export class UnsupportedError extends AutobusError {
+  static override readonly name: string = 'UnsupportedError'
   override name = 'UnsupportedError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Unsupported, message, options)
@@ -189,14 +202,55 @@ export class UnsupportedError extends AutobusError {
 
 /** A connection could not be made: refused, no route, or timed out. */
 export class UnreachableError extends AutobusError {
+  static override readonly name: string = 'UnreachableError'
   override name = 'UnreachableError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.Unreachable, message, options)
   }
 }
 
+/**
+ * The peer stopped reading and too much was queued for it: the connection
+ * was dropped. Its wire code is `busy` (a per-connection limit).
+ */
+export class SlowConsumerError extends AutobusError {
+  static override readonly name: string = 'SlowConsumerError'
+  override name = 'SlowConsumerError'
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.Busy, message, options)
+  }
+}
+
+/**
+ * Nothing was heard from the peer within the heartbeat timeout: the
+ * connection was closed as dead. Its wire code is `connection_lost`.
+ */
+export class PeerTimeoutError extends AutobusError {
+  static override readonly name: string = 'PeerTimeoutError'
+  override name = 'PeerTimeoutError'
+  constructor(message: string, options?: ErrorOptions) {
+    super(ErrorCode.ConnectionLost, message, options)
+  }
+}
+
+/**
+ * A listener could not be opened (the port is in use, the address is not
+ * this host's, no permission). Local only: it never travels on the wire, so
+ * it has no wire code; `systemCode` is the system's (e.g. `EADDRINUSE`).
+ */
+export class ListenError extends Error {
+  static override readonly name: string = 'ListenError'
+  override name = 'ListenError'
+  readonly systemCode: string | undefined
+  constructor(message: string, options?: ErrorOptions & { systemCode?: string }) {
+    super(message, options)
+    this.systemCode = options?.systemCode
+  }
+}
+
 /** A command came before `bind`. */
 export class NotBoundError extends AutobusError {
+  static override readonly name: string = 'NotBoundError'
   override name = 'NotBoundError'
   constructor(message: string, options?: ErrorOptions) {
     super(ErrorCode.NotBound, message, options)
@@ -218,45 +272,42 @@ export function errorToWire(error: unknown, options: { stack?: boolean } = {}): 
   return wire
 }
 
-/** Turns a received `_error` back into the class that was sent. */
+/**
+ * The class each wire code is read back as. One entry per code, so a new
+ * code does not compile until it has a class here.
+ */
+const fromWire = {
+  malformed_json: (text) => new ProtocolError(ErrorCode.MalformedJson, text),
+  frame_too_large: (text) => new ProtocolError(ErrorCode.FrameTooLarge, text),
+  datagram_too_large: (text) => new ProtocolError(ErrorCode.DatagramTooLarge, text),
+  too_deep: (text) => new ProtocolError(ErrorCode.TooDeep, text),
+  invalid_message: (text) => new ProtocolError(ErrorCode.InvalidMessage, text),
+  unknown_command: (text) => new ProtocolError(ErrorCode.UnknownCommand, text),
+  not_bound: (text) => new NotBoundError(text),
+  forbidden: (text) => new ForbiddenError(text),
+  unknown_service: (text) => new UnknownServiceError(text),
+  unknown_name: (text) => new UnknownNameError(text),
+  invalid_arguments: (text) => new InvalidArgumentsError(text),
+  remote_error: (text, wire) => {
+    const name = typeof wire.name === 'string' ? wire.name : 'Error'
+    const stack = typeof wire.stack === 'string' ? wire.stack : undefined
+    return new RemoteError(text, name, stack === undefined ? undefined : { stack })
+  },
+  busy: (text) => new BusyError(text),
+  timeout: (text) => new CallTimeoutError(text),
+  connection_lost: (text) => new ConnectionLostError(text),
+  refused: (text) => new RefusedError(text),
+  closed: (text) => new ClosedError(text),
+  unsupported: (text) => new UnsupportedError(text),
+  unreachable: (text) => new UnreachableError(text),
+} satisfies Record<ErrorCode, (text: string, wire: WireError) => AutobusError>
+
+/**
+ * Turns a received `_error` back into the class that was sent; an unknown or
+ * missing code is a {@link RemoteError}.
+ */
 export function errorFromWire(wire: WireError): AutobusError {
   const text = typeof wire.text === 'string' ? wire.text : 'remote error'
-  switch (wire.code) {
-    case ErrorCode.UnknownService:
-      return new UnknownServiceError(text)
-    case ErrorCode.UnknownName:
-      return new UnknownNameError(text)
-    case ErrorCode.InvalidArguments:
-      return new InvalidArgumentsError(text)
-    case ErrorCode.Busy:
-      return new BusyError(text)
-    case ErrorCode.Timeout:
-      return new CallTimeoutError(text)
-    case ErrorCode.ConnectionLost:
-      return new ConnectionLostError(text)
-    case ErrorCode.Refused:
-      return new RefusedError(text)
-    case ErrorCode.Closed:
-      return new ClosedError(text)
-    case ErrorCode.Unsupported:
-      return new UnsupportedError(text)
-    case ErrorCode.NotBound:
-      return new NotBoundError(text)
-    case ErrorCode.Forbidden:
-      return new ForbiddenError(text)
-    case ErrorCode.Unreachable:
-      return new UnreachableError(text)
-    case ErrorCode.MalformedJson:
-    case ErrorCode.FrameTooLarge:
-    case ErrorCode.DatagramTooLarge:
-    case ErrorCode.TooDeep:
-    case ErrorCode.InvalidMessage:
-    case ErrorCode.UnknownCommand:
-      return new ProtocolError(wire.code, text)
-    default: {
-      const name = typeof wire.name === 'string' ? wire.name : 'Error'
-      const stack = typeof wire.stack === 'string' ? wire.stack : undefined
-      return new RemoteError(text, name, stack === undefined ? undefined : { stack })
-    }
-  }
+  const code = isErrorCode(wire.code) ? wire.code : ErrorCode.RemoteError
+  return fromWire[code](text, wire)
 }

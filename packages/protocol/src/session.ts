@@ -41,6 +41,19 @@ export const Feature = {
 } as const
 export type Feature = (typeof Feature)[keyof typeof Feature]
 
+/**
+ * The features this implementation offers at bind (a client) and accepts
+ * (a service): all of them. Here, so both ends and other tools read one list.
+ */
+export const SUPPORTED_FEATURES: readonly Feature[] = [
+  Feature.Errors,
+  Feature.Describe,
+  Feature.Heartbeat,
+  Feature.Channels,
+  Feature.Streams,
+  Feature.Attachments,
+]
+
 /** JSON Schema of a value, as published by introspection. */
 const JsonSchema = Type.Record(Type.String(), Type.Unknown())
 const Doc = Type.Optional(Type.String())

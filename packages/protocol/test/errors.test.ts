@@ -7,9 +7,11 @@ import {
   errorFromWire,
   errorToWire,
   InvalidArgumentsError,
+  PeerTimeoutError,
   ProtocolError,
   RefusedError,
   RemoteError,
+  SlowConsumerError,
   UnknownNameError,
   UnknownServiceError,
 } from '../src/index.js'
@@ -31,6 +33,28 @@ describe('wire errors', () => {
       expect(back.code).toBe(error.code)
       expect(back.message).toBe(error.message)
     }
+  })
+
+  it('read every wire code back as an error with that code, its name pinned on the class', () => {
+    for (const code of Object.values(ErrorCode)) {
+      const back = errorFromWire({ text: `about ${code}`, code })
+      expect(back.code).toBe(code)
+      expect(back.message).toBe(`about ${code}`)
+      // The class's own name survives bundlers that rename classes, and a
+      // check on `name` survives two copies of the package in one install.
+      expect((back.constructor as { name: string }).name).toBe(back.name)
+      const again = errorFromWire(errorToWire(back))
+      expect(again.constructor).toBe(back.constructor)
+      expect(again.code).toBe(code)
+    }
+  })
+
+  it('send the local-only kinds under their wire code', () => {
+    expect(errorFromWire(errorToWire(new SlowConsumerError('slow')))).toBeInstanceOf(BusyError)
+    expect(errorFromWire(errorToWire(new PeerTimeoutError('silent')))).toBeInstanceOf(
+      ConnectionLostError,
+    )
+    expect(errorFromWire({ text: 'x', code: 'no_such_code' })).toBeInstanceOf(RemoteError)
   })
 
   it('carry a thrown error as a RemoteError with its name and message', () => {

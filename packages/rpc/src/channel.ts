@@ -1,9 +1,8 @@
 import { EventEmitter } from 'node:events'
-import { ClosedError } from '@autobus/protocol'
+import { type Closable, ClosedError, type CloseInfo } from '@autobus/protocol'
 
 /** Why a channel closed. */
-export interface ChannelCloseInfo {
-  reason: string
+export interface ChannelCloseInfo extends CloseInfo {
   /** True if the other end closed it (or died), false if this end did. */
   byPeer: boolean
 }
@@ -49,12 +48,15 @@ export interface ChannelLink {
  * for await (const message of channel) console.log(message)
  * ```
  */
-export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterable<unknown> {
+export class Channel
+  extends EventEmitter<ChannelEvents>
+  implements AsyncIterable<unknown>, Closable
+{
   /** The channel's name on the service. */
   readonly name: string
   /** The channel's number on its connection. @internal */
   readonly id: number
-  /** Resolves once the channel has closed. */
+  /** Resolves once the channel has closed, whichever end closed it; never rejects. */
   readonly closed: Promise<ChannelCloseInfo>
   #link: ChannelLink
   #closeInfo: ChannelCloseInfo | undefined
@@ -117,11 +119,17 @@ export class Channel extends EventEmitter<ChannelEvents> implements AsyncIterabl
     }
   }
 
-  /** Closes the channel; the other end is told. Idempotent. */
-  close(reason = 'closed'): void {
-    if (this.#closeInfo) return
-    this.#link.sendClose(this.id, reason)
-    this.finish(reason, false)
+  /** Closes the channel; the other end is told. Idempotent; resolves with {@link closed}. */
+  close(reason = 'closed'): Promise<ChannelCloseInfo> {
+    if (!this.#closeInfo) {
+      this.#link.sendClose(this.id, reason)
+      this.finish(reason, false)
+    }
+    return this.closed
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 
   /** @internal Delivers a message from the other end. */

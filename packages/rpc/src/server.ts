@@ -1,15 +1,19 @@
 import { EventEmitter } from 'node:events'
 import {
   BusyError,
+  type Closable,
   ClosedError,
+  ErrorCode,
   encodeFrame,
   Feature,
   Limits,
   MessageType,
   NotBoundError,
   PROTOCOL_VERSION,
+  ProtocolError,
   RefusedError,
   type RequestMessage,
+  SUPPORTED_FEATURES,
   UnknownServiceError,
   UnsupportedError,
 } from '@autobus/protocol'
@@ -25,15 +29,9 @@ import { type AccessControl, authorizeCommand } from './access.js'
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
 
-/** Features this implementation offers at bind. */
-export const SUPPORTED_FEATURES: readonly string[] = [
-  Feature.Errors,
-  Feature.Describe,
-  Feature.Heartbeat,
-  Feature.Channels,
-  Feature.Streams,
-  Feature.Attachments,
-]
+// Defined in the protocol so both ends read one list; the client side
+// imports it from here.
+export { SUPPORTED_FEATURES }
 
 /** Where a server session finds services by id. @internal */
 export interface ServiceRegistry {
@@ -68,7 +66,7 @@ class ServerSession extends Session implements Subscriber {
   #features = new Set<string>()
   #watching = new Set<string>()
   #listening = new Set<string>()
-  #bindTimer: NodeJS.Timeout | undefined
+  #bindTimer: unknown
 
   #featureless = true
 
@@ -81,11 +79,10 @@ class ServerSession extends Session implements Subscriber {
     super(connection, options, counters)
     this.#registry = registry
     this.#options = options
-    this.#bindTimer = setTimeout(
+    this.#bindTimer = this.clock.setTimeout(
       () => connection.close('bind timeout'),
       options.bindTimeout ?? Limits.bindTimeout,
     )
-    this.#bindTimer.unref()
   }
 
   /** The id of the service this session is bound to, once bound. */
@@ -211,7 +208,10 @@ class ServerSession extends Session implements Subscriber {
       case 'fired':
         return {}
       default:
-        throw new NotBoundError(`"${message._command}" is not a client command`)
+        throw new ProtocolError(
+          ErrorCode.UnknownCommand,
+          `"${message._command}" is not a command a client sends`,
+        )
     }
   }
 
@@ -232,11 +232,13 @@ class ServerSession extends Session implements Subscriber {
       setImmediate(() => this.connection.close('unknown service'))
       throw new UnknownServiceError(`no service "${id}" here`)
     }
-    clearTimeout(this.#bindTimer)
+    this.clock.clearTimeout(this.#bindTimer)
     this.#service = service
     if (!offered) return {}
     this.#featureless = false
-    this.#features = new Set(offered.filter((feature) => SUPPORTED_FEATURES.includes(feature)))
+    this.#features = new Set(
+      offered.filter((feature) => (SUPPORTED_FEATURES as readonly string[]).includes(feature)),
+    )
     if (this.#features.has(Feature.Attachments)) this.enableAttachments()
     if (this.#features.has(Feature.Heartbeat)) {
       this.connection.startHeartbeat({
@@ -261,6 +263,7 @@ class ServerSession extends Session implements Subscriber {
       channel.finish('refused', false)
       throw new RefusedError(
         `channel "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
       )
     }
     return {}
@@ -289,13 +292,14 @@ class ServerSession extends Session implements Subscriber {
       this.streams.delete(id)
       throw new RefusedError(
         `stream "${name}" refused: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
       )
     }
     return { window: receiveWindow }
   }
 
   protected cleanup(_info: CloseInfo): void {
-    clearTimeout(this.#bindTimer)
+    this.clock.clearTimeout(this.#bindTimer)
     const service = this.#service
     if (!service) return
     for (const name of this.#watching) service.objects.get(name)?.watchers.delete(this)
@@ -317,18 +321,24 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
  */
 export class RpcServer
   extends EventEmitter<{ connection: [MessageConnection] }>
-  implements ServiceRegistry
+  implements ServiceRegistry, Closable
 {
   readonly #services = new Map<string, Service>()
   readonly #options: ServeOptions
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
   readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
-  #closing: Promise<void> | undefined
+  #closing: Promise<CloseInfo> | undefined
+  /** Resolves with the reason once the server has closed; never rejects. */
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
 
   /** @internal Use {@link serve}. */
   constructor(listener: MessageServer | undefined, options: ServeOptions = {}) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#listener = listener
     this.#options = options
     listener?.on('connection', (connection) => this.accept(connection))
@@ -403,17 +413,19 @@ export class RpcServer
    * are aborted (their `signal`) and their callers answered with `closed`
    * at once.
    */
-  close(reason = 'server closing'): Promise<void> {
+  close(reason = 'server closing'): Promise<CloseInfo> {
     this.#closing ??= (async () => {
       const error = new ClosedError(`service closing (${reason}); the call was aborted`)
       for (const session of [...this.#sessions]) session.shutdown(reason, error)
       await this.#listener?.close(reason)
+      this.#resolveClosed({ reason })
+      return this.closed
     })()
     return this.#closing
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 

@@ -3,6 +3,8 @@ import {
   activeLogger,
   BusyError,
   CallTimeoutError,
+  type Clock,
+  type Closable,
   ClosedError,
   type CommandName,
   ConnectionLostError,
@@ -20,6 +22,7 @@ import {
   type ResponseBody,
   type ResponseMessage,
   type SessionMessage,
+  systemClock,
 } from '@autobus/protocol'
 import type { CloseInfo, MessageConnection } from '@autobus/transport'
 import { Channel, type ChannelLink } from './channel.js'
@@ -147,6 +150,8 @@ export interface SessionLimits {
    * reported (default: nowhere); also given to the transport.
    */
   logger?: Logger
+  /** Time for request deadlines and the bind timeout (default the system clock). */
+  clock?: Clock
 }
 
 /**
@@ -155,11 +160,12 @@ export interface SessionLimits {
  * multiplexed over the connection.
  * @internal
  */
-export abstract class Session implements ChannelLink, StreamLink {
+export abstract class Session implements ChannelLink, StreamLink, Closable {
   readonly connection: MessageConnection
   protected readonly maxPendingCalls: number
   protected readonly maxSubscriptions: number
   protected readonly callTimeout: number
+  protected readonly clock: Clock
   /** Undefined when nobody listens, so `this.log?.…` builds no message. */
   protected readonly log: Logger | undefined
   protected readonly channels = new Map<number, Channel>()
@@ -180,6 +186,7 @@ export abstract class Session implements ChannelLink, StreamLink {
     this.maxPendingCalls = limits.maxPendingCalls ?? Limits.maxPendingCalls
     this.maxSubscriptions = limits.maxSubscriptions ?? Limits.maxSubscriptions
     this.callTimeout = limits.callTimeout ?? Limits.callTimeout
+    this.clock = limits.clock ?? systemClock
     this.log = activeLogger(limits.logger)
     connection.on('message', (message) => this.#receive(message))
     connection.on('invalid', (error) => this.#invalid(error))
@@ -196,6 +203,20 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   get isClosed(): boolean {
     return this.connection.isClosed
+  }
+
+  /** Resolves with the reason once the session's connection has closed; never rejects. */
+  get closed(): Promise<CloseInfo> {
+    return this.connection.closed
+  }
+
+  /** Closes the session's connection; idempotent. Resolves with {@link closed}. */
+  close(reason?: string): Promise<CloseInfo> {
+    return this.connection.close(reason)
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 
   /** Sends a command and resolves with its response body. */
@@ -220,7 +241,9 @@ export abstract class Session implements ChannelLink, StreamLink {
     return new Promise((resolve, reject) => {
       const timeout = options.timeout ?? this.callTimeout
       const deadline =
-        timeout > 0 && Number.isFinite(timeout) ? Date.now() + timeout : Number.POSITIVE_INFINITY
+        timeout > 0 && Number.isFinite(timeout)
+          ? this.clock.now() + timeout
+          : Number.POSITIVE_INFINITY
       const pending: Pending = {
         command,
         resolve,
@@ -255,20 +278,19 @@ export abstract class Session implements ChannelLink, StreamLink {
 
   // One timer per session, armed for the earliest deadline, rather than one
   // per request: a request that is answered in time costs no timer work.
-  #alarm: NodeJS.Timeout | undefined
+  #alarm: unknown
   #alarmAt = Number.POSITIVE_INFINITY
 
   #arm(at: number): void {
-    if (this.#alarm) clearTimeout(this.#alarm)
+    if (this.#alarm !== undefined) this.clock.clearTimeout(this.#alarm)
     this.#alarmAt = at
-    this.#alarm = setTimeout(() => this.#expire(), Math.max(0, at - Date.now()))
-    this.#alarm.unref()
+    this.#alarm = this.clock.setTimeout(() => this.#expire(), Math.max(0, at - this.clock.now()))
   }
 
   #expire(): void {
     this.#alarm = undefined
     this.#alarmAt = Number.POSITIVE_INFINITY
-    const now = Date.now()
+    const now = this.clock.now()
     let next = Number.POSITIVE_INFINITY
     for (const [id, pending] of this.#pending) {
       if (pending.deadline <= now) {
@@ -430,7 +452,7 @@ export abstract class Session implements ChannelLink, StreamLink {
   protected onInvalid(_error: ProtocolError): void {}
 
   #closed(info: CloseInfo): void {
-    if (this.#alarm) clearTimeout(this.#alarm)
+    if (this.#alarm !== undefined) this.clock.clearTimeout(this.#alarm)
     if (this.#inFlight.size > 0) {
       const reason = new ConnectionLostError(`connection lost: ${info.reason}`)
       const calls = [...this.#inFlight]

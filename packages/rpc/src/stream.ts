@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream'
-import { ClosedError, Limits } from '@autobus/protocol'
+import { ClosedError, type CloseInfo, Limits } from '@autobus/protocol'
 
 /** What a byte stream needs from its connection. @internal */
 export interface StreamLink {
@@ -22,6 +22,10 @@ const MAX_PIECE = 256 * 1024
  * other end aborts or the connection dies the stream is destroyed with an
  * error (`ConnectionLostError` or `ClosedError`); an unheard error never
  * crashes the process.
+ *
+ * Its lifecycle is a Node stream's, which it is: `closed` is Node's boolean
+ * and `finished()` from `node:stream/promises` waits for the end. `close()`
+ * and `[Symbol.asyncDispose]` have the shape every other Autobus thing has.
  */
 export class ByteStream extends Duplex {
   /** The stream's name on the service. */
@@ -53,6 +57,28 @@ export class ByteStream extends Duplex {
     // A dead peer must never crash the process through an unheard 'error':
     // the error stays visible as `errored` and to any listener added.
     this.on('error', () => {})
+  }
+
+  /**
+   * Aborts the stream (the other end is told, with `reason`) unless it has
+   * already ended; idempotent. Resolves once it is closed, with the error
+   * that ended it if there was one.
+   */
+  close(reason = 'closed'): Promise<CloseInfo> {
+    const done = new Promise<CloseInfo>((resolve) => {
+      const settle = () => {
+        const error = this.errored ?? undefined
+        resolve(error ? { reason: error.message, error } : { reason })
+      }
+      if (this.closed) settle()
+      else this.once('close', settle)
+    })
+    if (!this.destroyed) this.destroy(this.#finished ? undefined : new ClosedError(reason))
+    return done
+  }
+
+  override async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 
   override _write(

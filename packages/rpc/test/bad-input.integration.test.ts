@@ -1,3 +1,4 @@
+import { manualClock } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connectService, type RpcServer, serve } from '../src/index.js'
 import { calculator } from './fixture.js'
@@ -180,10 +181,16 @@ describe('bad input over TCP', () => {
     await stillServing(service.id)
   })
 
-  it('closes a connection that never binds after the bind timeout', async () => {
-    const { service } = await setup({ bindTimeout: 200 })
+  it('closes a connection that never binds at the bind timeout, not before', async () => {
+    const time = manualClock()
+    const { service } = await setup({ bindTimeout: 15_000, clock: time.clock })
     const peer = await LinePeer.connect(server.port)
     peers.push(peer)
+    await expect.poll(() => server.stats.sessions).toBe(1)
+    time.advance(14_999)
+    expect(server.stats.sessions).toBe(1)
+    time.advance(1)
+    expect(server.stats.sessions).toBe(0)
     await peer.closed
     await stillServing(service.id)
   })

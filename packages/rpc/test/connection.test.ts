@@ -8,6 +8,7 @@ import {
   RemoteError,
   UnknownNameError,
 } from '@autobus/protocol'
+import { manualClock } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
 import { memoryPair } from './fixture.js'
 
@@ -59,24 +60,38 @@ describe('functions', () => {
   })
 
   it('times out each call on its own deadline, whatever the order they were sent in', async () => {
-    const { connection } = await memoryPair()
+    const time = manualClock()
+    const { connection } = await memoryPair({ clock: time.clock })
     const settled: string[] = []
     const track = (name: string, promise: Promise<unknown>) =>
       promise.then(
         () => settled.push(`${name} ok`),
         (error: Error) => settled.push(`${name} ${error.name}`),
       )
-    await Promise.all([
-      track('long', connection.call('sleep', [150], { timeout: 2_000 })),
-      track('slow', connection.call('sleep', [300], { timeout: 100 })),
-      track('short', connection.call('sleep', [300], { timeout: 30 })),
-      track('fast', connection.call('sleep', [1], { timeout: 1_000 })),
+    const all = Promise.all([
+      track('long', connection.call('sleep', [60_000], { timeout: 2_000 })),
+      track('slow', connection.call('sleep', [60_000], { timeout: 100 })),
+      track('short', connection.call('sleep', [60_000], { timeout: 30 })),
+      track('fast', connection.call('add', [1, 2], { timeout: 1_000 })),
     ])
+    await expect.poll(() => settled).toEqual(['fast ok'])
+    time.advance(29)
+    expect(settled).toEqual(['fast ok'])
+    time.advance(1)
+    await expect.poll(() => settled).toEqual(['fast ok', 'short CallTimeoutError'])
+    time.advance(69)
+    expect(settled).toEqual(['fast ok', 'short CallTimeoutError'])
+    time.advance(1)
+    await expect
+      .poll(() => settled)
+      .toEqual(['fast ok', 'short CallTimeoutError', 'slow CallTimeoutError'])
+    time.advance(1_900)
+    await all
     expect(settled).toEqual([
       'fast ok',
       'short CallTimeoutError',
       'slow CallTimeoutError',
-      'long ok',
+      'long CallTimeoutError',
     ])
   })
 

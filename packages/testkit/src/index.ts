@@ -18,6 +18,8 @@
  * @packageDocumentation
  */
 export { makeCertificates } from './certificates.js'
+export { type ManualClock, manualClock } from './clock.js'
+export { type Exited, type RunningToExit, type RunToExitOptions, runToExit } from './exit.js'
 export { killAll, type LineProcess, spawnLines } from './lines.js'
 export { type CollectingLogger, collectingLogger } from './logger.js'
 export {

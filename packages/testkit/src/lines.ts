@@ -17,6 +17,12 @@ export interface LineProcess {
 
 const running = new Set<ChildProcess>()
 
+/** Kills `child` with the others at exit or on {@link killAll}. */
+export function track(child: ChildProcess): void {
+  running.add(child)
+  child.once('exit', () => running.delete(child))
+}
+
 // A test that fails half-way must not leave processes behind.
 process.once('exit', () => {
   for (const child of running) child.kill('SIGKILL')
@@ -29,11 +35,8 @@ export function spawnLines(
   options: SpawnOptions = {},
 ): LineProcess {
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], ...options })
-  running.add(child)
-  const exited = once(child, 'exit').then(([code, signal]) => {
-    running.delete(child)
-    return (code ?? signal) as number | string
-  })
+  track(child)
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string)
   const queue: string[] = []
   const waiters: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = []
   let ended = false

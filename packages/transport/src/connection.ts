@@ -2,14 +2,19 @@ import { isAscii } from 'node:buffer'
 import { EventEmitter } from 'node:events'
 import {
   activeLogger,
+  type Clock,
+  type Closable,
   type CloseInfo,
   decodeFrame,
   ErrorCode,
   encodeFrame,
   Limits,
   type Logger,
+  PeerTimeoutError,
   type ProtocolError,
   type SessionMessage,
+  SlowConsumerError,
+  systemClock,
   tooDeepError,
 } from '@autobus/protocol'
 
@@ -41,6 +46,8 @@ export interface ConnectionOptions {
   readWatermark?: number
   /** Where invalid frames and closes are reported (default: nowhere). */
   logger?: Logger
+  /** Time for heartbeats (default the system clock); a fake one in tests. */
+  clock?: Clock
 }
 
 /** Heartbeat settings; see {@link MessageConnection.startHeartbeat}. */
@@ -69,7 +76,7 @@ export type MessageConnectionEvents = {
  * A connection that carries protocol messages, one JSON object per line.
  * Implemented over TCP, Unix sockets and in memory.
  */
-export interface MessageConnection extends EventEmitter<MessageConnectionEvents> {
+export interface MessageConnection extends EventEmitter<MessageConnectionEvents>, Closable {
   /** Address of the peer (IP address, socket path or "memory"). */
   readonly remoteAddress: string
   /** Port of the peer, 0 where there is none. */
@@ -85,7 +92,7 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */
   readonly needsDrain: boolean
-  /** Resolves with the close reason once the connection has closed. */
+  /** Resolves with the close reason once the connection has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
   /** Queues one message. Returns false if the connection is closed. */
   send(message: object): boolean
@@ -108,8 +115,12 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
   startHeartbeat(options: HeartbeatOptions): void
-  /** Closes the connection; idempotent. */
-  close(reason?: string, error?: Error): void
+  /**
+   * Closes the connection; idempotent. What was queued still goes out
+   * (except to a peer dropped for not reading). `error` is the typed cause
+   * handed on in {@link CloseInfo.error}. Resolves with {@link closed}.
+   */
+  close(reason?: string, error?: Error): Promise<CloseInfo>
 }
 
 const NEWLINE = 0x0a
@@ -169,8 +180,9 @@ export abstract class FramedConnection
   readonly #readWatermark: number
   // Not reading until the peer has taken what is queued for it.
   #awaitingDrain = false
-  #lastReceived = Date.now()
-  #heartbeatTimer: NodeJS.Timeout | undefined
+  readonly #clock: Clock
+  #lastReceived: number
+  #heartbeatTimer: unknown
 
   constructor(options: ConnectionOptions = {}) {
     super()
@@ -179,6 +191,8 @@ export abstract class FramedConnection
     this.maxQueuedBytes = options.maxQueuedBytes ?? Limits.maxQueuedBytes
     this.#refusedRate = options.refusedBytesPerSecond ?? REFUSED_BYTES_PER_SECOND
     this.#readWatermark = options.readWatermark ?? Number.POSITIVE_INFINITY
+    this.#clock = options.clock ?? systemClock
+    this.#lastReceived = this.#clock.now()
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -289,7 +303,7 @@ export abstract class FramedConnection
     if (queued > this.maxQueuedBytes) {
       this.close(
         'slow consumer',
-        new Error(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
+        new SlowConsumerError(`peer is not reading; over ${this.maxQueuedBytes} bytes queued`),
       )
     }
   }
@@ -322,7 +336,7 @@ export abstract class FramedConnection
 
   /** Feeds received bytes; splits them into frames and decodes each. */
   protected receive(chunk: Buffer): void {
-    this.#lastReceived = Date.now()
+    this.#lastReceived = this.#clock.now()
     let start = 0
     // Frames are nearly always ASCII: then the chunk is made text once and
     // each whole line is a slice of it (byte and character offsets agree),
@@ -455,30 +469,44 @@ export abstract class FramedConnection
   }
 
   startHeartbeat(options: HeartbeatOptions): void {
-    if (this.#closeInfo || this.#heartbeatTimer) return
+    if (this.#closeInfo || this.#heartbeatTimer !== undefined) return
     const interval = options.interval ?? Limits.heartbeatInterval
     const timeout = options.timeout ?? Limits.heartbeatTimeout
     const tick = Math.max(50, Math.min(interval, timeout) / 2)
-    this.#lastReceived = Date.now()
-    this.#heartbeatTimer = setInterval(() => {
-      const silent = Date.now() - this.#lastReceived
-      if (silent >= timeout)
-        this.close('peer timeout', new Error(`nothing heard from the peer for ${silent} ms`))
-      else if (silent >= interval) options.ping()
-    }, tick)
-    this.#heartbeatTimer.unref()
+    const clock = this.#clock
+    this.#lastReceived = clock.now()
+    const check = () => {
+      const silent = clock.now() - this.#lastReceived
+      if (silent >= timeout) {
+        this.close(
+          'peer timeout',
+          new PeerTimeoutError(`nothing heard from the peer for ${silent} ms`),
+        )
+        return
+      }
+      if (silent >= interval) options.ping()
+      if (!this.#closeInfo) this.#heartbeatTimer = clock.setTimeout(check, tick)
+    }
+    this.#heartbeatTimer = clock.setTimeout(check, tick)
   }
 
-  close(reason = 'closed', error?: Error): void {
-    if (this.#closeInfo) return
+  close(reason = 'closed', error?: Error): Promise<CloseInfo> {
+    if (this.#closeInfo) return this.closed
     const info: CloseInfo = error ? { reason, error } : { reason }
     this.#closeInfo = info
-    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer)
+    if (this.#heartbeatTimer !== undefined) this.#clock.clearTimeout(this.#heartbeatTimer)
     if (this.#readPause) clearTimeout(this.#readPause)
-    // What was sent before close() still goes out.
-    if (reason !== 'slow consumer') this.#writeOutbox()
-    this.destroy(reason !== 'slow consumer' && error === undefined)
+    // What was sent before close() still goes out, except to a peer that
+    // does not read: that is what got it dropped.
+    const slow = error instanceof SlowConsumerError
+    if (!slow) this.#writeOutbox()
+    this.destroy(!slow && error === undefined)
     this.#resolveClosed(info)
     this.emit('close', info)
+    return this.closed
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }

@@ -3,8 +3,11 @@ import net from 'node:net'
 import tls from 'node:tls'
 import {
   activeLogger,
+  type Closable,
+  type CloseInfo,
   type KeyRing,
   Limits,
+  ListenError,
   type Logger,
   type SessionCertificate,
   tlsCertificateClientOptions,
@@ -237,14 +240,16 @@ export interface ListenOptions extends SocketOptions {
 }
 
 /** A listener that accepts message connections. */
-export interface MessageServer extends EventEmitter<MessageServerEvents> {
+export interface MessageServer extends EventEmitter<MessageServerEvents>, Closable {
   /** The bound TCP port (0 for Unix sockets). */
   readonly port: number
   /** Accepted and refused connections, counted since the server started. */
   readonly counters: Readonly<ServerCounters>
-  /** Stops accepting and closes every open connection; idempotent. */
-  close(reason?: string): Promise<void>
-  [Symbol.asyncDispose](): Promise<void>
+  /**
+   * Stops accepting and closes every open connection with `reason`;
+   * idempotent. Resolves once the port is released.
+   */
+  close(reason?: string): Promise<CloseInfo>
 }
 
 class SocketServer extends EventEmitter<MessageServerEvents> implements MessageServer {
@@ -261,11 +266,16 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     refusedPerAddress: 0,
     acceptErrors: 0,
   }
-  #closing: Promise<void> | undefined
+  readonly closed: Promise<CloseInfo>
+  #resolveClosed!: (info: CloseInfo) => void
+  #closing = false
   readonly #connectionOptions: SocketOptions
 
   constructor(server: net.Server, options: ListenOptions, identities?: WeakMap<object, string>) {
     super()
+    this.closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
     this.#server = server
     // The serving end stops reading a peer that does not take its answers;
     // the connecting end always reads (see ConnectionOptions.readWatermark).
@@ -352,16 +362,17 @@ class SocketServer extends EventEmitter<MessageServerEvents> implements MessageS
     return typeof address === 'object' && address ? address.port : 0
   }
 
-  close(reason = 'server closing'): Promise<void> {
-    this.#closing ??= new Promise((resolve) => {
-      this.#server.close(() => resolve())
-      for (const connection of this.#connections) connection.close(reason)
-    })
-    return this.#closing
+  close(reason = 'server closing'): Promise<CloseInfo> {
+    if (!this.#closing) {
+      this.#closing = true
+      this.#server.close(() => this.#resolveClosed({ reason }))
+      for (const connection of this.#connections) void connection.close(reason)
+    }
+    return this.closed
   }
 
-  [Symbol.asyncDispose](): Promise<void> {
-    return this.close()
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close()
   }
 }
 
@@ -391,8 +402,13 @@ export function listen(options: ListenOptions = {}): Promise<MessageServer> {
             ...tlsServerOptions(options.keys, (socket, id) => identities.set(socket, id)),
           })
         : net.createServer({ noDelay: true })
-    const onError = (error: Error) =>
-      reject(new UnreachableError(`cannot listen: ${error.message}`, { cause: error }))
+    const onError = (error: NodeJS.ErrnoException) =>
+      reject(
+        new ListenError(`cannot listen: ${error.message}`, {
+          cause: error,
+          ...(error.code ? { systemCode: error.code } : {}),
+        }),
+      )
     server.once('error', onError)
     const ready = () => {
       server.off('error', onError)

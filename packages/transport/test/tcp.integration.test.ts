@@ -2,7 +2,13 @@ import { once } from 'node:events'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { UnreachableError } from '@autobus/protocol'
+import {
+  ListenError,
+  PeerTimeoutError,
+  SlowConsumerError,
+  UnreachableError,
+} from '@autobus/protocol'
+import { manualClock } from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connect, listen, type MessageConnection, type MessageServer } from '../src/index.js'
 
@@ -94,18 +100,26 @@ describe('TCP message connections', () => {
       connection.send({ _type: 3, _command: 'fired', name: 'e', args: [payload] })
       await new Promise((resolve) => setImmediate(resolve))
     }
-    expect((await connection.closed).reason).toBe('slow consumer')
+    const closed = await connection.closed
+    expect(closed.reason).toBe('slow consumer')
+    expect(closed.error).toBeInstanceOf(SlowConsumerError)
     socket.destroy()
   })
 
-  it('declares a silent peer dead through heartbeats', async () => {
-    const { server, accepted } = await serve()
+  it('declares a silent peer dead through heartbeats, at the timeout', async () => {
+    const time = manualClock()
+    const { server, accepted } = await serve({ clock: time.clock })
     const socket = await raw(server.port)
     await expect.poll(() => accepted.length).toBe(1)
     let pings = 0
-    accepted[0]!.startHeartbeat({ interval: 50, timeout: 300, ping: () => pings++ })
+    accepted[0]!.startHeartbeat({ interval: 5_000, timeout: 15_000, ping: () => pings++ })
+    time.advance(14_999)
+    expect(accepted[0]!.isClosed).toBe(false)
+    time.advance(1)
+    expect(accepted[0]!.isClosed).toBe(true)
     const info = await accepted[0]!.closed
     expect(info.reason).toBe('peer timeout')
+    expect(info.error).toBeInstanceOf(PeerTimeoutError)
     expect(pings).toBeGreaterThan(0)
     socket.destroy()
   })
@@ -118,6 +132,25 @@ describe('TCP message connections', () => {
     await expect(connect({ host: '127.0.0.1', port })).rejects.toBeInstanceOf(UnreachableError)
     const aborted = AbortSignal.abort(new Error('stop'))
     await expect(connect({ host: '127.0.0.1', port }, { signal: aborted })).rejects.toThrow('stop')
+  })
+
+  it('rejects a port in use with ListenError, not UnreachableError', async () => {
+    const { server } = await serve()
+    const failed = await listen({ host: '127.0.0.1', port: server.port }).catch((error) => error)
+    expect(failed).toBeInstanceOf(ListenError)
+    expect(failed).not.toBeInstanceOf(UnreachableError)
+    expect(failed.systemCode).toBe('EADDRINUSE')
+  })
+
+  it('closes connections and servers with one shape: closed, close() and asyncDispose', async () => {
+    const server = await listen({ host: '127.0.0.1' })
+    const client = await connect({ host: '127.0.0.1', port: server.port })
+    expect(await client.close('done')).toEqual({ reason: 'done' })
+    expect(await client.close('again')).toEqual({ reason: 'done' })
+    const closed = server.closed
+    await server[Symbol.asyncDispose]()
+    expect(await closed).toEqual({ reason: 'server closing' })
+    expect(await server.close('again')).toEqual({ reason: 'server closing' })
   })
 
   it('works over a Unix domain socket', async () => {

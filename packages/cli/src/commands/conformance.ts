@@ -1,4 +1,4 @@
-import { type Bus, type BusOptions, createBus, Type } from '@autobus/bus'
+import { type Bus, createBus, Type } from '@autobus/bus'
 import {
   type CheckResult,
   ConformanceService,
@@ -8,7 +8,8 @@ import {
   startReferenceService,
 } from '@autobus/conformance'
 import { type Command, InvalidArgumentError } from 'commander'
-import { parseTarget, UsageError } from './target.js'
+import type { CommandHost } from '../host.js'
+import { parseTarget, UsageError } from '../target.js'
 
 /**
  * The conformance service of docs/conformance.md, built with this
@@ -79,12 +80,7 @@ interface ConformanceOptions {
 }
 
 /** What the conformance command needs from the program around it. */
-export interface ConformanceHost {
-  /** Bus options from the global flags; `discovery` says whether to announce and discover. */
-  busOptions(discovery: boolean): BusOptions
-  /** Resolves on Ctrl-C or SIGTERM. */
-  interrupted(): Promise<void>
-}
+export type ConformanceHost = CommandHost
 
 function print(json: boolean | undefined, result: CheckResult): void {
   process.stdout.write(`${json ? JSON.stringify(result) : formatResult(result)}\n`)
