@@ -198,8 +198,9 @@ function nextNonce(): Buffer {
 // `crypto.hash` (Node ≥ 20.12) is one call with no object to build, where
 // `createHmac` builds a stream object per datagram, which costs more than
 // the hashing itself for datagrams this small. The key's padded blocks are
-// made once per key; a key is 32 bytes, shorter than SHA-256's 64-byte block,
-// so it is used as is.
+// made once per key; a discovery key is 32 bytes, shorter than SHA-256's
+// 64-byte block, so it is zero-padded as is (a longer key would be hashed
+// first, and takes the `createHmac` path instead).
 const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash
 const BLOCK = 64
 
