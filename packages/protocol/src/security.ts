@@ -1,4 +1,10 @@
-import { createHmac, hkdfSync, randomBytes, randomFillSync, timingSafeEqual } from 'node:crypto'
+import crypto, {
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  randomFillSync,
+  timingSafeEqual,
+} from 'node:crypto'
 
 /**
  * Bus keys, the key ring, key derivation and the sealed-datagram envelope.
@@ -188,6 +194,76 @@ function nextNonce(): Buffer {
   return noncePool.subarray(nonceOffset - NONCE_BYTES, nonceOffset)
 }
 
+// HMAC-SHA256 (RFC 2104) of the header and payload of a sealed datagram.
+// `crypto.hash` (Node ≥ 20.12) is one call with no object to build, where
+// `createHmac` builds a stream object per datagram, which costs more than
+// the hashing itself for datagrams this small. The key's padded blocks are
+// made once per key; a discovery key is 32 bytes, shorter than SHA-256's
+// 64-byte block, so it is zero-padded as is (a longer key would be hashed
+// first, and takes the `createHmac` path instead).
+const oneShotHash = (crypto as { hash?: typeof crypto.hash }).hash
+const BLOCK = 64
+
+interface Tagger {
+  /** ipad-keyed block, then room for the bytes to tag. */
+  inner: Buffer
+  /** opad-keyed block, then the inner digest. */
+  outer: Buffer
+}
+
+const taggers = new WeakMap<Buffer, Tagger>()
+
+function taggerOf(discoveryKey: Buffer): Tagger {
+  let tagger = taggers.get(discoveryKey)
+  if (!tagger) {
+    const inner = Buffer.alloc(BLOCK + 1024)
+    const outer = Buffer.alloc(BLOCK + TAG_BYTES)
+    for (let i = 0; i < BLOCK; i++) {
+      const byte = discoveryKey[i] ?? 0
+      inner[i] = byte ^ 0x36
+      outer[i] = byte ^ 0x5c
+    }
+    tagger = { inner, outer }
+    taggers.set(discoveryKey, tagger)
+  }
+  return tagger
+}
+
+/** Writes HMAC-SHA256(key, header ‖ payload) into `out` at `offset`. */
+function writeTag(
+  key: Buffer,
+  header: Uint8Array,
+  payload: Uint8Array,
+  out: Buffer,
+  offset: number,
+) {
+  if (!oneShotHash || key.byteLength > BLOCK) {
+    createHmac('sha256', key).update(header).update(payload).digest().copy(out, offset)
+    return
+  }
+  const tagger = taggerOf(key)
+  const length = BLOCK + header.byteLength + payload.byteLength
+  if (tagger.inner.byteLength < length) {
+    const grown = Buffer.alloc(Math.max(length, tagger.inner.byteLength * 2))
+    tagger.inner.copy(grown, 0, 0, BLOCK)
+    tagger.inner = grown
+  }
+  const { inner, outer } = tagger
+  inner.set(header, BLOCK)
+  inner.set(payload, BLOCK + header.byteLength)
+  ;(oneShotHash('sha256', inner.subarray(0, length), 'buffer') as unknown as Buffer).copy(
+    outer,
+    BLOCK,
+  )
+  ;(oneShotHash('sha256', outer, 'buffer') as unknown as Buffer).copy(out, offset)
+}
+
+// Tags checked are computed here, not in a new buffer per datagram.
+const expectedTag = Buffer.alloc(TAG_BYTES)
+// The key id's bytes, per key, so sealing does not encode it each time.
+const keyIdBytes = new WeakMap<BusKey, Buffer>()
+const TWO_TO_32 = 2 ** 32
+
 /**
  * Seals a datagram:
  * `magic(2) version(1) idLength(1) id timestamp(8, ms, big-endian) nonce(8) tag(32) payload`,
@@ -200,36 +276,42 @@ export function sealDatagram(
   timestamp: number,
   nonce: Uint8Array = nextNonce(),
 ): Buffer {
-  const idLength = key.id.length
+  let id = keyIdBytes.get(key)
+  if (!id) {
+    id = Buffer.from(key.id, 'ascii')
+    keyIdBytes.set(key, id)
+  }
+  const idLength = id.byteLength
   const headerLength = 4 + idLength + 8 + NONCE_BYTES
   const sealed = Buffer.allocUnsafe(headerLength + TAG_BYTES + payload.byteLength)
-  sealed.writeUInt16BE(SEAL_MAGIC, 0)
-  sealed.writeUInt8(SEAL_VERSION, 2)
-  sealed.writeUInt8(idLength, 3)
-  sealed.write(key.id, 4, 'ascii')
-  sealed.writeBigUInt64BE(BigInt(Math.floor(timestamp)), 4 + idLength)
+  sealed[0] = SEAL_MAGIC >> 8
+  sealed[1] = SEAL_MAGIC & 0xff
+  sealed[2] = SEAL_VERSION
+  sealed[3] = idLength
+  sealed.set(id, 4)
+  // Two 32-bit halves: no BigInt per datagram.
+  const ms = Math.floor(timestamp)
+  sealed.writeUInt32BE(Math.floor(ms / TWO_TO_32), 4 + idLength)
+  sealed.writeUInt32BE(ms % TWO_TO_32, 8 + idLength)
   sealed.set(nonce.subarray(0, NONCE_BYTES), 12 + idLength)
   sealed.set(payload, headerLength + TAG_BYTES)
-  const header = sealed.subarray(0, headerLength)
-  createHmac('sha256', key.discoveryKey)
-    .update(header)
-    .update(payload)
-    .digest()
-    .copy(sealed, headerLength)
+  writeTag(key.discoveryKey, sealed.subarray(0, headerLength), payload, sealed, headerLength)
   return sealed
 }
 
 /** Reads a sealed datagram's parts; `undefined` if it is not one (or is cut short). */
 export function readSealed(bytes: Uint8Array): SealedParts | undefined {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const buffer = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   if (!isSealed(buffer) || buffer.byteLength < 4) return undefined
-  if (buffer.readUInt8(2) !== SEAL_VERSION) return undefined
-  const idLength = buffer.readUInt8(3)
+  if (buffer[2] !== SEAL_VERSION) return undefined
+  const idLength = buffer[3]!
   const headerLength = 4 + idLength + 8 + NONCE_BYTES
   if (idLength === 0 || buffer.byteLength < headerLength + TAG_BYTES) return undefined
   return {
     keyId: buffer.toString('ascii', 4, 4 + idLength),
-    timestamp: Number(buffer.readBigUInt64BE(4 + idLength)),
+    timestamp: buffer.readUInt32BE(4 + idLength) * TWO_TO_32 + buffer.readUInt32BE(8 + idLength),
     nonce: buffer.subarray(12 + idLength, headerLength),
     header: buffer.subarray(0, headerLength),
     tag: buffer.subarray(headerLength, headerLength + TAG_BYTES),
@@ -239,11 +321,8 @@ export function readSealed(bytes: Uint8Array): SealedParts | undefined {
 
 /** True if the tag of a sealed datagram is right for this key (compared in constant time). */
 export function verifySealed(parts: SealedParts, key: BusKey): boolean {
-  const expected = createHmac('sha256', key.discoveryKey)
-    .update(parts.header)
-    .update(parts.payload)
-    .digest()
-  return timingSafeEqual(expected, parts.tag)
+  writeTag(key.discoveryKey, parts.header, parts.payload, expectedTag, 0)
+  return parts.tag.byteLength === TAG_BYTES && timingSafeEqual(expectedTag, parts.tag)
 }
 
 /** TLS profile of keyed sessions (docs/protocol.md §6.4). */

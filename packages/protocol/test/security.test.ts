@@ -1,3 +1,4 @@
+import { createHmac, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import {
@@ -96,6 +97,27 @@ describe('sealed datagrams', () => {
     const longest = generateKey('abcdefghijkl')
     const payload = Buffer.from('{"command":"query"}')
     expect(sealDatagram(payload, longest, Date.now()).byteLength - payload.byteLength).toBe(64)
+  })
+
+  it('carry the HMAC-SHA256 tag of RFC 2104 for every size, a datagram of 8 KiB included', () => {
+    const key = generateKey('k1')
+    for (const size of [0, 1, 63, 64, 200, 1_000, 1_100, 8_192, 300]) {
+      const payload = randomBytes(size)
+      const sealed = sealDatagram(payload, key, 1_700_000_000_123)
+      const parts = readSealed(sealed)!
+      const expected = createHmac('sha256', key.discoveryKey)
+        .update(parts.header)
+        .update(payload)
+        .digest()
+      expect(parts.tag.equals(expected)).toBe(true)
+      expect(parts.timestamp).toBe(1_700_000_000_123)
+      expect(parts.payload.equals(payload)).toBe(true)
+      expect(verifySealed(parts, key)).toBe(true)
+      if (size === 0) continue
+      const at = sealed.byteLength - 1 - (size >> 1)
+      sealed[at] = sealed[at]! ^ 1
+      expect(verifySealed(readSealed(sealed)!, key)).toBe(false)
+    }
   })
 
   for (const vector of vectors.invalid) {
