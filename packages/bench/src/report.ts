@@ -176,7 +176,9 @@ timed here.
   credit), streams went to about 0.6× raw TCP.
 - **Cheap validation.** Every message is checked by TypeBox validators
   compiled once; the depth walk that guards against hostile nesting is
-  skipped for frames too short to be deep.
+  skipped for frames too short to be deep. An event (\`fired\`) of the
+  usual shape is accepted by a few direct tests that are sufficient for its
+  schema; any other goes to its validator, which decides and explains.
 
 Regenerate this page with \`pnpm bench --save docs/benchmarks.json --chart
 docs/benchmarks.svg --report docs/benchmarks.md\`.
