@@ -119,3 +119,31 @@ describe('decodeFrame', () => {
     expect(decodeFrame(deep)).toMatchObject({ code: ErrorCode.TooDeep })
   })
 })
+
+describe('decodeFrame: fired events', () => {
+  const fired = (body: object) =>
+    decodeFrame(JSON.stringify({ _type: 3, _command: 'fired', ...body }))
+
+  it('accepts the common shape and names up to 1,024 code points', () => {
+    expect(fired({ name: 'tick', args: [{ a: 1 }] })).not.toBeInstanceOf(ProtocolError)
+    expect(fired({ name: 'x'.repeat(1024), args: [] })).not.toBeInstanceOf(ProtocolError)
+    // 1,024 code points in 2,048 UTF-16 units: beyond the quick test, still valid.
+    expect(fired({ name: '😀'.repeat(1024), args: [] })).not.toBeInstanceOf(ProtocolError)
+  })
+
+  it('refuses what the schema refuses', () => {
+    for (const body of [
+      { name: '', args: [] },
+      { name: 'x'.repeat(1025), args: [] },
+      { name: '😀'.repeat(1025), args: [] },
+      { name: 7, args: [] },
+      { name: 'tick', args: {} },
+      { name: 'tick' },
+      { args: [] },
+    ]) {
+      const decoded = fired(body)
+      expect(decoded).toBeInstanceOf(ProtocolError)
+      expect((decoded as ProtocolError).code).toBe(ErrorCode.InvalidMessage)
+    }
+  })
+})

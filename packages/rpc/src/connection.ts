@@ -292,7 +292,7 @@ class ClientSession extends Session {
     switch (message._command) {
       case 'fired': {
         const entry = this.#listeners.get(message.name)
-        if (entry) for (const handler of [...entry.handlers]) safely(() => handler(...message.args))
+        if (entry) deliverEvent(entry.handlers, message.args)
         return {}
       }
       case 'changed': {
@@ -480,6 +480,30 @@ class ClientSession extends Session {
       for (const handler of entry.handlers) safely(() => handler(null))
     }
     this.#watchers.clear()
+  }
+}
+
+/**
+ * Calls each handler of an event. One handler (the usual case) is called
+ * without copying the set or making a closure per event; with more, a
+ * handler that unsubscribes another does not change who hears this event.
+ */
+function deliverEvent(handlers: Set<EventHandler>, args: unknown[]): void {
+  if (handlers.size === 1) {
+    for (const handler of handlers) callSafely(handler, args)
+    return
+  }
+  for (const handler of [...handlers]) callSafely(handler, args)
+}
+
+function callSafely(handler: EventHandler, args: unknown[]): void {
+  try {
+    handler(...args)
+  } catch (error) {
+    // A user's handler that throws must not break the session; report it.
+    queueMicrotask(() => {
+      throw error
+    })
   }
 }
 

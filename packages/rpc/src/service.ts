@@ -313,6 +313,10 @@ export class Service<C extends Contract = Contract> {
     this.#claim(this.events, 'event', name)
     const validators = compileArgs(spec.args)
     const listeners = new Set<Subscriber>()
+    // The frame up to its arguments is the same for every firing: encoded
+    // once here, so a firing stringifies only its arguments. The bytes are
+    // exactly those of encodeFrame({ _type, _command, name, args }).
+    const head = `{"_type":${MessageType.Notification},"_command":"fired","name":${JSON.stringify(name)},"args":`
     const entry: EventEntry = {
       spec,
       validators,
@@ -322,12 +326,7 @@ export class Service<C extends Contract = Contract> {
         fire: (...args: unknown[]) => {
           checkArgs('event', name, validators, args)
           if (listeners.size === 0) return
-          const frame = encodeFrame({
-            _type: MessageType.Notification,
-            _command: 'fired',
-            name,
-            args,
-          })
+          const frame = `${head}${JSON.stringify(args)}}\n`
           for (const listener of listeners) listener.sendEncoded(frame)
         },
         get listenerCount() {
