@@ -1,9 +1,10 @@
+import { BRIDGE_LINK_VERSION } from '@autobus/protocol'
 import { createMemoryPair } from '@autobus/transport'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { formatLinkAddress, parseLinkAddress } from '../src/index.js'
 import { Link } from '../src/link.js'
 
-const hello = (id: string, mates: string[] = [id]) => ({ id, version: 1, mates })
+const hello = (id: string, mates: string[] = [id]) => ({ id, version: BRIDGE_LINK_VERSION, mates })
 
 function pair() {
   const [a, b] = createMemoryPair()
