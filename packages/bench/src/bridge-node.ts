@@ -26,3 +26,5 @@ if (role === 'home') {
   await bridge.ready
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`)
 }
+// Exit cleanly on an interrupt, so `--cpu-prof` can write its profile.
+process.on('SIGINT', () => process.exit(0))

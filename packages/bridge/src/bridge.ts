@@ -691,8 +691,12 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         return
       }
       const next = best.link.open(service)
-      circuit.on('frame', (bytes) => next.send(bytes))
-      next.on('frame', (bytes) => circuit.send(bytes))
+      // A frame without attachment goes on as text: one write with its
+      // header rather than two.
+      const pass = (to: Circuit) => (bytes: Buffer) =>
+        to.send(bytes.indexOf(0x0a) === -1 ? bytes.toString() : bytes)
+      circuit.on('frame', pass(next))
+      next.on('frame', pass(circuit))
       next.closed.then((info) => circuit.close(info.reason))
       circuit.closed.then((info) => next.close(info.reason))
       return

@@ -59,6 +59,8 @@ export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
   #info: CloseInfo | undefined
   /** The link message every frame of this circuit goes in, made once. */
   readonly #header: object
+  /** The same, as text up to the value of `_size`. */
+  readonly #prefix: string
 
   /** @internal */
   constructor(link: Link, id: number) {
@@ -71,6 +73,7 @@ export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
       name: BridgeMessage.Frame,
       args: [id],
     }
+    this.#prefix = `${JSON.stringify(this.#header).slice(0, -1)},"_size":`
     this.closed = new Promise((resolve) => {
       this.#resolve = resolve
     })
@@ -80,10 +83,19 @@ export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
     return this.#info !== undefined
   }
 
-  /** Sends one circuit frame (see {@link readCircuitFrame}). False once closed. */
-  send(bytes: Uint8Array): boolean {
+  /**
+   * Sends one circuit frame (see {@link readCircuitFrame}): text (a frame
+   * without attachment) goes out with its link header as one string, so
+   * the transport joins it with the rest of the turn's writes; bytes go as
+   * an attachment. False once closed.
+   */
+  send(frame: string | Uint8Array): boolean {
     if (this.#info) return false
-    return this.link.connection.sendWithAttachment(this.#header, bytes)
+    if (typeof frame === 'string')
+      return this.link.connection.sendEncoded(
+        `${this.#prefix}${Buffer.byteLength(frame)}}\n${frame}`,
+      )
+    return this.link.connection.sendWithAttachment(this.#header, frame)
   }
 
   /** Closes the circuit and tells the other end; idempotent. */
@@ -342,9 +354,9 @@ export function readCircuitFrame(
  * Writes one session message as a circuit frame: its JSON text, and its
  * attachment after a newline if it has one.
  */
-export function circuitFrame(message: object & { _attachment?: Uint8Array }): Buffer {
+export function circuitFrame(message: object & { _attachment?: Uint8Array }): string | Buffer {
   const attachment = message._attachment
-  if (!attachment) return Buffer.from(JSON.stringify(message))
+  if (!attachment) return JSON.stringify(message)
   const { _attachment, ...header } = message
   return Buffer.concat([
     Buffer.from(JSON.stringify({ ...header, _size: attachment.byteLength })),
@@ -387,11 +399,11 @@ export class CircuitConnection
   }
 
   send(message: object): boolean {
-    return this.#circuit.send(Buffer.from(JSON.stringify(message)))
+    return this.#circuit.send(JSON.stringify(message))
   }
 
   sendEncoded(frame: string): boolean {
-    return this.#circuit.send(Buffer.from(frame.endsWith('\n') ? frame.slice(0, -1) : frame))
+    return this.#circuit.send(frame.endsWith('\n') ? frame.slice(0, -1) : frame)
   }
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
