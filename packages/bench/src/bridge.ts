@@ -66,6 +66,22 @@ async function pipelined(connection: Connection, count: number, inFlight: number
   return count / ((now() - start) / 1000)
 }
 
+/** Reads the whole of the service's `flood` stream; bytes per second (MB/s). */
+async function streamRate(connection: Connection) {
+  const start = now()
+  const stream = await connection.openStream('flood')
+  let received = 0
+  stream.on('data', (chunk: Buffer) => {
+    received += chunk.length
+  })
+  await new Promise((resolve, reject) => {
+    stream.on('end', resolve)
+    stream.on('error', reject)
+  })
+  stream.end()
+  return received / 1e6 / ((now() - start) / 1000)
+}
+
 function waitUntil(check: () => boolean, timeout: number): Promise<boolean> {
   return new Promise((resolve) => {
     const started = Date.now()
@@ -94,7 +110,7 @@ export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
 /**
  * One hop: the service with its bridge in one process, the far bridge in
  * another, the client in this one; the same client calls the service
- * directly and through the stand-in.
+ * directly and through the stand-in, and reads a 32 MiB stream both ways.
  */
 async function hopBench(options: { smoke: boolean; rounds: number }) {
   const socket = join(tmpdir(), `autobus-bench-bridge-${process.pid}.sock`)
@@ -116,11 +132,15 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     const bridgedP50: number[] = []
     const directPipe: number[] = []
     const bridgedPipe: number[] = []
+    const directStream: number[] = []
+    const bridgedStream: number[] = []
     for (let round = 0; round < options.rounds; round++) {
       directP50.push(await sequentialP50(direct, seq, options.smoke ? 20 : 300))
       bridgedP50.push(await sequentialP50(bridged, seq, options.smoke ? 20 : 300))
       directPipe.push(await pipelined(direct, pipe, 64))
       bridgedPipe.push(await pipelined(bridged, pipe, 64))
+      directStream.push(await streamRate(direct))
+      bridgedStream.push(await streamRate(bridged))
     }
     return {
       direct_p50_us: Math.round(median(directP50) * 1000),
@@ -129,6 +149,8 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
       direct_pipelined_calls_per_s: Math.round(median(directPipe)),
       bridged_pipelined_calls_per_s: Math.round(median(bridgedPipe)),
       pipelined_vs_direct: Number((median(bridgedPipe) / median(directPipe)).toFixed(3)),
+      direct_stream_mb_per_s: Number(median(directStream).toFixed(1)),
+      bridged_stream_mb_per_s: Number(median(bridgedStream).toFixed(1)),
     }
   } finally {
     await client.close()

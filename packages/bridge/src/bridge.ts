@@ -5,10 +5,16 @@ import type { Bus, Publication } from '@autobus/bus'
 import type { DiscoveredService } from '@autobus/discovery'
 import {
   activeLogger,
+  BRIDGE_LINK_VERSION,
+  type BridgeHello,
+  BridgeMessage,
+  type BridgeRouteEntry,
+  type BridgeRoutes,
   type Closable,
   type CloseInfo,
   Feature,
   type Logger,
+  ProtocolError,
 } from '@autobus/protocol'
 import { bindService, createService } from '@autobus/rpc'
 import {
@@ -20,9 +26,15 @@ import {
   type SocketOptions,
 } from '@autobus/transport'
 import { formatLinkAddress, type LinkAddress, parseLinkAddress } from './address.js'
-import { type Circuit, CircuitConnection, Link, type LinkTimings } from './link.js'
+import {
+  type Circuit,
+  CircuitConnection,
+  circuitFrame,
+  Link,
+  type LinkTimings,
+  readCircuitFrame,
+} from './link.js'
 import { createStandIn, type StandIn } from './stand-in.js'
-import { type HelloBody, LINK_VERSION, type RouteEntry, type RoutesBody } from './wire.js'
 
 /** Info keys a bridge adds to every stand-in (and reads from others'). */
 export const BridgedKeys = {
@@ -195,7 +207,10 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   /** Every link not yet closed, established or not. */
   readonly #open = new Set<Link>()
   /** Links past hello, with what they taught and what they were told. */
-  readonly #links = new Map<Link, { learnt: Map<string, RouteEntry>; told: Map<string, string> }>()
+  readonly #links = new Map<
+    Link,
+    { learnt: Map<string, BridgeRouteEntry>; told: Map<string, string> }
+  >()
   readonly #addresses = new Map<Link, string>()
   readonly #local = new Map<string, LocalRoute>()
   /** Marker service id → bridge id, for the bridges on this bus (this one included). */
@@ -205,7 +220,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   readonly #timers = new Set<NodeJS.Timeout>()
   /** Stand-ins that failed in a row, per service: each try waits twice as long. */
   readonly #failures = new Map<string, number>()
-  readonly #queued = new Map<Link, RoutesBody>()
+  readonly #queued = new Map<Link, BridgeRoutes>()
   #flushing = false
   #marker: Publication | undefined
   #closing: Promise<CloseInfo> | undefined
@@ -281,8 +296,8 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     }
   }
 
-  #hello(): HelloBody {
-    return { id: this.id, version: LINK_VERSION, mates: [...this.#mateIds] }
+  #hello(): BridgeHello {
+    return { id: this.id, version: BRIDGE_LINK_VERSION, mates: [...this.#mateIds] }
   }
 
   // --- this bus ------------------------------------------------------------
@@ -326,7 +341,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     const hello = this.#hello()
     for (const link of this.#links.keys()) {
       if (this.#refuseLoop(link, link.peer!)) continue
-      link.send('bridge.hello', [hello])
+      link.send(BridgeMessage.Hello, [hello])
     }
     this.#reconsiderAll()
   }
@@ -359,7 +374,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     return link
   }
 
-  #refuseLoop(link: Link, peer: HelloBody): boolean {
+  #refuseLoop(link: Link, peer: BridgeHello): boolean {
     const mates = this.#mateIds
     let reason: string | undefined
     if (peer.id === this.id) reason = 'loop: linked to itself'
@@ -372,7 +387,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     return true
   }
 
-  #established(link: Link, peer: HelloBody): void {
+  #established(link: Link, peer: BridgeHello): void {
     if (this.#closing || this.#refuseLoop(link, peer)) return
     const other = [...this.#links.keys()].find((known) => known.peer!.id === peer.id)
     if (other) {
@@ -392,7 +407,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     for (const service of this.#best.keys()) this.#tell(link, service)
   }
 
-  #peerChanged(link: Link, peer: HelloBody): void {
+  #peerChanged(link: Link, peer: BridgeHello): void {
     if (this.#refuseLoop(link, peer)) return
     for (const service of this.#best.keys()) this.#tell(link, service)
   }
@@ -447,7 +462,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
 
   // --- routes --------------------------------------------------------------
 
-  #learn(link: Link, update: RoutesBody): void {
+  #learn(link: Link, update: BridgeRoutes): void {
     const state = this.#links.get(link)
     if (!state) return
     const peer = link.peer!.id
@@ -522,7 +537,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     const state = this.#links.get(link)!
     const best = this.#best.get(service)
     const peer = link.peer!
-    let entry: RouteEntry | undefined
+    let entry: BridgeRouteEntry | undefined
     if (
       best &&
       !(best.kind === 'link' && best.link === link) &&
@@ -594,7 +609,13 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     slot.circuit = circuit
     try {
       const up = await bindService(new CircuitConnection(circuit), service, {
-        features: [Feature.Errors, Feature.Describe, Feature.Channels, Feature.Streams],
+        features: [
+          Feature.Errors,
+          Feature.Describe,
+          Feature.Channels,
+          Feature.Streams,
+          Feature.Attachments,
+        ],
         signal: this.#abort.signal,
       })
       const info = {
@@ -670,37 +691,52 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         return
       }
       const next = best.link.open(service)
-      circuit.on('frame', (payload) => next.send(payload))
-      next.on('frame', (payload) => circuit.send(payload))
+      // A frame without attachment goes on as text: one write with its
+      // header rather than two.
+      const pass = (to: Circuit) => (bytes: Buffer) =>
+        to.send(bytes.indexOf(0x0a) === -1 ? bytes.toString() : bytes)
+      circuit.on('frame', pass(next))
+      next.on('frame', pass(circuit))
       next.closed.then((info) => circuit.close(info.reason))
       circuit.closed.then((info) => next.close(info.reason))
       return
     }
-    let early: string[] | undefined = []
+    let early: Buffer[] | undefined = []
     let real: MessageConnection | undefined
-    const toService = (payload: string) => {
-      // One frame is one line: a newline inside would smuggle a second.
-      if (payload.includes('\n')) {
-        circuit.link.counters.invalid++
-        circuit.close('invalid frame')
-        return
-      }
-      if (real) real.sendEncoded(`${payload}\n`)
-      else if (early && early.length < MAX_EARLY_FRAMES) early.push(payload)
+    const toService = (bytes: Buffer) => {
+      if (real) {
+        // Without a newline the bytes are one frame, passed on unread; with
+        // one they are a frame and its attachment, which must agree.
+        if (bytes.indexOf(0x0a) === -1) {
+          real.sendEncoded(`${bytes.toString()}\n`)
+          return
+        }
+        const message = readCircuitFrame(bytes)
+        if (message instanceof ProtocolError) {
+          circuit.link.counters.invalid++
+          circuit.close('invalid frame')
+          return
+        }
+        const { _attachment, _size, ...header } = message as typeof message & { _size?: number }
+        real.sendWithAttachment(header, _attachment!)
+      } else if (early && early.length < MAX_EARLY_FRAMES) early.push(bytes)
       else circuit.close('too many frames before the service answered')
     }
     circuit.on('frame', toService)
     connect(best.target, { ...this.#options.socket, signal: this.#abort.signal }).then(
       (connection) => {
         if (circuit.isClosed) {
-          connection.close(circuit.isClosed ? 'circuit closed' : 'closed')
+          connection.close('circuit closed')
           return
         }
         real = connection
-        connection.on('message', (message) => circuit.send(JSON.stringify(message)))
+        // The service sends attachments only if the far end's bind asked for
+        // them; reading them is harmless otherwise.
+        connection.enableAttachments()
+        connection.on('message', (message) => circuit.send(circuitFrame(message)))
         connection.closed.then((info) => circuit.close(info.reason))
         circuit.closed.then((info) => connection.close(info.reason))
-        for (const payload of early ?? []) toService(payload)
+        for (const bytes of early ?? []) toService(bytes)
         early = undefined
       },
       (error: Error) => circuit.close(`cannot reach service ${service}: ${error.message}`),

@@ -30,4 +30,3 @@ export {
   type LinkState,
 } from './bridge.js'
 export type { LinkCounters, LinkTimings } from './link.js'
-export { LINK_VERSION } from './wire.js'

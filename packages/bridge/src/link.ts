@@ -1,26 +1,20 @@
 import { EventEmitter } from 'node:events'
 import {
+  BRIDGE_LINK_VERSION,
+  type BridgeHello,
+  BridgeMessage,
+  type BridgeRoutes,
   ClosedError,
   type CloseInfo,
+  decodeBridgeMessage,
   decodeFrame,
+  ErrorCode,
   MessageType,
   ProtocolError,
   type SessionMessage,
   UnreachableError,
 } from '@autobus/protocol'
 import type { HeartbeatOptions, MessageConnection } from '@autobus/transport'
-import {
-  checkBye,
-  checkClose,
-  checkFrame,
-  checkHello,
-  checkOpen,
-  checkRoutes,
-  type HelloBody,
-  LINK_VERSION,
-  LinkMessage,
-  type RoutesBody,
-} from './wire.js'
 
 /** Link timings, in ms. */
 export interface LinkTimings {
@@ -46,28 +40,40 @@ export interface LinkCounters {
 
 type LinkEvents = {
   /** The other end's hello arrived again with new bus mates. */
-  hello: [hello: HelloBody]
-  routes: [update: RoutesBody]
+  hello: [hello: BridgeHello]
+  routes: [update: BridgeRoutes]
   /** The other end opened a circuit to `service`. */
   open: [circuit: Circuit, service: string]
 }
 
 /**
  * One session relayed across a link: the two ends exchange session
- * messages as JSON text, unread, so a relay in the middle never parses them.
+ * frames as attachments of link messages, so a relay in the middle passes
+ * their bytes on without parsing them.
  */
-export class Circuit extends EventEmitter<{ frame: [payload: string] }> {
+export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
   readonly id: number
   readonly link: Link
   readonly closed: Promise<CloseInfo>
   #resolve!: (info: CloseInfo) => void
   #info: CloseInfo | undefined
+  /** The link message every frame of this circuit goes in, made once. */
+  readonly #header: object
+  /** The same, as text up to the value of `_size`. */
+  readonly #prefix: string
 
   /** @internal */
   constructor(link: Link, id: number) {
     super()
     this.link = link
     this.id = id
+    this.#header = {
+      _type: MessageType.Notification,
+      _command: 'fired',
+      name: BridgeMessage.Frame,
+      args: [id],
+    }
+    this.#prefix = `${JSON.stringify(this.#header).slice(0, -1)},"_size":`
     this.closed = new Promise((resolve) => {
       this.#resolve = resolve
     })
@@ -77,15 +83,24 @@ export class Circuit extends EventEmitter<{ frame: [payload: string] }> {
     return this.#info !== undefined
   }
 
-  /** Sends one session message (JSON text, no newline). False once closed. */
-  send(payload: string): boolean {
+  /**
+   * Sends one circuit frame (see {@link readCircuitFrame}): text (a frame
+   * without attachment) goes out with its link header as one string, so
+   * the transport joins it with the rest of the turn's writes; bytes go as
+   * an attachment. False once closed.
+   */
+  send(frame: string | Uint8Array): boolean {
     if (this.#info) return false
-    return this.link.send(LinkMessage.Frame, [this.id, payload])
+    if (typeof frame === 'string')
+      return this.link.connection.sendEncoded(
+        `${this.#prefix}${Buffer.byteLength(frame)}}\n${frame}`,
+      )
+    return this.link.connection.sendWithAttachment(this.#header, frame)
   }
 
   /** Closes the circuit and tells the other end; idempotent. */
   close(reason = 'closed'): CloseInfo {
-    if (!this.#info) this.link.send(LinkMessage.Close, [this.id, reason])
+    if (!this.#info) this.link.send(BridgeMessage.Close, [this.id, reason])
     return this.finish(reason)
   }
 
@@ -116,7 +131,7 @@ export class Link extends EventEmitter<LinkEvents> {
   }
   readonly closed: Promise<CloseInfo>
   /** The other end's hello, once it has arrived. */
-  peer: HelloBody | undefined
+  peer: BridgeHello | undefined
   /** Why the other end said it was closing, if it did. */
   byeReason: string | undefined
   readonly #circuits = new Map<number, Circuit>()
@@ -133,6 +148,8 @@ export class Link extends EventEmitter<LinkEvents> {
     this.initiator = initiator
     this.#nextCircuit = initiator ? 1 : 2
     this.closed = connection.closed
+    // Circuit frames travel as attachments (§8.4).
+    connection.enableAttachments()
     connection.on('message', (message) => this.#receive(message))
     connection.on('invalid', () => {
       this.counters.invalid++
@@ -151,8 +168,8 @@ export class Link extends EventEmitter<LinkEvents> {
    * Says hello and waits for the other end's. Resolves with it; rejects
    * (closing the link) on timeout, a wrong version or a closed link.
    */
-  start(hello: HelloBody, timings: LinkTimings = {}): Promise<HelloBody> {
-    this.send(LinkMessage.Hello, [hello])
+  start(hello: BridgeHello, timings: LinkTimings = {}): Promise<BridgeHello> {
+    this.send(BridgeMessage.Hello, [hello])
     const heartbeat: HeartbeatOptions = {
       interval: timings.heartbeatInterval ?? 1_000,
       timeout: timings.heartbeatTimeout ?? 3_000,
@@ -176,7 +193,7 @@ export class Link extends EventEmitter<LinkEvents> {
         this.close(error.message)
         reject(error)
       }
-      const onHello = (peer: HelloBody) => {
+      const onHello = (peer: BridgeHello) => {
         cleanup()
         resolve(peer)
       }
@@ -200,8 +217,8 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 
   /** Tells the other end about routes. */
-  sendRoutes(update: RoutesBody): boolean {
-    return this.send(LinkMessage.Routes, [update])
+  sendRoutes(update: BridgeRoutes): boolean {
+    return this.send(BridgeMessage.Routes, [update])
   }
 
   /** Opens a circuit to a service the other end advertised. */
@@ -211,7 +228,7 @@ export class Link extends EventEmitter<LinkEvents> {
     const circuit = new Circuit(this, id)
     this.#circuits.set(id, circuit)
     this.counters.circuitsOut++
-    this.send(LinkMessage.Open, [id, service])
+    this.send(BridgeMessage.Open, [id, service])
     return circuit
   }
 
@@ -228,7 +245,7 @@ export class Link extends EventEmitter<LinkEvents> {
   /** Says why and closes the link; idempotent. */
   close(reason = 'closed'): Promise<CloseInfo> {
     if (!this.connection.isClosed) {
-      this.send(LinkMessage.Bye, [reason])
+      this.send(BridgeMessage.Bye, [reason])
       this.connection.close(reason)
     }
     return this.closed
@@ -239,7 +256,7 @@ export class Link extends EventEmitter<LinkEvents> {
     return undefined
   }
 
-  #receive(message: SessionMessage): undefined {
+  #receive(message: SessionMessage & { _attachment?: Buffer }): undefined {
     if (message._type === MessageType.Response) return
     if (message._command === 'ping') {
       if (message._type === MessageType.Command)
@@ -247,12 +264,21 @@ export class Link extends EventEmitter<LinkEvents> {
       return
     }
     if (message._command !== 'fired') return this.#invalid()
-    const args = message.args
-    switch (message.name) {
-      case LinkMessage.Hello: {
-        if (!checkHello.Check(args)) return this.#invalid()
-        const hello = args[0] as HelloBody
-        if (hello.version !== LINK_VERSION || (this.peer && this.peer.id !== hello.id)) {
+    // The hot path first, checked by hand: one per session message relayed.
+    if (message.name === BridgeMessage.Frame) {
+      const args = message.args
+      const id = args.length === 1 ? args[0] : undefined
+      const bytes = message._attachment
+      if (typeof id !== 'number' || !bytes) return this.#invalid()
+      this.#circuits.get(id)?.emit('frame', bytes)
+      return
+    }
+    const decoded = decodeBridgeMessage(message)
+    if (decoded instanceof ProtocolError) return this.#invalid()
+    switch (decoded.name) {
+      case BridgeMessage.Hello: {
+        const hello = decoded.args[0]
+        if (hello.version !== BRIDGE_LINK_VERSION || (this.peer && this.peer.id !== hello.id)) {
           this.close(`unsupported hello (version ${hello.version})`)
           return
         }
@@ -260,25 +286,25 @@ export class Link extends EventEmitter<LinkEvents> {
         this.emit('hello', hello)
         return
       }
-      case LinkMessage.Routes:
-        if (!this.peer || !checkRoutes.Check(args)) return this.#invalid()
-        this.emit('routes', args[0] as RoutesBody)
+      case BridgeMessage.Routes:
+        if (!this.peer) return this.#invalid()
+        this.emit('routes', decoded.args[0])
         return
-      case LinkMessage.Open: {
-        if (!this.peer || !checkOpen.Check(args)) return this.#invalid()
-        const [id, service] = args as [number, string]
+      case BridgeMessage.Open: {
+        if (!this.peer) return this.#invalid()
+        const [id, service] = decoded.args
         // The other end numbers with the other parity; anything else, or a
         // number in use, is refused without touching open circuits.
         if (id % 2 === (this.initiator ? 1 : 0) || this.#circuits.has(id)) {
           this.#invalid()
-          this.send(LinkMessage.Close, [id, 'circuit number in use'])
+          this.send(BridgeMessage.Close, [id, 'circuit number in use'])
           return
         }
         // Each circuit may hold a connection to a service of this bus: the
         // other end cannot make this bridge open them without bound.
         if (this.#circuits.size >= this.#maxCircuits) {
           this.counters.refusedCircuits++
-          this.send(LinkMessage.Close, [id, 'too many circuits'])
+          this.send(BridgeMessage.Close, [id, 'too many circuits'])
           return
         }
         const circuit = new Circuit(this, id)
@@ -287,31 +313,61 @@ export class Link extends EventEmitter<LinkEvents> {
         this.emit('open', circuit, service)
         return
       }
-      case LinkMessage.Frame: {
-        if (!checkFrame.Check(args)) return this.#invalid()
-        const circuit = this.#circuits.get(args[0] as number)
-        if (circuit) circuit.emit('frame', args[1] as string)
+      case BridgeMessage.Close:
+        this.#circuits.get(decoded.args[0])?.finish(decoded.args[1])
         return
-      }
-      case LinkMessage.Close: {
-        if (!checkClose.Check(args)) return this.#invalid()
-        this.#circuits.get(args[0] as number)?.finish(args[1] as string)
-        return
-      }
-      case LinkMessage.Bye:
-        if (!checkBye.Check(args)) return this.#invalid()
-        this.byeReason = args[0] as string
+      case BridgeMessage.Bye:
+        this.byeReason = decoded.args[0]
         return
       default:
+        // A frame without its attachment was taken above; nothing else is left.
         this.#invalid()
     }
   }
 }
 
+const NEWLINE = 0x0a
+const NEWLINE_BYTES = Buffer.from([NEWLINE])
+
+/**
+ * Reads one circuit frame (§8.4): a session frame's JSON text, then, if it
+ * has an attachment, a newline and the attachment's bytes. Returns the
+ * session message, or a `ProtocolError`.
+ */
+export function readCircuitFrame(
+  bytes: Buffer,
+): (SessionMessage & { _attachment?: Buffer }) | ProtocolError {
+  const newline = bytes.indexOf(NEWLINE)
+  if (newline === -1) return decodeFrame(bytes)
+  const message = decodeFrame(bytes.subarray(0, newline))
+  if (message instanceof ProtocolError) return message
+  const attachment = bytes.subarray(newline + 1)
+  if ((message as { _size?: unknown })._size !== attachment.length)
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      'circuit frame: the bytes after the newline are not the attachment "_size" announces',
+    )
+  return Object.assign(message, { _attachment: attachment })
+}
+
+/**
+ * Writes one session message as a circuit frame: its JSON text, and its
+ * attachment after a newline if it has one.
+ */
+export function circuitFrame(message: object & { _attachment?: Uint8Array }): string | Buffer {
+  const attachment = message._attachment
+  if (!attachment) return JSON.stringify(message)
+  const { _attachment, ...header } = message
+  return Buffer.concat([
+    Buffer.from(JSON.stringify({ ...header, _size: attachment.byteLength })),
+    NEWLINE_BYTES,
+    attachment,
+  ])
+}
+
 /**
  * One end of a circuit as a message connection, so an ordinary
- * `bindService` runs a session over it. Attachments are never negotiated
- * on it: stream bytes cross as base64, inside the link's own frames.
+ * `bindService` runs a session over it, attachments included.
  */
 export class CircuitConnection
   extends EventEmitter<import('@autobus/transport').MessageConnectionEvents>
@@ -326,8 +382,8 @@ export class CircuitConnection
     super()
     this.#circuit = circuit
     this.closed = circuit.closed
-    circuit.on('frame', (payload) => {
-      const message = decodeFrame(payload)
+    circuit.on('frame', (bytes) => {
+      const message = readCircuitFrame(bytes)
       if (message instanceof ProtocolError) this.emit('invalid', message)
       else this.emit('message', message)
     })
@@ -350,10 +406,11 @@ export class CircuitConnection
     return this.#circuit.send(frame.endsWith('\n') ? frame.slice(0, -1) : frame)
   }
 
-  sendWithAttachment(): boolean {
-    return false
+  sendWithAttachment(message: object, bytes: Uint8Array): boolean {
+    return this.#circuit.send(circuitFrame({ ...message, _attachment: bytes }))
   }
 
+  // Frames with attachments are read whole, whether or not they were asked for.
   enableAttachments(): void {}
 
   drained(signal?: AbortSignal): Promise<void> {

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs'
+import { BRIDGE_LINK_VERSION, ProtocolError } from '@autobus/protocol'
 import { createMemoryPair } from '@autobus/transport'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { formatLinkAddress, parseLinkAddress } from '../src/index.js'
-import { Link } from '../src/link.js'
+import { circuitFrame, Link, readCircuitFrame } from '../src/link.js'
 
-const hello = (id: string, mates: string[] = [id]) => ({ id, version: 1, mates })
+const hello = (id: string, mates: string[] = [id]) => ({ id, version: BRIDGE_LINK_VERSION, mates })
 
 function pair() {
   const [a, b] = createMemoryPair()
@@ -79,6 +81,44 @@ describe('link', () => {
     }
     expect(closedAt - silentSince).toBeLessThanOrEqual(3_500)
     expect((await left.closed).reason).toBe('peer timeout')
+  })
+})
+
+describe('circuit frames', () => {
+  const vectors = JSON.parse(
+    readFileSync(new URL('../../protocol/vectors/bridge/frame.json', import.meta.url), 'utf8'),
+  ) as { valid: Array<{ name: string; text: string; message: { args: [number] } }> }
+
+  for (const vector of vectors.valid) {
+    it(`reads the vector: ${vector.name}`, async () => {
+      const [a, b] = createMemoryPair()
+      const id = vector.message.args[0]
+      // The other end opens the circuit, so this end has the other parity.
+      const link = new Link(b, id % 2 === 0)
+      const started = link.start(hello('me'))
+      a.send({ _type: 3, _command: 'fired', name: 'bridge.hello', args: [hello('peer')] })
+      await started
+      a.send({ _type: 3, _command: 'fired', name: 'bridge.open', args: [id, 'svc'] })
+      const circuit = await new Promise<import('../src/link.js').Circuit>((resolve) =>
+        link.once('open', resolve),
+      )
+      const frame = new Promise<Buffer>((resolve) => circuit.once('frame', resolve))
+      a.sendEncoded(vector.text)
+      const message = readCircuitFrame(await frame)
+      expect(message).not.toBeInstanceOf(ProtocolError)
+      // Written back, it is the same bytes.
+      expect(Buffer.from(circuitFrame(message as object))).toEqual(
+        Buffer.from(vector.text.slice(vector.text.indexOf('\n') + 1)),
+      )
+      await link.close()
+    })
+  }
+
+  it('refuses bytes after the newline that are not the announced attachment', () => {
+    const bad = readCircuitFrame(
+      Buffer.from('{"_type":3,"_command":"stream_end","stream":1}\nextra'),
+    )
+    expect(bad).toBeInstanceOf(ProtocolError)
   })
 })
 

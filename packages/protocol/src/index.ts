@@ -14,6 +14,17 @@
  *
  * @packageDocumentation
  */
+export {
+  BRIDGE_LINK_VERSION,
+  BridgeHello,
+  type BridgeLinkMessage,
+  BridgeMessage,
+  BridgeMessageArgs,
+  type BridgeMessageName,
+  BridgeRouteEntry,
+  BridgeRoutes,
+  decodeBridgeMessage,
+} from './bridge.js'
 export { type Clock, systemClock } from './clock.js'
 export {
   DISCOVERY_PORT,
