@@ -48,6 +48,7 @@ import {
 } from '@autobus/rpc'
 import { withEnvironment } from './environment.js'
 import { createMetaService } from './meta.js'
+import { type BusMetrics, collectMetrics } from './metrics.js'
 import { ServiceTable } from './table.js'
 
 /** Options for {@link createBus}. */
@@ -131,12 +132,30 @@ export class Bus extends EventEmitter<DiscovererEvents> {
     this.#table.on('appeared', (service, cause) => this.emit('appeared', service, cause))
     this.#table.on('disappeared', (service, cause) => this.emit('disappeared', service, cause))
     this.#table.on('changed', (service, previous) => this.emit('changed', service, previous))
-    server.add(createMetaService(() => [...this.#local.values()].map((entry) => entry.service)))
+    server.add(
+      createMetaService(
+        () => [...this.#local.values()].map((entry) => entry.service),
+        () => this.metrics(),
+      ),
+    )
   }
 
   /** The TCP port this bus serves on. */
   get port(): number {
     return this.#server.port
+  }
+
+  /**
+   * A snapshot of this bus's figures: per function calls, errors by code and
+   * latency; per event fires and deliveries; per object changes and
+   * watchers; sessions and what was refused. Peers read the same with the
+   * meta-service's `stats` function; `renderPrometheus` turns it into text.
+   */
+  metrics(): BusMetrics {
+    return collectMetrics(
+      this.#server.stats,
+      [...this.#local.values()].map((entry) => entry.service),
+    )
   }
 
   /** True if this bus announces and discovers. */

@@ -60,11 +60,17 @@ export {
   type Contract,
   defineContract,
   type EventArgs,
+  type EventStats,
+  type FunctionStats,
   type Implementation,
+  LATENCY_BUCKETS_MS,
+  type LatencyStats,
+  type ObjectStats,
   type ObjectValue,
   type Service,
   type ServiceEvent,
   type ServiceObject,
+  type ServiceStats,
   type Subscription,
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
@@ -77,3 +83,4 @@ export {
   type ServiceTarget,
 } from './bus.js'
 export { createMetaService } from './meta.js'
+export { type BusMetrics, type LabelledMetrics, renderPrometheus } from './metrics.js'

@@ -1,13 +1,17 @@
 import { META_SERVICE_ID, META_SERVICE_TYPE, UnknownServiceError } from '@autobus/protocol'
 import { createService, type Service } from '@autobus/rpc'
 import Type from 'typebox'
+import type { BusMetrics } from './metrics.js'
 
 /**
  * The `autobus` meta-service every bus serves under the well-known id
  * "autobus": knowing a bus's host and port is enough to list and describe
  * its services.
  */
-export function createMetaService(services: () => Iterable<Service>): Service {
+export function createMetaService(
+  services: () => Iterable<Service>,
+  metrics?: () => BusMetrics,
+): Service {
   const meta = createService({
     id: META_SERVICE_ID,
     info: { type: META_SERVICE_TYPE },
@@ -37,5 +41,14 @@ export function createMetaService(services: () => Iterable<Service>): Service {
     { doc: 'The descriptions of every service of this bus.', args: [] },
     () => [...services()].map((service) => service.describe()),
   )
+  if (metrics)
+    meta.addFunction(
+      'stats',
+      {
+        doc: "This bus's figures: per function calls, errors and latency; per event fires; per object changes; sessions.",
+        args: [],
+      },
+      () => metrics(),
+    )
   return meta
 }

@@ -20,6 +20,7 @@ import {
   type ObjectValue,
   type StaticArgs,
 } from './contract.js'
+import { measured, ServiceMetrics } from './metrics.js'
 import type { CallContext } from './session.js'
 import type { ByteStream } from './stream.js'
 
@@ -221,6 +222,7 @@ export class Service<C extends Contract = Contract> {
   /** @internal */ readonly objects = new Map<string, ObjectEntry>()
   /** @internal */ readonly channels = new Map<string, ChannelEntry>()
   /** @internal */ readonly streams = new Map<string, StreamEntry>()
+  /** @internal Read with `serviceStats(service)`. */ readonly metrics = new ServiceMetrics()
 
   /** @internal Use {@link createService}. */
   constructor(options: ServiceOptions = {}, contract?: C) {
@@ -291,7 +293,11 @@ export class Service<C extends Contract = Contract> {
     if (typeof handler !== 'function') throw new TypeError(`function "${name}" needs a handler`)
     const checked =
       spec.result && this.validateResults ? checkingResults(name, spec.result, handler) : handler
-    this.functions.set(name, { spec, validators: compileArgs(spec.args), handler: checked })
+    this.functions.set(name, {
+      spec,
+      validators: compileArgs(spec.args),
+      handler: measured(this.metrics.function(name), checked),
+    })
     return this
   }
 
@@ -313,6 +319,7 @@ export class Service<C extends Contract = Contract> {
     this.#claim(this.events, 'event', name)
     const validators = compileArgs(spec.args)
     const listeners = new Set<Subscriber>()
+    const metrics = this.metrics
     const entry: EventEntry = {
       spec,
       validators,
@@ -321,6 +328,7 @@ export class Service<C extends Contract = Contract> {
         name,
         fire: (...args: unknown[]) => {
           checkArgs('event', name, validators, args)
+          metrics.fired(name, listeners.size)
           if (listeners.size === 0) return
           const frame = encodeFrame({
             _type: MessageType.Notification,
@@ -364,6 +372,7 @@ export class Service<C extends Contract = Contract> {
       }
     }
     check(initial)
+    const metrics = this.metrics
     const entry: ObjectEntry = {
       spec,
       value: initial === undefined ? null : initial,
@@ -378,6 +387,7 @@ export class Service<C extends Contract = Contract> {
       set: (value: unknown) => {
         check(value)
         entry.value = value === undefined ? null : value
+        metrics.changed(name)
         if (entry.watchers.size === 0) return
         const frame = encodeFrame({
           _type: MessageType.Notification,
