@@ -30,12 +30,12 @@ export interface LabelledMetrics {
 
 type Labels = Readonly<Record<string, string>>
 
-const escape = (value: string) =>
+const escapeLabel = (value: string) =>
   value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
 const labelText = (labels: Labels) => {
   const entries = Object.entries(labels)
   if (entries.length === 0) return ''
-  return `{${entries.map(([key, value]) => `${key}="${escape(value)}"`).join(',')}}`
+  return `{${entries.map(([key, value]) => `${key}="${escapeLabel(value)}"`).join(',')}}`
 }
 const number = (value: number) =>
   value === Number.POSITIVE_INFINITY ? '+Inf' : Number.isFinite(value) ? String(value) : 'NaN'

@@ -64,7 +64,11 @@ describe('metrics', () => {
     service.addFunction('ok', { args: [] }, () => 1)
     bus.publish(service)
     await using client = await createBus({ discovery: false })
-    const connection = await client.connect({ host: '127.0.0.1', port: bus.port, service: service.id })
+    const connection = await client.connect({
+      host: '127.0.0.1',
+      port: bus.port,
+      service: service.id,
+    })
     await expect(connection.call('nope', [])).rejects.toThrow()
     expect(Object.keys(bus.metrics().services[0]!.functions)).toEqual(['ok'])
   })
