@@ -15,6 +15,7 @@ import {
 import Table from 'cli-table3'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import { err, out } from './colour.js'
+import { addDashboardCommand } from './commands/dashboard.js'
 import { addTypesCommand } from './commands/types.js'
 import { addConformanceCommand } from './conformance.js'
 import { createExampleService } from './example.js'
@@ -446,6 +447,10 @@ export function createProgram(): Command {
   })
 
   addTypesCommand(program, { busOptions: (discovery) => busOptions(globals(), discovery) })
+  addDashboardCommand(program, {
+    busOptions: (discovery) => busOptions(globals(), discovery),
+    interrupted,
+  })
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
 }
