@@ -22,6 +22,7 @@ const published = [
   'bus',
   'cli',
   'conformance',
+  'dashboard',
 ]
 
 interface Ran {

@@ -16,9 +16,17 @@ const published = packages.filter(({ manifest }) => !manifest.private)
 describe('published package metadata', () => {
   it('publishes the layers and the conformance kit, and keeps the harnesses private', () => {
     expect(published.map(({ manifest }) => manifest.name).sort()).toEqual(
-      ['bus', 'cli', 'conformance', 'discovery', 'protocol', 'proxy', 'rpc', 'transport'].map(
-        (n) => `@autobus/${n}`,
-      ),
+      [
+        'bus',
+        'cli',
+        'conformance',
+        'dashboard',
+        'discovery',
+        'protocol',
+        'proxy',
+        'rpc',
+        'transport',
+      ].map((n) => `@autobus/${n}`),
     )
   })
 

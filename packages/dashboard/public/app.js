@@ -107,9 +107,11 @@ events.addEventListener('disappeared', (message) => {
 
 /** The schema of each argument as short text: its type, or the whole schema. */
 const schemaText = (schema) =>
-  typeof schema?.type === 'string' && Object.keys(schema).length === 1
-    ? schema.type
-    : JSON.stringify(schema)
+  schema && Object.keys(schema).length === 0
+    ? 'unknown'
+    : typeof schema?.type === 'string' && Object.keys(schema).length === 1
+      ? schema.type
+      : JSON.stringify(schema)
 
 function functionSection(name, entry, id) {
   const args = entry.args ?? []
@@ -174,7 +176,7 @@ function chart(title, key, series) {
     {
       width: 320,
       height: 150,
-      legend: { show: series.length > 1 },
+      legend: { show: series.length > 1, live: false },
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.stroke, width: 1.5 }))],
       axes: [{ size: 28 }, { size: 44 }],
       scales: { x: { time: true } },
