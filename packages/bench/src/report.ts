@@ -64,6 +64,7 @@ run. Every system gets the same ~100-byte JSON payload.
 | one call at a time: p50 ≤ 0.8× the best peer's | ${mark(summary.rpc_p50_vs_best_peer, 0.8, true)} |
 | events ≥ 0.7× raw TCP (1 subscriber) | ${mark(summary.events_vs_raw, 0.7)} |
 | streams ≥ 0.5× raw TCP | ${mark(summary.stream_vs_raw, 0.5)} |
+| pipelined calls with metrics ≥ 0.95× without | ${mark(summary.metrics_pipelined_vs_off, 0.95)} |
 | RSS per idle connection ≤ 32 KiB | ${fixed(summary.idle_connection_kib, 1)} KiB ${typeof summary.idle_connection_kib === 'number' && summary.idle_connection_kib <= 32 ? '✅' : '❌'} |
 
 ${

@@ -73,3 +73,20 @@ describe('metrics', () => {
     expect(Object.keys(bus.metrics().services[0]!.functions)).toEqual(['ok'])
   })
 })
+
+describe('metrics off', () => {
+  it('leaves a service that asked for no metrics at zero', async () => {
+    await using bus = await createBus({ discovery: false })
+    const service = bus.createService({ metrics: false })
+    service.addFunction('ok', { args: [] }, () => 1)
+    bus.publish(service)
+    await using client = await createBus({ discovery: false })
+    const connection = await client.connect({
+      host: '127.0.0.1',
+      port: bus.port,
+      service: service.id,
+    })
+    await connection.call('ok', [])
+    expect(bus.metrics().services[0]!.functions.ok!.calls).toBe(0)
+  })
+})

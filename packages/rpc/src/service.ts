@@ -141,6 +141,12 @@ export interface ServiceOptions {
    * only where the check's cost matters and the handlers are trusted.
    */
   validateResults?: boolean
+  /**
+   * Count and time every call, fire and change (default true; see
+   * `serviceStats`). Counting is cheap enough to leave on; off, the
+   * service's figures stay at zero.
+   */
+  metrics?: boolean
 }
 
 /** Makes a service id that will not collide. */
@@ -215,6 +221,7 @@ export class Service<C extends Contract = Contract> {
   readonly doc: string | undefined
   readonly exposeStacks: boolean
   readonly validateResults: boolean
+  readonly #measured: boolean
   /** The contract the service was created from, if any. */
   readonly contract: C | undefined
   /** @internal */ readonly functions = new Map<string, FunctionEntry>()
@@ -231,6 +238,7 @@ export class Service<C extends Contract = Contract> {
     this.doc = options.doc
     this.exposeStacks = options.exposeStacks ?? false
     this.validateResults = options.validateResults ?? true
+    this.#measured = options.metrics ?? true
     this.contract = contract
   }
 
@@ -296,7 +304,7 @@ export class Service<C extends Contract = Contract> {
     this.functions.set(name, {
       spec,
       validators: compileArgs(spec.args),
-      handler: measured(this.metrics.function(name), checked),
+      handler: this.#measured ? measured(this.metrics.function(name), checked) : checked,
     })
     return this
   }
