@@ -149,7 +149,7 @@ export class Bus extends EventEmitter<DiscovererEvents> {
    * A snapshot of this bus's figures: per function calls, errors by code and
    * latency; per event fires and deliveries; per object changes and
    * watchers; sessions and what was refused. Peers read the same with the
-   * meta-service's `stats` function; `renderPrometheus` turns it into text.
+   * meta-service's `stats` function; `renderPrometheus` turns it into text and `serveMetrics` serves that.
    */
   metrics(): BusMetrics {
     return collectMetrics(

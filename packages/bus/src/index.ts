@@ -84,3 +84,4 @@ export {
 } from './bus.js'
 export { createMetaService } from './meta.js'
 export { type BusMetrics, type LabelledMetrics, renderPrometheus } from './metrics.js'
+export { type MetricsServer, type MetricsServerOptions, serveMetrics } from './metrics-server.js'

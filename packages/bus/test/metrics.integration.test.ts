@@ -1,6 +1,6 @@
 import { META_SERVICE_ID } from '@autobus/protocol'
 import { describe, expect, it } from 'vitest'
-import { type BusMetrics, createBus, renderPrometheus, Type } from '../src/index.js'
+import { type BusMetrics, createBus, renderPrometheus, serveMetrics, Type } from '../src/index.js'
 
 describe('metrics', () => {
   it('counts calls, errors by code, latency, fires and changes; peers read them over the wire', async () => {
@@ -88,5 +88,21 @@ describe('metrics off', () => {
     })
     await connection.call('ok', [])
     expect(bus.metrics().services[0]!.functions.ok!.calls).toBe(0)
+  })
+})
+
+describe('serveMetrics', () => {
+  it('answers GET /metrics with the bus figures as Prometheus text', async () => {
+    await using bus = await createBus({ discovery: false })
+    const service = bus.createService()
+    service.addFunction('ok', { args: [] }, () => 1)
+    bus.publish(service)
+    await using exporter = await serveMetrics(bus, { port: 0, labels: { instance: 'x' } })
+    const response = await fetch(exporter.url)
+    expect(response.headers.get('content-type')).toContain('version=0.0.4')
+    expect(await response.text()).toContain(
+      `autobus_function_calls_total{instance="x",service="${service.id}",function="ok"} 0`,
+    )
+    expect((await fetch(exporter.url.replace('/metrics', '/other'))).status).toBe(404)
   })
 })
