@@ -87,6 +87,27 @@ export function renderPrometheus(sources: readonly LabelledMetrics[]): string {
       server.refusedTotal + server.refusedPerAddress,
     )
     sample('autobus_busy_total', 'counter', 'Commands answered busy.', labels, server.busy)
+    sample(
+      'autobus_session_received_bytes_total',
+      'counter',
+      'Bytes received over every session.',
+      labels,
+      server.bytesIn,
+    )
+    sample(
+      'autobus_session_sent_bytes_total',
+      'counter',
+      'Bytes sent over every session.',
+      labels,
+      server.bytesOut,
+    )
+    sample(
+      'autobus_session_queued_bytes',
+      'gauge',
+      'Bytes sent and not yet taken by the peers.',
+      labels,
+      server.bytesQueued,
+    )
     for (const service of metrics.services) {
       const base = { ...labels, service: service.service }
       for (const [name, figures] of Object.entries(service.functions)) {

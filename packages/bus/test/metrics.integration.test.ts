@@ -44,6 +44,8 @@ describe('metrics', () => {
     expect(remote.services.map((entry) => entry.service)).toEqual([service.id])
     expect(remote.services[0]!.functions.add!.calls).toBe(2)
     expect(remote.server.sessions).toBeGreaterThanOrEqual(2)
+    expect(remote.server.bytesIn).toBeGreaterThan(0)
+    expect(remote.server.bytesOut).toBeGreaterThan(0)
 
     const text = renderPrometheus([{ metrics: remote, labels: { bus: 'a' } }])
     expect(text).toContain(

@@ -23,6 +23,7 @@ import {
 } from '@autobus/transport'
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
+import { TrafficCounter } from './traffic.js'
 
 /** Features this implementation offers at bind. */
 export const SUPPORTED_FEATURES: readonly string[] = [
@@ -305,6 +306,11 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
   sessions: number
   /** Handlers running now, over every session. */
   running: number
+  /** Bytes received and sent over every session since the server started. */
+  bytesIn: number
+  bytesOut: number
+  /** Bytes sent and not yet taken by the peers now. */
+  bytesQueued: number
 }
 
 /**
@@ -320,6 +326,7 @@ export class RpcServer
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
   readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
+  readonly #traffic = new TrafficCounter()
   #closing: Promise<void> | undefined
 
   /** @internal Use {@link serve}. */
@@ -351,6 +358,7 @@ export class RpcServer
       refusedPerAddress: listener?.refusedPerAddress ?? 0,
       acceptErrors: listener?.acceptErrors ?? 0,
       ...this.#counters,
+      ...this.#traffic.totals(),
     }
   }
 
@@ -387,6 +395,7 @@ export class RpcServer
     }
     const session = new ServerSession(connection, this, this.#options, this.#counters)
     this.#sessions.add(session)
+    this.#traffic.add(connection)
     connection.once('close', () => this.#sessions.delete(session))
     this.emit('connection', connection)
   }

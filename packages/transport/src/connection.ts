@@ -61,6 +61,12 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */
   readonly needsDrain: boolean
+  /** Bytes received since the connection opened. */
+  readonly bytesReceived: number
+  /** Bytes handed to the medium since the connection opened. */
+  readonly bytesSent: number
+  /** Bytes handed to the medium and not yet taken by the peer. */
+  readonly bytesQueued: number
   /** Resolves with the close reason once the connection has closed. */
   readonly closed: Promise<CloseInfo>
   /** Queues one message. Returns false if the connection is closed. */
@@ -162,6 +168,16 @@ export abstract class FramedConnection
   protected abstract get queuedBytes(): number
   /** Hands text or bytes to the medium. */
   protected abstract write(data: string | Uint8Array): void
+  abstract get bytesSent(): number
+  #bytesReceived = 0
+
+  get bytesReceived(): number {
+    return this.#bytesReceived
+  }
+
+  get bytesQueued(): number {
+    return this.queuedBytes
+  }
   /** Tears the medium down; `graceful` lets queued bytes go out first. */
   protected abstract destroy(graceful: boolean): void
 
@@ -265,6 +281,7 @@ export abstract class FramedConnection
   /** Feeds received bytes; splits them into frames and decodes each. */
   protected receive(chunk: Buffer): void {
     this.#lastReceived = Date.now()
+    this.#bytesReceived += chunk.byteLength
     let start = 0
     while (!this.#closeInfo) {
       if (this.#pending) {
