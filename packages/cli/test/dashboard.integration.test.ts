@@ -184,3 +184,22 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
     }
   })
 })
+
+describe('autobus dashboard', () => {
+  it('serves until SIGTERM, then exits 0', async () => {
+    const child = spawn(process.execPath, [main, 'dashboard', '--port', '0', '--json'], {
+      env,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    const lines = createInterface({ input: child.stdout! })
+    const [line] = (await once(lines, 'line')) as [string]
+    const ready = JSON.parse(line) as { ready: boolean; url: string }
+    expect(ready.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/)
+    expect((await fetch(`${ready.url}api/services`)).status).toBe(200)
+    expect(await (await fetch(ready.url)).text()).toContain('<title>Autobus dashboard</title>')
+    expect((await fetch(`${ready.url}vendor/uplot.js`)).status).toBe(200)
+    child.kill('SIGTERM')
+    const [code] = (await once(child, 'exit')) as [number]
+    expect(code).toBe(0)
+  })
+})
