@@ -84,11 +84,26 @@ describe('dashboard HTTP', () => {
           `autobus_function_calls_total\\{bus="[^"]+",service="${example.id}",function="add"\\} 1`,
         ),
       )
+      const json = { 'content-type': 'application/json' }
       const missing = await fetch(`${dashboard.url}api/services/nope/call`, {
         method: 'POST',
+        headers: json,
         body: '{}',
       })
       expect(missing.status).toBe(404)
+      // Another site's page, through a browser on this machine, cannot call.
+      const call = `${dashboard.url}api/services/${example.id}/call`
+      const body = JSON.stringify({ name: 'add', args: [1, 1] })
+      const foreign = await fetch(call, {
+        method: 'POST',
+        headers: { ...json, origin: 'http://evil.example' },
+        body,
+      })
+      expect(foreign.status).toBe(403)
+      expect((await fetch(call, { method: 'POST', body })).status).toBe(415)
+      expect(await (await fetch(call, { method: 'POST', headers: json, body })).json()).toEqual({
+        result: 2,
+      })
     } finally {
       example.child.kill('SIGTERM')
       await once(example.child, 'exit')

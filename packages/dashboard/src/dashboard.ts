@@ -213,9 +213,23 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     stream.closed.then(() => clearInterval(timer))
   }
 
+  const loopbackOnly = ['127.0.0.1', '::1', 'localhost'].includes(options.host ?? '127.0.0.1')
   const route = async (request: IncomingMessage, response: ServerResponse) => {
     const url = new URL(request.url ?? '/', 'http://dashboard')
     const path = url.pathname
+    // A page from another site must not reach the services through a
+    // browser on this machine: on loopback only loopback names are answered
+    // (no DNS rebinding), and a call must come from the dashboard's own page.
+    const hostHeader = request.headers.host ?? ''
+    if (loopbackOnly && !/^(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(hostHeader))
+      throw new HttpError(403, 'the dashboard answers only loopback names')
+    if (request.method === 'POST') {
+      const origin = request.headers.origin
+      if (origin !== undefined && origin !== `http://${hostHeader}`)
+        throw new HttpError(403, 'calls are taken from the dashboard page only')
+      if (!request.headers['content-type']?.startsWith('application/json'))
+        throw new HttpError(415, 'a call is a JSON body (content-type: application/json)')
+    }
     if (request.method === 'GET' && files[path]) {
       const file = files[path]
       const body = await readFile(file.path())
