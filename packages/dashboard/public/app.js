@@ -39,20 +39,21 @@ const ago = (since) => {
   return `${Math.round(seconds / 3600)} h`
 }
 
-function matches(service, text) {
-  if (!text) return true
-  const haystack = `${service.id} ${service.host}:${service.port} ${JSON.stringify(service.info)}`
-  return haystack.toLowerCase().includes(text.toLowerCase())
+// Each service's searchable text is made once, so that filtering a thousand
+// services is a thousand substring tests.
+const haystack = (service) =>
+  `${service.id} ${service.host}:${service.port} ${JSON.stringify(service.info)}`.toLowerCase()
+
+function showCount() {
+  let shown = 0
+  for (const [, entry] of services) if (!entry.item.hidden) shown++
+  count.textContent = `${shown} of ${services.size} service(s)`
 }
 
 function applyFilter() {
-  const text = filterBox.value.trim()
-  let shown = 0
-  for (const [, entry] of services) {
-    entry.item.hidden = !matches(entry.service, text)
-    if (!entry.item.hidden) shown++
-  }
-  count.textContent = `${shown} of ${services.size} service(s)`
+  const text = filterBox.value.trim().toLowerCase()
+  for (const [, entry] of services) entry.item.hidden = text !== '' && !entry.text.includes(text)
+  showCount()
 }
 
 function addService(service) {
@@ -67,8 +68,11 @@ function addService(service) {
   )
   item.addEventListener('click', () => choose(service.id))
   if (chosen?.id === service.id) item.classList.add('chosen')
+  const text = haystack(service)
+  const filter = filterBox.value.trim().toLowerCase()
+  item.hidden = filter !== '' && !text.includes(filter)
   list.append(item)
-  services.set(service.id, { service, item })
+  services.set(service.id, { service, item, text })
 }
 
 function removeService(id) {
@@ -94,15 +98,15 @@ events.addEventListener('error', () => {
 events.addEventListener('services', (message) => {
   for (const [id] of services) removeService(id)
   for (const service of JSON.parse(message.data)) addService(service)
-  applyFilter()
+  showCount()
 })
 events.addEventListener('appeared', (message) => {
   addService(JSON.parse(message.data))
-  applyFilter()
+  showCount()
 })
 events.addEventListener('disappeared', (message) => {
   removeService(JSON.parse(message.data).id)
-  applyFilter()
+  showCount()
 })
 
 /** The schema of each argument as short text: its type, or the whole schema. */
@@ -226,6 +230,7 @@ function choose(id) {
   }
   const values = new Map()
   const log = element('ol', { id: 'event-log' })
+  const busFigures = element('p', { class: 'doc', id: 'bus-figures' })
   let previous = null
   live = new EventSource(`/api/services/${encodeURIComponent(id)}/live`)
   live.addEventListener('description', (message) => {
@@ -251,6 +256,7 @@ function choose(id) {
       description.doc ? element('p', { class: 'doc', text: description.doc }) : null,
       element('pre', { text: JSON.stringify(displayInfo(service.info)) }),
       element('h3', { text: 'Metrics' }),
+      busFigures,
       element(
         'div',
         { class: 'charts' },
@@ -300,7 +306,9 @@ function choose(id) {
     while (log.children.length > 200) log.lastChild.remove()
   })
   live.addEventListener('stats', (message) => {
-    const { at, stats, bounds } = JSON.parse(message.data)
+    const { at, stats, server, bounds } = JSON.parse(message.data)
+    if (server)
+      busFigures.textContent = `its bus: ${server.sessions} session(s), ${server.running} running · ${size(server.bytesIn)} in · ${size(server.bytesOut)} out · ${size(server.bytesQueued)} queued · ${server.busy} answered busy`
     const functions = Object.values(stats.functions)
     const totals = {
       at,
@@ -333,6 +341,15 @@ function choose(id) {
     live.close()
   })
 }
+
+const size = (bytes) =>
+  typeof bytes !== 'number'
+    ? '?'
+    : bytes < 1024
+      ? `${bytes} B`
+      : bytes < 1024 ** 2
+        ? `${(bytes / 1024).toFixed(1)} KiB`
+        : `${(bytes / 1024 ** 2).toFixed(1)} MiB`
 
 /** A quantile of a window's histogram, as its bucket's upper bound in ms (null when empty). */
 function quantile(counts, q, bounds) {

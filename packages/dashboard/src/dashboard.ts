@@ -202,7 +202,13 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       try {
         const metrics = await busStats(service.host, service.port)
         const own = metrics.services.find((entry) => entry.service === service.service)
-        if (own) stream.send('stats', { at: metrics.at, stats: own, bounds: LATENCY_BUCKETS_MS })
+        if (own)
+          stream.send('stats', {
+            at: metrics.at,
+            stats: own,
+            server: metrics.server,
+            bounds: LATENCY_BUCKETS_MS,
+          })
       } catch {
         // A bus without a readable `stats` shows no charts; everything else still works.
       }
