@@ -2,7 +2,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { type Bus, createBus } from '@autobus/bus'
+import { type Bus, type BusOptions, createBus } from '@autobus/bus'
 import { createDashboard, type Dashboard } from '@autobus/dashboard'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -33,6 +33,37 @@ if (!chromiumPath)
   console.warn(
     'dashboard browser tests skipped: no chromium on the PATH (apt-get install chromium)',
   )
+
+type DiscoveryNetwork = NonNullable<BusOptions['network']>
+type DatagramHandler = Parameters<DiscoveryNetwork['open']>[0]
+
+/**
+ * An in-memory discovery network on this host: every datagram reaches every
+ * member at once. Services keep their real TCP listener, so probes work.
+ */
+function loopbackNetwork(): DiscoveryNetwork {
+  const members = new Map<number, DatagramHandler>()
+  let nextPort = 40_000
+  return {
+    open: async (handler) => {
+      const port = nextPort++
+      members.set(port, handler)
+      const from = { address: '127.0.0.1', port, local: true }
+      return {
+        privatePort: port,
+        sendFailures: 0,
+        faults: { send: {}, rescan: {} },
+        broadcast: (bytes) => {
+          for (const member of [...members.values()]) member(bytes, from)
+        },
+        unicast: (bytes, _host, to) => members.get(to)?.(bytes, from),
+        close: async () => {
+          members.delete(port)
+        },
+      }
+    },
+  }
+}
 
 /** Starts `autobus example --json`; resolves with its id once it has announced. */
 async function startExample() {
@@ -182,6 +213,35 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
     example.child.kill('SIGTERM')
     await once(example.child, 'exit')
     await item.waitFor({ state: 'detached', timeout: 1_000 })
+  })
+
+  it('lists a thousand services, filters them and shows one', async () => {
+    // The thousand come over an in-memory discovery network: the page's work
+    // is the point here, not a thousand UDP announcements.
+    const network = loopbackNetwork()
+    await using many = await createBus({ network, holdOff: 0 })
+    await using watcher = await createBus({ network, holdOff: 0 })
+    await using board = await createDashboard({ bus: watcher, port: 0 })
+    for (let index = 0; index < 1_000; index++) {
+      const service = many.createService({ info: { type: 'sensor', name: `sensor-${index}` } })
+      many.publish(service)
+    }
+    await expect
+      .poll(() => watcher.services({ type: 'sensor' }).length, { timeout: 60_000 })
+      .toBe(1_000)
+    const other = await browser.newPage()
+    try {
+      await other.goto(board.url)
+      await expect
+        .poll(() => other.locator('#services li').count(), { timeout: 20_000 })
+        .toBe(1_000)
+      // The closing quote of the info's JSON: sensor-417 and not sensor-4170.
+      await other.locator('#filter').fill('sensor-417"')
+      await expect.poll(() => other.locator('#services li:visible').count()).toBe(1)
+      await expect(other.locator('#count').textContent()).resolves.toBe('1 of 1000 service(s)')
+    } finally {
+      await other.close()
+    }
   })
 
   it('filters the list', async () => {
