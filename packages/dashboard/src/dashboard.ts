@@ -29,6 +29,11 @@ export interface DashboardOptions {
   callTimeout?: number
   /** Bytes a POST body may have (default 1 MiB); a bigger one is answered 413. */
   maxBodyBytes?: number
+  /**
+   * Bytes a page may leave unread on a live stream (default 4 MiB); beyond
+   * it the stream is ended (the page reconnects) rather than buffered without end.
+   */
+  maxStreamBufferBytes?: number
 }
 
 /** A running dashboard: an HTTP server on the bus's table of services. */
@@ -105,6 +110,7 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
   const statsInterval = options.statsInterval ?? 1_000
   const callTimeout = options.callTimeout ?? 10_000
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024
+  const maxStreamBufferBytes = options.maxStreamBufferBytes ?? 4 * 1024 * 1024
   const since = new Map<string, number>()
   const streams = new Set<EventStream>()
   const view = (service: DiscoveredService): ServiceView => ({
@@ -253,7 +259,7 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       return
     }
     if (request.method === 'GET' && path === '/api/stream') {
-      const stream = new EventStream(request, response, 'services', streams)
+      const stream = new EventStream(request, response, 'services', streams, maxStreamBufferBytes)
       stream.send('services', list())
       return
     }
@@ -262,7 +268,7 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       const id = decodeURIComponent(match[1]!)
       const service = find(id)
       if (request.method === 'GET' && match[2] === 'live') {
-        const stream = new EventStream(request, response, id, streams)
+        const stream = new EventStream(request, response, id, streams, maxStreamBufferBytes)
         follow(stream, service).catch((error: unknown) => {
           stream.send('lost', { reason: errorJson(error).message })
         })

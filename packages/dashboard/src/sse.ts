@@ -19,6 +19,8 @@ export class EventStream {
     /** What the stream follows: "services", or a service id. */
     readonly topic: string,
     registry: Set<EventStream>,
+    /** Bytes a page may leave unread before its stream is cut off. */
+    readonly maxBufferedBytes: number,
   ) {
     this.#response = response
     response.writeHead(200, {
@@ -45,7 +47,7 @@ export class EventStream {
   /** Sends one event; a slow page that stops reading is cut off rather than buffered without end. */
   send(event: string, data: unknown): void {
     if (this.#ended) return
-    if (this.#response.writableLength > 4 * 1024 * 1024) {
+    if (this.#response.writableLength > this.maxBufferedBytes) {
       this.end()
       return
     }
