@@ -16,6 +16,7 @@ import { renderChart } from './chart.js'
 import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
 import { hostileNesting } from './hostile.js'
+import { metricsOverhead } from './metrics.js'
 import type { System } from './payload.js'
 import { renderReport } from './report.js'
 import {
@@ -218,6 +219,15 @@ async function bridges() {
   emit({ name: 'bridge', system: 'autobus', ...(await bridgeBench({ smoke, rounds })) })
 }
 
+/** What always-on metrics cost pipelined calls. */
+async function metrics() {
+  emit({
+    name: 'metrics.pipelined',
+    system: 'autobus',
+    ...(await metricsOverhead(smoke ? 1 : Math.max(rounds, 5), smoke ? 500 : 40_000)),
+  })
+}
+
 async function discovery() {
   emit({
     name: 'discovery',
@@ -283,6 +293,10 @@ function summary() {
       pick('stream', 'autobus', 'autobus_mb_per_s'),
       pick('stream', 'autobus', 'raw_mb_per_s'),
     ),
+    metrics_pipelined_vs_off: ratio(
+      pick('metrics.pipelined', 'autobus', 'metrics_on_calls_per_s'),
+      pick('metrics.pipelined', 'autobus', 'metrics_off_calls_per_s'),
+    ),
     hostile_cpu_ms_per_mib: rounded(pick('hostile.nesting', 'autobus', 'cpu_ms_per_hostile_mib')),
     hostile_flood_call_p99_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_p99_ms')),
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
@@ -333,6 +347,7 @@ try {
   await events()
   await autobusOnly()
   await hostile()
+  await metrics()
   await discovery()
   await bridges()
   await security()

@@ -73,6 +73,7 @@ run. Every system gets the same ~100-byte JSON payload.
 | streams ≥ 0.5× raw TCP | ${mark(summary.stream_vs_raw, 0.5)} |
 | hostile nesting: CPU ≤ 50 ms per MiB | ${fixed(hostile.cpu_ms_per_hostile_mib, 1)} ms ${under(hostile.cpu_ms_per_hostile_mib, 50)} |
 | a legitimate call during a nesting flood: < 50 ms, worst case | ${fixed(hostile.legit_call_max_ms, 1)} ms ${under(hostile.legit_call_max_ms, 50)} |
+| pipelined calls with metrics ≥ 0.95× without | ${mark(summary.metrics_pipelined_vs_off, 0.95)} |
 | RSS per idle connection ≤ 32 KiB | ${fixed(summary.idle_connection_kib, 1)} KiB ${typeof summary.idle_connection_kib === 'number' && summary.idle_connection_kib <= 32 ? '✅' : '❌'} |
 
 ${

@@ -377,12 +377,15 @@ export class CircuitConnection
   readonly remotePort = 0
   readonly closed: Promise<CloseInfo>
   readonly #circuit: Circuit
+  #bytesReceived = 0
+  #bytesSent = 0
 
   constructor(circuit: Circuit) {
     super()
     this.#circuit = circuit
     this.closed = circuit.closed
     circuit.on('frame', (bytes) => {
+      this.#bytesReceived += bytes.length
       const message = readCircuitFrame(bytes)
       if (message instanceof ProtocolError) this.emit('invalid', message)
       else this.emit('message', message)
@@ -398,16 +401,36 @@ export class CircuitConnection
     return this.#circuit.link.connection.needsDrain
   }
 
+  /** Bytes of this circuit's frames received (their payload, without the link's framing). */
+  get bytesReceived(): number {
+    return this.#bytesReceived
+  }
+
+  /** Bytes of this circuit's frames sent (their payload, without the link's framing). */
+  get bytesSent(): number {
+    return this.#bytesSent
+  }
+
+  // Queued bytes belong to the link, which all circuits share.
+  get bytesQueued(): number {
+    return 0
+  }
+
   send(message: object): boolean {
-    return this.#circuit.send(JSON.stringify(message))
+    return this.#sent(JSON.stringify(message))
   }
 
   sendEncoded(frame: string): boolean {
-    return this.#circuit.send(frame.endsWith('\n') ? frame.slice(0, -1) : frame)
+    return this.#sent(frame.endsWith('\n') ? frame.slice(0, -1) : frame)
   }
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
-    return this.#circuit.send(circuitFrame({ ...message, _attachment: bytes }))
+    return this.#sent(circuitFrame({ ...message, _attachment: bytes }))
+  }
+
+  #sent(frame: string | Uint8Array): boolean {
+    this.#bytesSent += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+    return this.#circuit.send(frame)
   }
 
   // Frames with attachments are read whole, whether or not they were asked for.

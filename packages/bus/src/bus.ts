@@ -62,6 +62,7 @@ import {
 } from '@autobus/rpc'
 import { withEnvironment } from './environment.js'
 import { createMetaService } from './meta.js'
+import { type BusMetrics, collectMetrics } from './metrics.js'
 import { ServiceTable } from './table.js'
 
 /** Options for {@link createBus}. */
@@ -215,6 +216,7 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
       createMetaService(() => [...this.#local.values()].map((entry) => entry.service), {
         ...(access ? { access } : {}),
         announced: discoverer !== undefined,
+        metrics: () => this.metrics(),
       }),
     )
   }
@@ -246,6 +248,19 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
       datagramsAccepted: { ...(this.#sealed?.accepted ?? { sealed: 0, unsigned: 0 }) },
       handshakeFailures: this.#server.stats.handshakeFailures ?? 0,
     }
+  }
+
+  /**
+   * A snapshot of this bus's figures: per function calls, errors by code and
+   * latency; per event fires and deliveries; per object changes and
+   * watchers; sessions and what was refused. Peers read the same with the
+   * meta-service's `stats` function; `renderPrometheus` turns it into text and `serveMetrics` serves that.
+   */
+  metrics(): BusMetrics {
+    return collectMetrics(
+      this.#server.stats,
+      [...this.#local.values()].map((entry) => entry.service),
+    )
   }
 
   /** True if this bus announces and discovers. */

@@ -73,11 +73,17 @@ export {
   createAccessControl,
   defineContract,
   type EventArgs,
+  type EventStats,
+  type FunctionStats,
   type Implementation,
+  LATENCY_BUCKETS_MS,
+  type LatencyStats,
+  type ObjectStats,
   type ObjectValue,
   type Service,
   type ServiceEvent,
   type ServiceObject,
+  type ServiceStats,
   type Subscription,
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
@@ -89,3 +95,5 @@ export {
   type Publication,
   type ServiceTarget,
 } from './bus.js'
+export { type BusMetrics, type LabelledMetrics, renderPrometheus } from './metrics.js'
+export { type MetricsServer, type MetricsServerOptions, serveMetrics } from './metrics-server.js'

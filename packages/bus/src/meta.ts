@@ -1,6 +1,7 @@
 import { META_SERVICE_ID, META_SERVICE_TYPE, UnknownServiceError } from '@autobus/protocol'
 import { type AccessControl, type CallContext, createService, type Service } from '@autobus/rpc'
 import Type from 'typebox'
+import type { BusMetrics } from './metrics.js'
 
 /** Options of {@link createMetaService}. */
 export interface MetaServiceOptions {
@@ -12,6 +13,8 @@ export interface MetaServiceOptions {
    * never by the default.
    */
   announced?: boolean
+  /** The bus's figures, served as the `stats` function. */
+  metrics?: () => BusMetrics
 }
 
 /**
@@ -23,7 +26,7 @@ export function createMetaService(
   services: () => Iterable<Service>,
   options: MetaServiceOptions = {},
 ): Service {
-  const { access, announced = true } = options
+  const { access, announced = true, metrics } = options
   const meta = createService({
     id: META_SERVICE_ID,
     info: { type: META_SERVICE_TYPE },
@@ -62,5 +65,14 @@ export function createMetaService(
     { doc: 'The descriptions of every service of this bus.', args: [] },
     (context) => visible(context, 'describe').map((service) => service.describe()),
   )
+  if (metrics)
+    meta.addFunction(
+      'stats',
+      {
+        doc: "This bus's figures: per function calls, errors and latency; per event fires; per object changes; sessions.",
+        args: [],
+      },
+      () => metrics(),
+    )
   return meta
 }

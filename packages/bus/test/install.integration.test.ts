@@ -23,6 +23,7 @@ const published = [
   'bridge',
   'cli',
   'conformance',
+  'dashboard',
 ]
 
 interface Ran {

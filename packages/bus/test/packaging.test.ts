@@ -21,6 +21,7 @@ describe('published package metadata', () => {
         'bus',
         'cli',
         'conformance',
+        'dashboard',
         'discovery',
         'protocol',
         'proxy',

@@ -6,6 +6,7 @@ import { addBridgeCommand } from './commands/bridge.js'
 import { addCallCommand } from './commands/call.js'
 import { addChannelCommand } from './commands/channel.js'
 import { addConformanceCommand } from './commands/conformance.js'
+import { addDashboardCommand } from './commands/dashboard.js'
 import { addExampleCommand } from './commands/example.js'
 import { addInfoCommand } from './commands/info.js'
 import { addKeygenCommand } from './commands/keygen.js'
@@ -79,6 +80,7 @@ export function createProgram(): Command {
   addTypesCommand(program, host)
   addKeygenCommand(program)
 
+  addDashboardCommand(program, host)
   program.addOption(new Option('--no-color', 'plain output').hideHelp())
   return program
 }

@@ -72,6 +72,15 @@ export {
   type StreamName,
 } from './contract.js'
 export {
+  type EventStats,
+  type FunctionStats,
+  LATENCY_BUCKETS_MS,
+  type LatencyStats,
+  type ObjectStats,
+  type ServiceStats,
+  serviceStats,
+} from './metrics.js'
+export {
   RpcServer,
   type RpcServerStats,
   type ServeOptions,

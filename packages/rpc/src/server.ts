@@ -28,6 +28,7 @@ import {
 import { type AccessControl, authorizeCommand } from './access.js'
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
+import { TrafficCounter } from './traffic.js'
 
 // Defined in the protocol so both ends read one list; the client side
 // imports it from here.
@@ -313,6 +314,11 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
   sessions: number
   /** Handlers running now, over every session. */
   running: number
+  /** Bytes received and sent over every session since the server started. */
+  bytesIn: number
+  bytesOut: number
+  /** Bytes sent and not yet taken by the peers now. */
+  bytesQueued: number
 }
 
 /**
@@ -328,6 +334,7 @@ export class RpcServer
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
   readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
+  readonly #traffic = new TrafficCounter()
   #closing: Promise<CloseInfo> | undefined
   /** Resolves with the reason once the server has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
@@ -368,6 +375,7 @@ export class RpcServer
         ? { handshakeFailures: listener.handshakeFailures }
         : {}),
       ...this.#counters,
+      ...this.#traffic.totals(),
     }
   }
 
@@ -404,6 +412,7 @@ export class RpcServer
     }
     const session = new ServerSession(connection, this, this.#options, this.#counters)
     this.#sessions.add(session)
+    this.#traffic.add(connection)
     connection.once('close', () => this.#sessions.delete(session))
     this.emit('connection', connection)
   }

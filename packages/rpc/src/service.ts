@@ -20,6 +20,7 @@ import {
   type ObjectValue,
   type StaticArgs,
 } from './contract.js'
+import { measured, ServiceMetrics } from './metrics.js'
 import type { CallContext } from './session.js'
 import type { ByteStream } from './stream.js'
 
@@ -140,6 +141,12 @@ export interface ServiceOptions {
    * only where the check's cost matters and the handlers are trusted.
    */
   validateResults?: boolean
+  /**
+   * Count and time every call, fire and change (default true; see
+   * `serviceStats`). Counting is cheap enough to leave on; off, the
+   * service's figures stay at zero.
+   */
+  metrics?: boolean
 }
 
 /** Makes a service id that will not collide. */
@@ -214,6 +221,7 @@ export class Service<C extends Contract = Contract> {
   readonly doc: string | undefined
   readonly exposeStacks: boolean
   readonly validateResults: boolean
+  readonly #measured: boolean
   /** The contract the service was created from, if any. */
   readonly contract: C | undefined
   /** @internal */ readonly functions = new Map<string, FunctionEntry>()
@@ -221,6 +229,7 @@ export class Service<C extends Contract = Contract> {
   /** @internal */ readonly objects = new Map<string, ObjectEntry>()
   /** @internal */ readonly channels = new Map<string, ChannelEntry>()
   /** @internal */ readonly streams = new Map<string, StreamEntry>()
+  /** @internal Read with `serviceStats(service)`. */ readonly metrics = new ServiceMetrics()
 
   /** @internal Use {@link createService}. */
   constructor(options: ServiceOptions = {}, contract?: C) {
@@ -229,6 +238,7 @@ export class Service<C extends Contract = Contract> {
     this.doc = options.doc
     this.exposeStacks = options.exposeStacks ?? false
     this.validateResults = options.validateResults ?? true
+    this.#measured = options.metrics ?? true
     this.contract = contract
   }
 
@@ -291,7 +301,11 @@ export class Service<C extends Contract = Contract> {
     if (typeof handler !== 'function') throw new TypeError(`function "${name}" needs a handler`)
     const checked =
       spec.result && this.validateResults ? checkingResults(name, spec.result, handler) : handler
-    this.functions.set(name, { spec, validators: compileArgs(spec.args), handler: checked })
+    this.functions.set(name, {
+      spec,
+      validators: compileArgs(spec.args),
+      handler: this.#measured ? measured(this.metrics.function(name), checked) : checked,
+    })
     return this
   }
 
@@ -317,6 +331,7 @@ export class Service<C extends Contract = Contract> {
     // once here, so a firing stringifies only its arguments. The bytes are
     // exactly those of encodeFrame({ _type, _command, name, args }).
     const head = `{"_type":${MessageType.Notification},"_command":"fired","name":${JSON.stringify(name)},"args":`
+    const metrics = this.metrics
     const entry: EventEntry = {
       spec,
       validators,
@@ -325,6 +340,7 @@ export class Service<C extends Contract = Contract> {
         name,
         fire: (...args: unknown[]) => {
           checkArgs('event', name, validators, args)
+          metrics.fired(name, listeners.size)
           if (listeners.size === 0) return
           const frame = `${head}${JSON.stringify(args)}}\n`
           for (const listener of listeners) listener.sendEncoded(frame)
@@ -363,6 +379,7 @@ export class Service<C extends Contract = Contract> {
       }
     }
     check(initial)
+    const metrics = this.metrics
     const entry: ObjectEntry = {
       spec,
       value: initial === undefined ? null : initial,
@@ -377,6 +394,7 @@ export class Service<C extends Contract = Contract> {
       set: (value: unknown) => {
         check(value)
         entry.value = value === undefined ? null : value
+        metrics.changed(name)
         if (entry.watchers.size === 0) return
         const frame = encodeFrame({
           _type: MessageType.Notification,

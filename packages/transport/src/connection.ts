@@ -92,6 +92,12 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   readonly isClosed: boolean
   /** True while the peer is behind: producers should wait for `drain`. */
   readonly needsDrain: boolean
+  /** Bytes received since the connection opened. */
+  readonly bytesReceived: number
+  /** Bytes handed to the medium since the connection opened. */
+  readonly bytesSent: number
+  /** Bytes handed to the medium and not yet taken by the peer. */
+  readonly bytesQueued: number
   /** Resolves with the close reason once the connection has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
   /** Queues one message. Returns false if the connection is closed. */
@@ -223,6 +229,17 @@ export abstract class FramedConnection
   protected abstract write(data: string | Uint8Array): void
   /** Stops taking bytes from the peer (they wait in the kernel), or starts again. */
   protected setReading(_reading: boolean): void {}
+
+  abstract get bytesSent(): number
+  #bytesReceived = 0
+
+  get bytesReceived(): number {
+    return this.#bytesReceived
+  }
+
+  get bytesQueued(): number {
+    return this.queuedBytes
+  }
   /** Tears the medium down; `graceful` lets queued bytes go out first. */
   protected abstract destroy(graceful: boolean): void
 
@@ -337,6 +354,7 @@ export abstract class FramedConnection
   /** Feeds received bytes; splits them into frames and decodes each. */
   protected receive(chunk: Buffer): void {
     this.#lastReceived = this.#clock.now()
+    this.#bytesReceived += chunk.byteLength
     let start = 0
     // Frames are nearly always ASCII: then the chunk is made text once and
     // each whole line is a slice of it (byte and character offsets agree),

@@ -9,6 +9,12 @@ class MemoryConnection extends FramedConnection {
     return false
   }
 
+  #bytesSent = 0
+
+  get bytesSent(): number {
+    return this.#bytesSent
+  }
+
   protected get queuedBytes(): number {
     return 0
   }
@@ -17,6 +23,7 @@ class MemoryConnection extends FramedConnection {
     const peer = this.peer
     if (!peer) return
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data)
+    this.#bytesSent += bytes.byteLength
     // Delivered on a later tick, as a socket would.
     setImmediate(() => {
       if (!peer.isClosed) peer.receive(bytes)

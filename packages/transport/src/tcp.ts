@@ -74,6 +74,10 @@ class SocketConnection extends FramedConnection {
     return this.#socket.writableNeedDrain
   }
 
+  get bytesSent(): number {
+    return this.#socket.bytesWritten
+  }
+
   protected get queuedBytes(): number {
     return this.#socket.writableLength
   }

@@ -14,6 +14,9 @@ class FedConnection extends FramedConnection {
     return false
   }
   queued = 0
+  get bytesSent(): number {
+    return this.queued
+  }
   protected override get queuedBytes(): number {
     return this.queued
   }
