@@ -33,7 +33,16 @@ function busOptions(global: GlobalOptions, discovery: boolean): BusOptions {
   const options: BusOptions = { discovery }
   if (global.discoveryPort) options.discoveryPort = global.discoveryPort
   if (global.interface && global.interface.length > 0) options.interfaces = global.interface
+  if (global.keyFile) options.key = readKeyFile(global.keyFile)
   return options
+}
+
+function readKeyFile(path: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (error) {
+    throw new UsageError(`cannot read the key file ${path}: ${(error as Error).message}`)
+  }
 }
 
 /** This package's version: `src/` and `dist/` both sit next to its package.json. */
