@@ -11,11 +11,11 @@ const mark = (value: unknown, target: number, lowerIsBetter = false) => {
   return `${value.toFixed(3)}× ${met ? '✅' : '❌'}`
 }
 
-/** docs/benchmarks.md from one run's results. */
 /** Where an event's time goes; measured, so it holds whichever way a run falls. */
 const EVENTS_COST =
-  "Both servers encode each event once and write the events of a turn together. Per event the subscriber checks the frame's depth, parses it, checks it against its schema and hands it to the listener, where the raw client only parses: fed the same 159-byte frames in 64 KiB chunks in one process, that is about 2.3–2.8 µs of CPU per event against 2.1 µs for the raw client's parse, and JSON.parse is about 70 % of it (the frame carries `_type`, `_command` and `name` where the raw line has one `event` key). A quick accept for the common `fired` shape and handlers called without a copy or a closure took 10–15 % off the subscriber's CPU per event; the service now encodes only an event's arguments per firing, the rest of the frame once. Profiled in this scenario, the subscriber is idle about 45 % of the time: with server, subscriber and other work on two cores, the rate follows the CPU both ends spend per event and moves widely from run to run (0.27×–1.04× in four back-to-back pairs of one build), so one run is not a verdict."
+  "Both servers encode each event once and write the events of a turn together. Per event the subscriber checks the frame's depth, parses it, checks it against its schema and hands it to the listener, where the raw client only parses: fed the same 159-byte frames in 64 KiB chunks in one process, that is about 2.3–2.8 µs of CPU per event against 2.1 µs for the raw client's parse (JSON.parse is about 70 % of it: the frame carries `_type`, `_command` and `name` where the raw line has one `event` key). That difference alone does not explain a floor more than twice as fast on a quiet machine: the rest is on the firing side (each firing's arguments checked against the event's schema, metrics, a queue per listener) and in how the publisher paces itself against backpressure, and it is not yet closed. On a busy machine the ratio moves widely (0.27×–1.04× in four back-to-back pairs of one build)."
 
+/** docs/benchmarks.md from one run's results. */
 export function renderReport(
   results: Result[],
   summary: Record<string, unknown>,
