@@ -71,7 +71,8 @@ export interface BridgeOptions extends LinkTimings {
   callTimeout?: number
   /**
    * Options of the sockets links run on, passed to `@autobus/transport`'s
-   * `connect` and `listen`: the seam where link security (a bus key) plugs in.
+   * `connect` and `listen`. The bus's keys are used by default: links of a
+   * keyed bus run over TLS 1.3 with the bus key, like its sessions.
    */
   socket?: SocketOptions
   /** Where links going up and down and refused routes are reported. */
@@ -230,7 +231,10 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   constructor(options: BridgeOptions) {
     super()
     this.#bus = options.bus
-    this.#options = options
+    // A keyed bus keys its links too: TLS 1.3 with the bus key, as its
+    // sessions, so a bridge without the key cannot join.
+    const keys = options.bus.keys
+    this.#options = keys ? { ...options, socket: { keys, ...options.socket } } : options
     this.#log = activeLogger(options.logger)
     this.#hopLimit = options.hopLimit ?? 8
     this.closed = new Promise((resolve) => {

@@ -4,6 +4,7 @@ import {
   type Bus,
   type BusOptions,
   createBus,
+  generateKey,
   InvalidArgumentsError,
   RemoteError,
   Type,
@@ -303,4 +304,41 @@ describe('a pair of bridges', () => {
     await new Promise((resolve) => setTimeout(resolve, 500))
     expect(c.services({ type: 'test.calc' })).toEqual([])
   })
+
+  it('links keyed buses over TLS with the bus key, and refuses a bridge without it', async () => {
+    const key = generateKey().text
+    const a = await bus({ key })
+    const b = await bus({ key })
+    const path = socketPath()
+    const refused: string[] = []
+    const logger = {
+      debug() {},
+      info() {},
+      warn: (message: string) => refused.push(message),
+      error() {},
+    }
+    const left = bridge({ bus: a, listen: [`unix:${path}`], socket: { logger } })
+    await left.ready
+    const right = bridge({ bus: b, connect: [`unix:${path}`] })
+    const { service } = calculator(a)
+    await a.publish(service).announced
+    const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    expect(found.service).toBe(service.id)
+    const connection = await b.connect(found)
+    expect(await connection.call('add', [1, 2])).toBe(3)
+    expect(right.links()).toHaveLength(1)
+
+    // A bridge on a bus without the key is refused in the handshake and
+    // never gets a link up.
+    const outsider = bridge({ bus: await bus(), connect: [`unix:${path}`] })
+    let up = false
+    outsider.on('link', (change) => {
+      if (change.up) up = true
+    })
+    await expect
+      .poll(() => refused.some((line) => line.includes('TLS handshake')), { timeout: 5_000 })
+      .toBe(true)
+    expect(up).toBe(false)
+    expect(left.links()).toHaveLength(1)
+  }, 20_000)
 })
