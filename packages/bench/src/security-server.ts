@@ -1,18 +1,52 @@
 /**
- * The server of the security scenario, in a process of its own:
- * `security-server.js [key]` serves one `echo` function over TCP on
- * loopback, keyed (TLS 1.3 PSK) when a key is given, and prints
- * `{"ready": true, port, service}`.
+ * The servers of the security scenario, each in a process of its own.
+ *
+ * - `security-server.js [key]` serves one `echo` function over TCP on
+ *   loopback, keyed (TLS 1.3 PSK) when a key is given, and prints
+ *   `{"ready": true, port, service}`.
+ * - `security-server.js bare [key]` is the floor under it: a bare
+ *   `node:net` (or, with a key, `node:tls` with the same PSK profile)
+ *   socket that writes back every chunk it reads, no Autobus code.
  */
-import { KeyRing, Type } from '@autobus/bus'
+import net from 'node:net'
+import tls from 'node:tls'
+import { KeyRing, parseKey, Type } from '@autobus/bus'
 import { createService, serve } from '@autobus/rpc'
 
-const key = process.argv[2]
-const service = createService({ info: { type: 'bench.security' } })
-service.addFunction('echo', { args: [Type.Unknown()] }, (value) => value)
-const server = await serve([service], {
-  port: 0,
-  host: '127.0.0.1',
-  ...(key ? { keys: new KeyRing([key]) } : {}),
-})
-process.stdout.write(`${JSON.stringify({ ready: true, port: server.port, service: service.id })}\n`)
+const bare = process.argv[2] === 'bare'
+const key = process.argv[bare ? 3 : 2]
+
+if (bare) {
+  const echo = (socket: net.Socket) => {
+    socket.setNoDelay(true)
+    socket.on('data', (chunk: Buffer) => socket.write(chunk))
+    socket.on('error', () => {})
+  }
+  const sessionKey = key ? parseKey(key).sessionKey : undefined
+  const server = sessionKey
+    ? tls
+        .createServer({
+          noDelay: true,
+          minVersion: 'TLSv1.3',
+          maxVersion: 'TLSv1.3',
+          ciphers: 'TLS_AES_128_GCM_SHA256',
+          pskCallback: () => sessionKey,
+        })
+        .on('secureConnection', echo)
+    : net.createServer({ noDelay: true }, echo)
+  server.listen(0, '127.0.0.1', () => {
+    const { port } = server.address() as net.AddressInfo
+    process.stdout.write(`${JSON.stringify({ ready: true, port })}\n`)
+  })
+} else {
+  const service = createService({ info: { type: 'bench.security' } })
+  service.addFunction('echo', { args: [Type.Unknown()] }, (value) => value)
+  const server = await serve([service], {
+    port: 0,
+    host: '127.0.0.1',
+    ...(key ? { keys: new KeyRing([key]) } : {}),
+  })
+  process.stdout.write(
+    `${JSON.stringify({ ready: true, port: server.port, service: service.id })}\n`,
+  )
+}

@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import net from 'node:net'
 import { createInterface } from 'node:readline'
+import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
-import { generateKey, KeyRing } from '@autobus/bus'
+import { type BusKey, generateKey, KeyRing } from '@autobus/bus'
 import { type DiscoveryNetwork, sealedNetwork } from '@autobus/discovery'
 import { type Connection, connectService } from '@autobus/rpc'
 import { median, now, percentile } from './harness.js'
@@ -25,6 +27,22 @@ export interface SecurityFigures {
   tls_p50_ms: number
   plain_p50_ms: number
   tls_p50_added_us: number
+  /**
+   * The floor under `tls_p50_added_us`: the same one-at-a-time exchange
+   * (one request-sized write, its echo back) over bare `node:tls` with the
+   * same PSK profile against bare `node:net`, no Autobus code on either
+   * end, interleaved with the Autobus rounds.
+   */
+  bare_tls_p50_ms: number
+  bare_plain_p50_ms: number
+  bare_tls_p50_added_us: number
+  /** `tls_p50_added_us` minus `bare_tls_p50_added_us`: what Autobus adds to Node's TLS. */
+  tls_p50_added_over_bare_us: number
+  /** The calling process's CPU time per one-at-a-time call (user + system), each mode. */
+  tls_call_cpu_us: number
+  plain_call_cpu_us: number
+  bare_tls_call_cpu_us: number
+  bare_plain_call_cpu_us: number
   tls_pipelined_calls_per_s: number
   plain_pipelined_calls_per_s: number
   tls_pipelined_vs_plain: number
@@ -32,10 +50,17 @@ export interface SecurityFigures {
 
 const serverScript = fileURLToPath(new URL('./security-server.js', import.meta.url))
 
-async function startServer(key?: string): Promise<{ ready: Ready; child: ChildProcess }> {
-  const child = spawn(process.execPath, [serverScript, ...(key ? [key] : [])], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
+async function startServer(
+  key?: string,
+  bare = false,
+): Promise<{ ready: Ready; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [serverScript, ...(bare ? ['bare'] : []), ...(key ? [key] : [])],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  )
   const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string]
   return { ready: JSON.parse(line) as Ready, child }
 }
@@ -106,14 +131,58 @@ async function setupTimes(ready: Ready, keys: KeyRing | undefined, count: number
   return median(times)
 }
 
-async function sequentialP50(connection: Connection, count: number) {
+/** One-at-a-time p50 of `exchange`, and the CPU time this process spent per exchange. */
+async function sequentialP50(exchange: () => Promise<unknown>, count: number) {
   const times: number[] = []
+  const cpuStart = process.cpuUsage()
   for (let i = 0; i < count; i++) {
     const start = now()
-    await connection.call('echo', [PAYLOAD])
+    await exchange()
     times.push(now() - start)
   }
-  return percentile(times, 50)
+  const cpu = process.cpuUsage(cpuStart)
+  return { p50: percentile(times, 50), cpuUs: (cpu.user + cpu.system) / count }
+}
+
+/** The bytes of one `echo` request frame, as Autobus writes it. */
+const REQUEST_BYTES = Buffer.byteLength(
+  `${JSON.stringify({ _type: 1, _id: 1, _command: 'call', function: 'echo', args: [PAYLOAD] })}\n`,
+)
+
+/**
+ * A bare socket to a bare echo server: `exchange()` writes one
+ * request-sized buffer and resolves when as many bytes have come back.
+ */
+async function bareSocket(port: number, key: BusKey | undefined) {
+  const socket = key
+    ? tls.connect({
+        host: '127.0.0.1',
+        port,
+        minVersion: 'TLSv1.3',
+        maxVersion: 'TLSv1.3',
+        ciphers: 'TLS_AES_128_GCM_SHA256',
+        checkServerIdentity: () => undefined,
+        pskCallback: () => ({ psk: key.sessionKey, identity: key.id }),
+      })
+    : net.connect({ host: '127.0.0.1', port })
+  socket.setNoDelay(true)
+  await once(socket, key ? 'secureConnect' : 'connect')
+  const request = Buffer.alloc(REQUEST_BYTES, 0x61)
+  let waiting = 0
+  let answered: () => void = () => {}
+  socket.on('data', (chunk: Buffer) => {
+    waiting -= chunk.byteLength
+    if (waiting <= 0) answered()
+  })
+  return {
+    exchange: () =>
+      new Promise<void>((resolve) => {
+        waiting = request.byteLength
+        answered = resolve
+        socket.write(request)
+      }),
+    close: () => socket.destroy(),
+  }
 }
 
 async function pipelined(connection: Connection, count: number, inFlight = 64) {
@@ -139,9 +208,22 @@ export async function securityBench(options: {
   const keys = new KeyRing([key])
   const plainServer = await startServer()
   const tlsServer = await startServer(key.text)
+  const barePlainServer = await startServer(undefined, true)
+  const bareTlsServer = await startServer(key.text, true)
   try {
     const setups = { tls: [] as number[], plain: [] as number[] }
-    const p50 = { tls: [] as number[], plain: [] as number[] }
+    const p50 = {
+      tls: [] as number[],
+      plain: [] as number[],
+      bareTls: [] as number[],
+      barePlain: [] as number[],
+    }
+    const cpu = {
+      tls: [] as number[],
+      plain: [] as number[],
+      bareTls: [] as number[],
+      barePlain: [] as number[],
+    }
     const rate = { tls: [] as number[], plain: [] as number[] }
     const seqCount = options.smoke ? 200 : 5_000
     const pipeCount = options.smoke ? 500 : 40_000
@@ -149,6 +231,18 @@ export async function securityBench(options: {
     for (let round = 0; round < options.rounds; round++) {
       const order = round % 2 === 0 ? (['tls', 'plain'] as const) : (['plain', 'tls'] as const)
       for (const mode of order) {
+        // The bare floor right before its Autobus counterpart, so both see
+        // the same moment of the machine.
+        const bareMode = mode === 'tls' ? 'bareTls' : 'barePlain'
+        const bare = await bareSocket(
+          (mode === 'tls' ? bareTlsServer : barePlainServer).ready.port,
+          mode === 'tls' ? key : undefined,
+        )
+        await sequentialP50(bare.exchange, options.smoke ? 20 : 500)
+        const bareFigures = await sequentialP50(bare.exchange, seqCount)
+        p50[bareMode].push(bareFigures.p50)
+        cpu[bareMode].push(bareFigures.cpuUs)
+        bare.close()
         const server = mode === 'tls' ? tlsServer : plainServer
         const modeKeys = mode === 'tls' ? keys : undefined
         setups[mode].push(await setupTimes(server.ready, modeKeys, setupCount))
@@ -157,14 +251,21 @@ export async function securityBench(options: {
           modeKeys ? { keys: modeKeys } : {},
         )
         // Warm up the JIT and the socket before measuring.
-        await sequentialP50(connection, options.smoke ? 20 : 500)
-        p50[mode].push(await sequentialP50(connection, seqCount))
+        const call = () => connection.call('echo', [PAYLOAD])
+        await sequentialP50(call, options.smoke ? 20 : 500)
+        const figures = await sequentialP50(call, seqCount)
+        p50[mode].push(figures.p50)
+        cpu[mode].push(figures.cpuUs)
         rate[mode].push(await pipelined(connection, pipeCount))
         await connection.close()
       }
     }
     const tlsP50 = median(p50.tls)
     const plainP50 = median(p50.plain)
+    const bareTlsP50 = median(p50.bareTls)
+    const barePlainP50 = median(p50.barePlain)
+    const added = (tlsP50 - plainP50) * 1_000
+    const bareAdded = (bareTlsP50 - barePlainP50) * 1_000
     const tlsRate = median(rate.tls)
     const plainRate = median(rate.plain)
     return {
@@ -175,12 +276,21 @@ export async function securityBench(options: {
       plain_setup_p50_ms: Number(median(setups.plain).toFixed(3)),
       tls_p50_ms: Number(tlsP50.toFixed(4)),
       plain_p50_ms: Number(plainP50.toFixed(4)),
-      tls_p50_added_us: Number(((tlsP50 - plainP50) * 1_000).toFixed(1)),
+      tls_p50_added_us: Number(added.toFixed(1)),
+      bare_tls_p50_ms: Number(bareTlsP50.toFixed(4)),
+      bare_plain_p50_ms: Number(barePlainP50.toFixed(4)),
+      bare_tls_p50_added_us: Number(bareAdded.toFixed(1)),
+      tls_p50_added_over_bare_us: Number((added - bareAdded).toFixed(1)),
+      tls_call_cpu_us: Number(median(cpu.tls).toFixed(1)),
+      plain_call_cpu_us: Number(median(cpu.plain).toFixed(1)),
+      bare_tls_call_cpu_us: Number(median(cpu.bareTls).toFixed(1)),
+      bare_plain_call_cpu_us: Number(median(cpu.barePlain).toFixed(1)),
       tls_pipelined_calls_per_s: Math.round(tlsRate),
       plain_pipelined_calls_per_s: Math.round(plainRate),
       tls_pipelined_vs_plain: Number((tlsRate / plainRate).toFixed(3)),
     }
   } finally {
-    for (const server of [plainServer, tlsServer]) server.child.kill('SIGKILL')
+    for (const server of [plainServer, tlsServer, barePlainServer, bareTlsServer])
+      server.child.kill('SIGKILL')
   }
 }
