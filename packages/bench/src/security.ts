@@ -131,8 +131,8 @@ async function setupTimes(ready: Ready, keys: KeyRing | undefined, count: number
   return median(times)
 }
 
-/** One-at-a-time p50 of `exchange`, and the CPU time this process spent per exchange. */
-async function sequentialP50(exchange: () => Promise<unknown>, count: number) {
+/** `count` exchanges one at a time: each one's time (ms), and this process's CPU time (µs) over all. */
+async function sequential(exchange: () => Promise<unknown>, count: number) {
   const times: number[] = []
   const cpuStart = process.cpuUsage()
   for (let i = 0; i < count; i++) {
@@ -141,7 +141,7 @@ async function sequentialP50(exchange: () => Promise<unknown>, count: number) {
     times.push(now() - start)
   }
   const cpu = process.cpuUsage(cpuStart)
-  return { p50: percentile(times, 50), cpuUs: (cpu.user + cpu.system) / count }
+  return { times, cpuUs: cpu.user + cpu.system }
 }
 
 /** The bytes of one `echo` request frame, as Autobus writes it. */
@@ -212,58 +212,69 @@ export async function securityBench(options: {
   const bareTlsServer = await startServer(key.text, true)
   try {
     const setups = { tls: [] as number[], plain: [] as number[] }
-    const p50 = {
-      tls: [] as number[],
-      plain: [] as number[],
-      bareTls: [] as number[],
-      barePlain: [] as number[],
-    }
-    const cpu = {
-      tls: [] as number[],
-      plain: [] as number[],
-      bareTls: [] as number[],
-      barePlain: [] as number[],
-    }
     const rate = { tls: [] as number[], plain: [] as number[] }
-    const seqCount = options.smoke ? 200 : 5_000
+    const modes = ['tls', 'plain', 'bareTls', 'barePlain'] as const
+    const times = { tls: [], plain: [], bareTls: [], barePlain: [] } as Record<
+      (typeof modes)[number],
+      number[]
+    >
+    const cpuUs = { tls: 0, plain: 0, bareTls: 0, barePlain: 0 }
+    const blocks = options.smoke ? 4 : 50
+    const perBlock = options.smoke ? 50 : 100
     const pipeCount = options.smoke ? 500 : 40_000
     const setupCount = options.smoke ? 20 : 200
+    const modeKeys = { tls: keys, plain: undefined }
+    const modeServer = { tls: tlsServer, plain: plainServer }
+    const serviceOf = (mode: 'tls' | 'plain') => ({
+      host: '127.0.0.1',
+      port: modeServer[mode].ready.port,
+      service: modeServer[mode].ready.service!,
+    })
     for (let round = 0; round < options.rounds; round++) {
       const order = round % 2 === 0 ? (['tls', 'plain'] as const) : (['plain', 'tls'] as const)
       for (const mode of order) {
-        // The bare floor right before its Autobus counterpart, so both see
-        // the same moment of the machine.
-        const bareMode = mode === 'tls' ? 'bareTls' : 'barePlain'
-        const bare = await bareSocket(
-          (mode === 'tls' ? bareTlsServer : barePlainServer).ready.port,
-          mode === 'tls' ? key : undefined,
-        )
-        await sequentialP50(bare.exchange, options.smoke ? 20 : 500)
-        const bareFigures = await sequentialP50(bare.exchange, seqCount)
-        p50[bareMode].push(bareFigures.p50)
-        cpu[bareMode].push(bareFigures.cpuUs)
-        bare.close()
-        const server = mode === 'tls' ? tlsServer : plainServer
-        const modeKeys = mode === 'tls' ? keys : undefined
-        setups[mode].push(await setupTimes(server.ready, modeKeys, setupCount))
+        setups[mode].push(await setupTimes(modeServer[mode].ready, modeKeys[mode], setupCount))
         const connection = await connectService(
-          { host: '127.0.0.1', port: server.ready.port, service: server.ready.service! },
-          modeKeys ? { keys: modeKeys } : {},
+          serviceOf(mode),
+          modeKeys[mode] ? { keys: modeKeys[mode] } : {},
         )
-        // Warm up the JIT and the socket before measuring.
-        const call = () => connection.call('echo', [PAYLOAD])
-        await sequentialP50(call, options.smoke ? 20 : 500)
-        const figures = await sequentialP50(call, seqCount)
-        p50[mode].push(figures.p50)
-        cpu[mode].push(figures.cpuUs)
         rate[mode].push(await pipelined(connection, pipeCount))
         await connection.close()
       }
+      // One call at a time: the four modes in blocks that take turns, so
+      // each sees the same moments of a machine whose load moves by the
+      // second; the p50 is over every call of every block.
+      const tlsConnection = await connectService(serviceOf('tls'), { keys })
+      const plainConnection = await connectService(serviceOf('plain'))
+      const bareTls = await bareSocket(bareTlsServer.ready.port, key)
+      const barePlain = await bareSocket(barePlainServer.ready.port, undefined)
+      const exchanges = {
+        tls: () => tlsConnection.call('echo', [PAYLOAD]),
+        plain: () => plainConnection.call('echo', [PAYLOAD]),
+        bareTls: bareTls.exchange,
+        barePlain: barePlain.exchange,
+      }
+      // Warm up the JIT and the sockets before measuring.
+      for (const mode of modes) await sequential(exchanges[mode], options.smoke ? 20 : 500)
+      for (let block = 0; block < blocks; block++)
+        for (let turn = 0; turn < modes.length; turn++) {
+          const mode = modes[(block + turn) % modes.length]!
+          const figures = await sequential(exchanges[mode], perBlock)
+          times[mode].push(...figures.times)
+          cpuUs[mode] += figures.cpuUs
+        }
+      bareTls.close()
+      barePlain.close()
+      await tlsConnection.close()
+      await plainConnection.close()
     }
-    const tlsP50 = median(p50.tls)
-    const plainP50 = median(p50.plain)
-    const bareTlsP50 = median(p50.bareTls)
-    const barePlainP50 = median(p50.barePlain)
+    const p50 = (mode: (typeof modes)[number]) => percentile(times[mode], 50)
+    const cpuPerCall = (mode: (typeof modes)[number]) =>
+      Number((cpuUs[mode] / times[mode].length).toFixed(1))
+    const tlsP50 = p50('tls')
+    const plainP50 = p50('plain')
+    const bareTlsP50 = p50('bareTls')
+    const barePlainP50 = p50('barePlain')
     const added = (tlsP50 - plainP50) * 1_000
     const bareAdded = (bareTlsP50 - barePlainP50) * 1_000
     const tlsRate = median(rate.tls)
@@ -281,10 +292,10 @@ export async function securityBench(options: {
       bare_plain_p50_ms: Number(barePlainP50.toFixed(4)),
       bare_tls_p50_added_us: Number(bareAdded.toFixed(1)),
       tls_p50_added_over_bare_us: Number((added - bareAdded).toFixed(1)),
-      tls_call_cpu_us: Number(median(cpu.tls).toFixed(1)),
-      plain_call_cpu_us: Number(median(cpu.plain).toFixed(1)),
-      bare_tls_call_cpu_us: Number(median(cpu.bareTls).toFixed(1)),
-      bare_plain_call_cpu_us: Number(median(cpu.barePlain).toFixed(1)),
+      tls_call_cpu_us: cpuPerCall('tls'),
+      plain_call_cpu_us: cpuPerCall('plain'),
+      bare_tls_call_cpu_us: cpuPerCall('bareTls'),
+      bare_plain_call_cpu_us: cpuPerCall('barePlain'),
       tls_pipelined_calls_per_s: Math.round(tlsRate),
       plain_pipelined_calls_per_s: Math.round(plainRate),
       tls_pipelined_vs_plain: Number((tlsRate / plainRate).toFixed(3)),
