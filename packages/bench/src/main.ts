@@ -307,6 +307,7 @@ function summary() {
     tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),
     tls_pipelined_vs_plain: pick('security', 'autobus', 'tls_pipelined_vs_plain') ?? null,
     tls_p50_added_us: pick('security', 'autobus', 'tls_p50_added_us') ?? null,
+    tls_bare_p50_added_us: pick('security', 'autobus', 'bare_tls_p50_added_us') ?? null,
     idle_connection_kib: (() => {
       const bytes = pick('memory.idle_connection', 'autobus', 'bytes_per_connection')
       return bytes === undefined ? null : Number((bytes / 1024).toFixed(1))

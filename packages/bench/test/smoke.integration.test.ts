@@ -34,6 +34,7 @@ describe('pnpm bench --smoke', () => {
       'tls_setup_p50_ms',
       'tls_pipelined_vs_plain',
       'tls_p50_added_us',
+      'tls_bare_p50_added_us',
     ]) {
       expect(summary).toHaveProperty(key)
     }
