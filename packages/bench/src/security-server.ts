@@ -7,16 +7,34 @@
  * - `security-server.js bare [key]` is the floor under it: a bare
  *   `node:net` (or, with a key, `node:tls` with the same PSK profile)
  *   socket that writes back every chunk it reads, no Autobus code.
+ * - `security-server.js records key` writes back every message over bare
+ *   `node:net`, each one an AES-GCM record sealed and opened in JavaScript
+ *   (security-records.ts).
  */
 import net from 'node:net'
 import tls from 'node:tls'
 import { KeyRing, parseKey, Type } from '@autobus/bus'
 import { createService, serve } from '@autobus/rpc'
+import { recordPair } from './security-records.js'
 
-const bare = process.argv[2] === 'bare'
+const bare = process.argv[2] === 'bare' || process.argv[2] === 'records'
 const key = process.argv[bare ? 3 : 2]
 
-if (bare) {
+if (process.argv[2] === 'records') {
+  // Plain TCP, each message one AES-GCM record sealed and opened in JavaScript.
+  const material = parseKey(key!).sessionKey
+  const server = net.createServer({ noDelay: true }, (socket) => {
+    const records = recordPair(material, 'server')
+    socket.on('data', (chunk: Buffer) => {
+      for (const plain of records.open(chunk)) socket.write(records.seal(plain))
+    })
+    socket.on('error', () => {})
+  })
+  server.listen(0, '127.0.0.1', () => {
+    const { port } = server.address() as net.AddressInfo
+    process.stdout.write(`${JSON.stringify({ ready: true, port })}\n`)
+  })
+} else if (bare) {
   const echo = (socket: net.Socket) => {
     socket.setNoDelay(true)
     socket.on('data', (chunk: Buffer) => socket.write(chunk))

@@ -9,6 +9,7 @@ import { type DiscoveryNetwork, sealedNetwork } from '@autobus/discovery'
 import { type Connection, connectService } from '@autobus/rpc'
 import { median, now, percentile } from './harness.js'
 import { PAYLOAD, type Ready } from './payload.js'
+import { recordPair } from './security-records.js'
 
 /**
  * What the bus key costs (docs/security.md): sealing and checking a
@@ -38,6 +39,14 @@ export interface SecurityFigures {
   bare_tls_p50_added_us: number
   /** `tls_p50_added_us` minus `bare_tls_p50_added_us`: what Autobus adds to Node's TLS. */
   tls_p50_added_over_bare_us: number
+  /**
+   * The same bare exchange over `node:net` with each message sealed and
+   * opened as one AES-GCM record in JavaScript (security-records.ts),
+   * against bare `node:net`: the least a record layer outside `node:tls`
+   * would add.
+   */
+  js_records_p50_added_us: number
+  js_records_call_cpu_us: number
   /** The calling process's CPU time per one-at-a-time call (user + system), each mode. */
   tls_call_cpu_us: number
   plain_call_cpu_us: number
@@ -52,11 +61,11 @@ const serverScript = fileURLToPath(new URL('./security-server.js', import.meta.u
 
 async function startServer(
   key?: string,
-  bare = false,
+  kind?: 'bare' | 'records',
 ): Promise<{ ready: Ready; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [serverScript, ...(bare ? ['bare'] : []), ...(key ? [key] : [])],
+    [serverScript, ...(kind ? [kind] : []), ...(key ? [key] : [])],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },
@@ -153,25 +162,28 @@ const REQUEST_BYTES = Buffer.byteLength(
  * A bare socket to a bare echo server: `exchange()` writes one
  * request-sized buffer and resolves when as many bytes have come back.
  */
-async function bareSocket(port: number, key: BusKey | undefined) {
-  const socket = key
-    ? tls.connect({
-        host: '127.0.0.1',
-        port,
-        minVersion: 'TLSv1.3',
-        maxVersion: 'TLSv1.3',
-        ciphers: 'TLS_AES_128_GCM_SHA256',
-        checkServerIdentity: () => undefined,
-        pskCallback: () => ({ psk: key.sessionKey, identity: key.id }),
-      })
-    : net.connect({ host: '127.0.0.1', port })
+async function bareSocket(port: number, key: BusKey | undefined, sealed = false) {
+  const socket =
+    key && !sealed
+      ? tls.connect({
+          host: '127.0.0.1',
+          port,
+          minVersion: 'TLSv1.3',
+          maxVersion: 'TLSv1.3',
+          ciphers: 'TLS_AES_128_GCM_SHA256',
+          checkServerIdentity: () => undefined,
+          pskCallback: () => ({ psk: key.sessionKey, identity: key.id }),
+        })
+      : net.connect({ host: '127.0.0.1', port })
   socket.setNoDelay(true)
-  await once(socket, key ? 'secureConnect' : 'connect')
+  await once(socket, key && !sealed ? 'secureConnect' : 'connect')
   const request = Buffer.alloc(REQUEST_BYTES, 0x61)
+  const records = sealed && key ? recordPair(key.sessionKey, 'client') : undefined
   let waiting = 0
   let answered: () => void = () => {}
   socket.on('data', (chunk: Buffer) => {
-    waiting -= chunk.byteLength
+    if (records) for (const plain of records.open(chunk)) waiting -= plain.byteLength
+    else waiting -= chunk.byteLength
     if (waiting <= 0) answered()
   })
   return {
@@ -179,7 +191,7 @@ async function bareSocket(port: number, key: BusKey | undefined) {
       new Promise<void>((resolve) => {
         waiting = request.byteLength
         answered = resolve
-        socket.write(request)
+        socket.write(records ? records.seal(request) : request)
       }),
     close: () => socket.destroy(),
   }
@@ -208,17 +220,18 @@ export async function securityBench(options: {
   const keys = new KeyRing([key])
   const plainServer = await startServer()
   const tlsServer = await startServer(key.text)
-  const barePlainServer = await startServer(undefined, true)
-  const bareTlsServer = await startServer(key.text, true)
+  const barePlainServer = await startServer(undefined, 'bare')
+  const bareTlsServer = await startServer(key.text, 'bare')
+  const recordsServer = await startServer(key.text, 'records')
   try {
     const setups = { tls: [] as number[], plain: [] as number[] }
     const rate = { tls: [] as number[], plain: [] as number[] }
-    const modes = ['tls', 'plain', 'bareTls', 'barePlain'] as const
-    const times = { tls: [], plain: [], bareTls: [], barePlain: [] } as Record<
+    const modes = ['tls', 'plain', 'bareTls', 'barePlain', 'records'] as const
+    const times = { tls: [], plain: [], bareTls: [], barePlain: [], records: [] } as Record<
       (typeof modes)[number],
       number[]
     >
-    const cpuUs = { tls: 0, plain: 0, bareTls: 0, barePlain: 0 }
+    const cpuUs = { tls: 0, plain: 0, bareTls: 0, barePlain: 0, records: 0 }
     const blocks = options.smoke ? 4 : 50
     const perBlock = options.smoke ? 50 : 100
     const pipeCount = options.smoke ? 500 : 40_000
@@ -241,14 +254,16 @@ export async function securityBench(options: {
         rate[mode].push(await pipelined(connection, pipeCount))
         await connection.close()
       }
-      // One call at a time: the four modes in blocks that take turns, so
+      // One call at a time: the modes in blocks that take turns, so
       // each sees the same moments of a machine whose load moves by the
       // second; the p50 is over every call of every block.
       const tlsConnection = await connectService(serviceOf('tls'), { keys })
       const plainConnection = await connectService(serviceOf('plain'))
       const bareTls = await bareSocket(bareTlsServer.ready.port, key)
       const barePlain = await bareSocket(barePlainServer.ready.port, undefined)
+      const records = await bareSocket(recordsServer.ready.port, key, true)
       const exchanges = {
+        records: records.exchange,
         tls: () => tlsConnection.call('echo', [PAYLOAD]),
         plain: () => plainConnection.call('echo', [PAYLOAD]),
         bareTls: bareTls.exchange,
@@ -265,6 +280,7 @@ export async function securityBench(options: {
         }
       bareTls.close()
       barePlain.close()
+      records.close()
       await tlsConnection.close()
       await plainConnection.close()
     }
@@ -291,6 +307,8 @@ export async function securityBench(options: {
       bare_tls_p50_ms: Number(bareTlsP50.toFixed(4)),
       bare_plain_p50_ms: Number(barePlainP50.toFixed(4)),
       bare_tls_p50_added_us: Number(bareAdded.toFixed(1)),
+      js_records_p50_added_us: Number(((p50('records') - barePlainP50) * 1_000).toFixed(1)),
+      js_records_call_cpu_us: cpuPerCall('records'),
       tls_p50_added_over_bare_us: Number((added - bareAdded).toFixed(1)),
       tls_call_cpu_us: cpuPerCall('tls'),
       plain_call_cpu_us: cpuPerCall('plain'),
@@ -301,7 +319,7 @@ export async function securityBench(options: {
       tls_pipelined_vs_plain: Number((tlsRate / plainRate).toFixed(3)),
     }
   } finally {
-    for (const server of [plainServer, tlsServer, barePlainServer, bareTlsServer])
+    for (const server of [plainServer, tlsServer, barePlainServer, bareTlsServer, recordsServer])
       server.child.kill('SIGKILL')
   }
 }
