@@ -155,7 +155,7 @@ async function sequential(exchange: () => Promise<unknown>, count: number) {
 
 /** The bytes of one `echo` request frame, as Autobus writes it. */
 const REQUEST_BYTES = Buffer.byteLength(
-  `${JSON.stringify({ _type: 1, _id: 1, _command: 'call', function: 'echo', args: [PAYLOAD] })}\n`,
+  `${JSON.stringify({ _type: 1, _id: 1000, _command: 'call', name: 'echo', args: [PAYLOAD] })}\n`,
 )
 
 /**
@@ -251,6 +251,8 @@ export async function securityBench(options: {
           serviceOf(mode),
           modeKeys[mode] ? { keys: modeKeys[mode] } : {},
         )
+        // Warm up the JIT and the socket before measuring.
+        await pipelined(connection, options.smoke ? 50 : 2_000)
         rate[mode].push(await pipelined(connection, pipeCount))
         await connection.close()
       }
