@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import { createInterface } from 'node:readline'
 import tls from 'node:tls'
@@ -52,6 +53,15 @@ export interface SecurityFigures {
   plain_call_cpu_us: number
   bare_tls_call_cpu_us: number
   bare_plain_call_cpu_us: number
+  /**
+   * The serving process's CPU time per call, each mode, read from
+   * `/proc/<pid>/stat` (kernel ticks, so only meaningful over many calls);
+   * null where there is no `/proc`.
+   */
+  tls_server_cpu_us: number | null
+  plain_server_cpu_us: number | null
+  bare_tls_server_cpu_us: number | null
+  bare_plain_server_cpu_us: number | null
   tls_pipelined_calls_per_s: number
   plain_pipelined_calls_per_s: number
   tls_pipelined_vs_plain: number
@@ -139,6 +149,18 @@ async function setupTimes(ready: Ready, keys: KeyRing | undefined, count: number
   }
   return median(times)
 }
+
+/** A process's CPU time (user + system) in µs from `/proc`, NaN where there is none. */
+function processCpuUs(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1_000_000) / TICKS_PER_SECOND
+  } catch {
+    return Number.NaN
+  }
+}
+/** Linux's USER_HZ, the unit of the times in `/proc/<pid>/stat`. */
+const TICKS_PER_SECOND = 100
 
 /** `count` exchanges one at a time: each one's time (ms), and this process's CPU time (µs) over all. */
 async function sequential(exchange: () => Promise<unknown>, count: number) {
@@ -232,6 +254,14 @@ export async function securityBench(options: {
       number[]
     >
     const cpuUs = { tls: 0, plain: 0, bareTls: 0, barePlain: 0, records: 0 }
+    const serverCpuUs = { tls: 0, plain: 0, bareTls: 0, barePlain: 0, records: 0 }
+    const serverOf = {
+      tls: tlsServer,
+      plain: plainServer,
+      bareTls: bareTlsServer,
+      barePlain: barePlainServer,
+      records: recordsServer,
+    }
     const blocks = options.smoke ? 4 : 50
     const perBlock = options.smoke ? 50 : 100
     const pipeCount = options.smoke ? 500 : 40_000
@@ -276,7 +306,9 @@ export async function securityBench(options: {
       for (let block = 0; block < blocks; block++)
         for (let turn = 0; turn < modes.length; turn++) {
           const mode = modes[(block + turn) % modes.length]!
+          const serverStart = processCpuUs(serverOf[mode].child.pid)
           const figures = await sequential(exchanges[mode], perBlock)
+          serverCpuUs[mode] += processCpuUs(serverOf[mode].child.pid) - serverStart
           times[mode].push(...figures.times)
           cpuUs[mode] += figures.cpuUs
         }
@@ -287,6 +319,10 @@ export async function securityBench(options: {
       await plainConnection.close()
     }
     const p50 = (mode: (typeof modes)[number]) => percentile(times[mode], 50)
+    const serverCpuPerCall = (mode: 'tls' | 'plain' | 'bareTls' | 'barePlain') =>
+      Number.isNaN(serverCpuUs[mode])
+        ? null
+        : Number((serverCpuUs[mode] / times[mode].length).toFixed(1))
     const cpuPerCall = (mode: (typeof modes)[number]) =>
       Number((cpuUs[mode] / times[mode].length).toFixed(1))
     const tlsP50 = p50('tls')
@@ -316,6 +352,10 @@ export async function securityBench(options: {
       plain_call_cpu_us: cpuPerCall('plain'),
       bare_tls_call_cpu_us: cpuPerCall('bareTls'),
       bare_plain_call_cpu_us: cpuPerCall('barePlain'),
+      tls_server_cpu_us: serverCpuPerCall('tls'),
+      plain_server_cpu_us: serverCpuPerCall('plain'),
+      bare_tls_server_cpu_us: serverCpuPerCall('bareTls'),
+      bare_plain_server_cpu_us: serverCpuPerCall('barePlain'),
       tls_pipelined_calls_per_s: Math.round(tlsRate),
       plain_pipelined_calls_per_s: Math.round(plainRate),
       tls_pipelined_vs_plain: Number((tlsRate / plainRate).toFixed(3)),
