@@ -98,7 +98,7 @@ ${
     : ''
 }${
   typeof summary.tls_p50_added_us === 'number' && summary.tls_p50_added_us > 20
-    ? `\nWith the bus key, one call at a time pays Node's TLS: two records per call, each sealed by one end and opened by the other. Bare \`node:tls\` sockets with the same PSK profile and no Autobus code, measured in the same run, add ${fixed(summary.tls_bare_p50_added_us, 1)} µs to the same exchange: the target is below what \`node:tls\` itself costs on this machine (docs/security.md, "Figures").\n`
+    ? `\nWith the bus key, one call at a time pays Node's TLS: two records per call, each sealed by one end and opened by the other. Bare \`node:tls\` sockets with the same PSK profile and no Autobus code, measured in the same run, add ${fixed(summary.tls_bare_p50_added_us, 1)} µs to the same exchange${typeof summary.tls_bare_p50_added_us === 'number' && summary.tls_bare_p50_added_us > 20 ? ': the target is below what `node:tls` itself costs on this machine' : ''} (docs/security.md, "Figures").\n`
     : ''
 }${
   typeof summary.bridge_hop_p50_added_us === 'number' && summary.bridge_hop_p50_added_us > 100
