@@ -183,6 +183,8 @@ const REQUEST_BYTES = Buffer.byteLength(
 /**
  * A bare socket to a bare echo server: `exchange()` writes one
  * request-sized buffer and resolves when as many bytes have come back.
+ * With a key it is `node:tls` with the keyed sessions' profile; with a key
+ * and `sealed`, plain `node:net` carrying records sealed in JavaScript.
  */
 async function bareSocket(port: number, key: BusKey | undefined, sealed = false) {
   const socket =
