@@ -737,6 +737,9 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         // The service sends attachments only if the far end's bind asked for
         // them; reading them is harmless otherwise.
         connection.enableAttachments()
+        // The service's frames go on as the text it wrote: the far end
+        // decodes and checks them, so the relay need not.
+        connection.readRaw?.((frame) => circuit.send(frame))
         connection.on('message', (message) => circuit.send(circuitFrame(message)))
         connection.closed.then((info) => circuit.close(info.reason))
         circuit.closed.then((info) => connection.close(info.reason))

@@ -87,13 +87,14 @@ export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
    * Sends one circuit frame (see {@link readCircuitFrame}): text (a frame
    * without attachment) goes out with its link header as one string, so
    * the transport joins it with the rest of the turn's writes; bytes go as
-   * an attachment. False once closed.
+   * an attachment. `size` is the text's length in bytes, if the caller has
+   * it. False once closed.
    */
-  send(frame: string | Uint8Array): boolean {
+  send(frame: string | Uint8Array, size?: number): boolean {
     if (this.#info) return false
     if (typeof frame === 'string')
       return this.link.connection.sendEncoded(
-        `${this.#prefix}${Buffer.byteLength(frame)}}\n${frame}`,
+        `${this.#prefix}${size ?? Buffer.byteLength(frame)}}\n${frame}`,
       )
     return this.link.connection.sendWithAttachment(this.#header, frame)
   }
@@ -429,8 +430,9 @@ export class CircuitConnection
   }
 
   #sent(frame: string | Uint8Array): boolean {
-    this.#bytesSent += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
-    return this.#circuit.send(frame)
+    const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+    this.#bytesSent += size
+    return this.#circuit.send(frame, size)
   }
 
   // Frames with attachments are read whole, whether or not they were asked for.
