@@ -111,12 +111,17 @@ export async function bridgeBench(options: { smoke: boolean; rounds: number }) {
  * One hop: the service with its bridge in one process, the far bridge in
  * another, the client in this one; the same client calls the service
  * directly and through the stand-in, and reads a 32 MiB stream both ways.
+ * In the same rounds it calls the service through the floor: byte-for-byte
+ * relays in the bridges' places (one in a process of its own, one in the
+ * service's process), so the figures can be read against what the extra
+ * sockets and wake-ups cost on the machine at the time.
  */
 async function hopBench(options: { smoke: boolean; rounds: number }) {
   const socket = join(tmpdir(), `autobus-bench-bridge-${process.pid}.sock`)
   const farPort = discoveryPort()
   const home = await startNode(['home', String(discoveryPort()), socket])
   const far = await startNode(['far', String(farPort), socket])
+  const floor = await startNode(['floor', '0', socket])
   const client = await bus(farPort)
   try {
     const stand = await client.waitForService({ type: 'bench.bridge' }, { timeout: 10_000 })
@@ -126,6 +131,13 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
       service: home.ready.service,
     })
     const bridged = await client.connect(stand)
+    // The same service through two byte-for-byte relays where the bridges
+    // are: what the extra sockets and wake-ups cost with no Autobus code.
+    const relayed = await client.connect({
+      host: '127.0.0.1',
+      port: floor.ready.port,
+      service: home.ready.service,
+    })
     const seq = options.smoke ? 200 : 3_000
     const pipe = options.smoke ? 1_000 : 20_000
     const directP50: number[] = []
@@ -134,11 +146,16 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     const bridgedPipe: number[] = []
     const directStream: number[] = []
     const bridgedStream: number[] = []
+    const floorP50: number[] = []
+    const floorPipe: number[] = []
+    const warmUp = options.smoke ? 20 : 300
     for (let round = 0; round < options.rounds; round++) {
-      directP50.push(await sequentialP50(direct, seq, options.smoke ? 20 : 300))
-      bridgedP50.push(await sequentialP50(bridged, seq, options.smoke ? 20 : 300))
+      directP50.push(await sequentialP50(direct, seq, warmUp))
+      bridgedP50.push(await sequentialP50(bridged, seq, warmUp))
+      floorP50.push(await sequentialP50(relayed, seq, warmUp))
       directPipe.push(await pipelined(direct, pipe, 64))
       bridgedPipe.push(await pipelined(bridged, pipe, 64))
+      floorPipe.push(await pipelined(relayed, pipe, 64))
       directStream.push(await streamRate(direct))
       bridgedStream.push(await streamRate(bridged))
     }
@@ -149,17 +166,22 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
       direct_pipelined_calls_per_s: Math.round(median(directPipe)),
       bridged_pipelined_calls_per_s: Math.round(median(bridgedPipe)),
       pipelined_vs_direct: Number((median(bridgedPipe) / median(directPipe)).toFixed(3)),
+      floor_p50_us: Math.round(median(floorP50) * 1000),
+      floor_hop_p50_added_us: Math.round((median(floorP50) - median(directP50)) * 1000),
+      floor_pipelined_calls_per_s: Math.round(median(floorPipe)),
+      floor_pipelined_vs_direct: Number((median(floorPipe) / median(directPipe)).toFixed(3)),
       direct_stream_mb_per_s: Number(median(directStream).toFixed(1)),
       bridged_stream_mb_per_s: Number(median(bridgedStream).toFixed(1)),
     }
   } finally {
     await client.close()
-    for (const node of [far, home]) {
+    for (const node of [floor, far, home]) {
       const exited = once(node.child, 'exit')
       node.child.kill('SIGKILL')
       await exited
     }
     rmSync(socket, { force: true })
+    rmSync(`${socket}.floor`, { force: true })
   }
 }
 

@@ -302,6 +302,9 @@ function summary() {
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
     bridge_hop_p50_added_us: pick('bridge', 'autobus', 'hop_p50_added_us') ?? null,
     bridge_pipelined_vs_direct: pick('bridge', 'autobus', 'pipelined_vs_direct') ?? null,
+    bridge_floor_hop_p50_added_us: pick('bridge', 'autobus', 'floor_hop_p50_added_us') ?? null,
+    bridge_floor_pipelined_vs_direct:
+      pick('bridge', 'autobus', 'floor_pipelined_vs_direct') ?? null,
     seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
     seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,
     tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),

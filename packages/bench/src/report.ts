@@ -102,7 +102,7 @@ ${
     : ''
 }${
   typeof summary.bridge_hop_p50_added_us === 'number' && summary.bridge_hop_p50_added_us > 100
-    ? `\nThrough a bridge a call crosses four more sockets and wakes two more processes, and each stand-in re-issues the call on its own session to the origin; docs/bridges.md has the breakdown and what would close the gap.\n`
+    ? `\nThrough a bridge a call crosses four more sockets and wakes one more process, and each stand-in re-issues the call on its own session to the origin. Byte-for-byte relays with no Autobus code in the bridges' places added ${fixed(summary.bridge_floor_hop_p50_added_us)} µs in the same run (pipelined: ${fixed(summary.bridge_floor_pipelined_vs_direct, 3)}× direct); docs/bridges.md has the breakdown and what would close the gap.\n`
     : ''
 }${
   typeof summary.rpc_pipelined_vs_raw === 'number' && summary.rpc_pipelined_vs_raw < 0.7

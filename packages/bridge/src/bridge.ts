@@ -33,6 +33,7 @@ import {
   Link,
   type LinkTimings,
   readCircuitFrame,
+  TurnWriter,
 } from './link.js'
 import { createStandIn, type StandIn } from './stand-in.js'
 
@@ -707,14 +708,16 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     }
     let early: Buffer[] | undefined = []
     let real: MessageConnection | undefined
+    let writer: TurnWriter | undefined
     const toService = (bytes: Buffer) => {
-      if (real) {
+      if (real && writer) {
         // Without a newline the bytes are one frame, passed on unread; with
         // one they are a frame and its attachment, which must agree.
         if (bytes.indexOf(0x0a) === -1) {
-          real.sendEncoded(`${bytes.toString()}\n`)
+          writer.add(`${bytes.toString()}\n`)
           return
         }
+        writer.flush()
         const message = readCircuitFrame(bytes)
         if (message instanceof ProtocolError) {
           circuit.link.counters.invalid++
@@ -734,12 +737,19 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
           return
         }
         real = connection
+        writer = new TurnWriter((text) => connection.sendEncoded(text))
         // The service sends attachments only if the far end's bind asked for
         // them; reading them is harmless otherwise.
         connection.enableAttachments()
+        // The service's frames go on as the text it wrote: the far end
+        // decodes and checks them, so the relay need not.
+        connection.readRaw?.((frame) => circuit.send(frame))
         connection.on('message', (message) => circuit.send(circuitFrame(message)))
         connection.closed.then((info) => circuit.close(info.reason))
-        circuit.closed.then((info) => connection.close(info.reason))
+        circuit.closed.then((info) => {
+          writer?.flush()
+          connection.close(info.reason)
+        })
         for (const bytes of early ?? []) toService(bytes)
         early = undefined
       },

@@ -47,6 +47,41 @@ type LinkEvents = {
 }
 
 /**
+ * Joins text frames sent in one turn of the event loop into one write, the
+ * first one included. A relay sends in bursts (one frame for each frame of
+ * a chunk it read); the transport writes the first frame of a turn at once
+ * and joins the rest, which would be two writes, two wake-ups of the
+ * reader, and the burst split in two at every hop after.
+ */
+export class TurnWriter {
+  readonly #write: (text: string) => unknown
+  #text = ''
+  #scheduled = false
+
+  constructor(write: (text: string) => unknown) {
+    this.#write = write
+  }
+
+  /** Queues text (whole frames, newlines included) for the end of this turn. */
+  add(text: string): void {
+    this.#text += text
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      queueMicrotask(this.flush)
+    }
+  }
+
+  /** Writes what is queued now: before anything that must not overtake it. */
+  readonly flush = (): void => {
+    this.#scheduled = false
+    if (this.#text === '') return
+    const text = this.#text
+    this.#text = ''
+    this.#write(text)
+  }
+}
+
+/**
  * One session relayed across a link: the two ends exchange session
  * frames as attachments of link messages, so a relay in the middle passes
  * their bytes on without parsing them.
@@ -87,14 +122,16 @@ export class Circuit extends EventEmitter<{ frame: [bytes: Buffer] }> {
    * Sends one circuit frame (see {@link readCircuitFrame}): text (a frame
    * without attachment) goes out with its link header as one string, so
    * the transport joins it with the rest of the turn's writes; bytes go as
-   * an attachment. False once closed.
+   * an attachment. `size` is the text's length in bytes, if the caller has
+   * it. False once closed.
    */
-  send(frame: string | Uint8Array): boolean {
-    if (this.#info) return false
-    if (typeof frame === 'string')
-      return this.link.connection.sendEncoded(
-        `${this.#prefix}${Buffer.byteLength(frame)}}\n${frame}`,
-      )
+  send(frame: string | Uint8Array, size?: number): boolean {
+    if (this.#info || this.link.isClosed) return false
+    if (typeof frame === 'string') {
+      this.link.writer.add(`${this.#prefix}${size ?? Buffer.byteLength(frame)}}\n${frame}`)
+      return true
+    }
+    this.link.writer.flush()
     return this.link.connection.sendWithAttachment(this.#header, frame)
   }
 
@@ -134,6 +171,8 @@ export class Link extends EventEmitter<LinkEvents> {
   peer: BridgeHello | undefined
   /** Why the other end said it was closing, if it did. */
   byeReason: string | undefined
+  /** Circuits' text frames, joined per turn; flushed before any other link message. */
+  readonly writer: TurnWriter
   readonly #circuits = new Map<number, Circuit>()
   #nextCircuit: number
   #nextPing = 1
@@ -148,6 +187,7 @@ export class Link extends EventEmitter<LinkEvents> {
     this.initiator = initiator
     this.#nextCircuit = initiator ? 1 : 2
     this.closed = connection.closed
+    this.writer = new TurnWriter((text) => connection.sendEncoded(text))
     // Circuit frames travel as attachments (§8.4).
     connection.enableAttachments()
     connection.on('message', (message) => this.#receive(message))
@@ -213,6 +253,8 @@ export class Link extends EventEmitter<LinkEvents> {
 
   /** Sends one link message; false once the link is closed. */
   send(name: string, args: unknown[]): boolean {
+    // A circuit's close must not overtake its last frames.
+    this.writer.flush()
     return this.connection.send({ _type: MessageType.Notification, _command: 'fired', name, args })
   }
 
@@ -429,8 +471,9 @@ export class CircuitConnection
   }
 
   #sent(frame: string | Uint8Array): boolean {
-    this.#bytesSent += typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
-    return this.#circuit.send(frame)
+    const size = typeof frame === 'string' ? Buffer.byteLength(frame) : frame.byteLength
+    this.#bytesSent += size
+    return this.#circuit.send(frame, size)
   }
 
   // Frames with attachments are read whole, whether or not they were asked for.

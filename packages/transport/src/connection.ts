@@ -117,6 +117,15 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
    * followed by that many raw bytes, handed over as `_attachment`.
    */
   enableAttachments(): void
+  /**
+   * From now on, hands each frame without an attachment to `handler` as its
+   * text (without the newline), undecoded and unchecked, instead of emitting
+   * it: for a relay that passes frames on to a peer that checks them. A
+   * frame whose text mentions `"_size"` is still decoded and emitted as a
+   * message (with its attachment, if attachments are enabled). `undefined`
+   * goes back to emitting every frame.
+   */
+  readRaw?(handler: ((frame: string) => void) | undefined): void
   /** Resolves when the peer has caught up (at once if it has). */
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
@@ -173,6 +182,7 @@ export abstract class FramedConnection
   #outboxText = ''
   #outboxParts: Array<string | Uint8Array> | undefined
   #attachments = false
+  #raw: ((frame: string) => void) | undefined
   #pending: (SessionMessage & { _attachment?: Buffer }) | undefined
   #pendingParts: Buffer[] = []
   #pendingRemaining = 0
@@ -267,6 +277,10 @@ export abstract class FramedConnection
 
   enableAttachments(): void {
     this.#attachments = true
+  }
+
+  readRaw(handler: ((frame: string) => void) | undefined): void {
+    this.#raw = handler
   }
 
   #writeOutbox(): void {
@@ -423,6 +437,13 @@ export abstract class FramedConnection
    */
   protected receiveLine(line: Buffer | string): void {
     if (isBlank(line)) return
+    if (this.#raw) {
+      const text = typeof line === 'string' ? line : line.toString('utf8')
+      if (!text.includes('"_size"')) {
+        this.#raw(text)
+        return
+      }
+    }
     const message = decodeFrame(line, this.maxDepth)
     if (message instanceof Error) {
       this.emit('invalid', message)
