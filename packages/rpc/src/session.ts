@@ -424,7 +424,11 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
     } else if (call.answersResult) {
       this.connection.send({ _type: MessageType.Response, _id: id, result: body ?? null })
     } else {
-      this.connection.send({ _type: MessageType.Response, _id: id, ...(body as object | undefined) })
+      this.connection.send({
+        _type: MessageType.Response,
+        _id: id,
+        ...(body as object | undefined),
+      })
     }
   }
 
