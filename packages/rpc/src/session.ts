@@ -211,6 +211,13 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
     message: RequestMessage,
     context: HandlerContext,
   ): unknown | Promise<unknown>
+  /**
+   * Takes a notification that needs no handler context (a client's events,
+   * most of what it reads) before one is made; false hands it to `handle`.
+   */
+  protected deliver(_message: RequestMessage): boolean {
+    return false
+  }
   /** Called once when the connection closes, after pending requests are rejected. */
   protected abstract cleanup(info: CloseInfo): void
 
@@ -362,6 +369,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
       }
       return
     }
+    if (message._type === MessageType.Notification && this.deliver(message)) return
     const context = new HandlerContext(
       this.connection,
       message._type === MessageType.Command ? message._id : undefined,
