@@ -38,6 +38,11 @@ const program = new Command('bench')
   .option('--save <file>', 'also write every result and the summary to this JSON file')
   .option('--chart <file>', 'also draw the ratio chart (SVG) to this file')
   .option('--report <file>', 'also write the Markdown report (docs/benchmarks.md) to this file')
+  .option(
+    '--only <scenarios>',
+    'run only these scenarios, comma-separated: rpc, events, autobus, hostile, metrics, discovery, bridges, security',
+    (v) => v.split(','),
+  )
   .parse()
 const options = program.opts<{
   json?: boolean
@@ -46,6 +51,7 @@ const options = program.opts<{
   save?: string
   chart?: string
   report?: string
+  only?: string[]
 }>()
 const smoke = options.smoke ?? false
 const rounds = smoke ? 1 : options.rounds
@@ -346,15 +352,18 @@ function table(summaryLine: ReturnType<typeof summary>) {
   process.stdout.write(`${ratios.toString()}\n`)
 }
 
+const scenarios: Array<[string, () => Promise<void>]> = [
+  ['rpc', rpc],
+  ['events', events],
+  ['autobus', autobusOnly],
+  ['hostile', hostile],
+  ['metrics', metrics],
+  ['discovery', discovery],
+  ['bridges', bridges],
+  ['security', security],
+]
 try {
-  await rpc()
-  await events()
-  await autobusOnly()
-  await hostile()
-  await metrics()
-  await discovery()
-  await bridges()
-  await security()
+  for (const [name, run] of scenarios) if (!options.only || options.only.includes(name)) await run()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
   else table(line)

@@ -72,7 +72,8 @@ const COMMA = 0x2c
 // Input with no more opening brackets than levels allowed cannot be too
 // deep, so most messages skip the scan. Counting with indexOf stays in
 // native code; brackets inside strings only make the answer "maybe".
-function mayBeDeeperThan(input: string | Uint8Array, maxDepth: number): boolean {
+/** @internal */
+export function mayBeDeeperThan(input: string | Uint8Array, maxDepth: number): boolean {
   if (input.length <= maxDepth * 2) return false
   let open = 0
   if (typeof input === 'string') {

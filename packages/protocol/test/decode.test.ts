@@ -147,3 +147,55 @@ describe('decodeFrame: fired events', () => {
     }
   })
 })
+
+describe('decodeFrame of events as services encode them', () => {
+  // A frame given as bytes never takes the shortcut for events: what it
+  // decodes to is the reference.
+  const same = (line: string) => {
+    const fast = decodeFrame(line)
+    const full = decodeFrame(Buffer.from(line))
+    if (full instanceof ProtocolError) {
+      expect(fast).toBeInstanceOf(ProtocolError)
+      expect((fast as ProtocolError).code).toBe(full.code)
+    } else {
+      expect(fast).toEqual(full)
+      expect(Object.getPrototypeOf(fast)).toBe(Object.prototype)
+    }
+  }
+  const head = '{"_type":3,"_command":"fired","name":'
+
+  it('decodes any event exactly as the full parse does', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 20, unit: 'binary' }),
+        fc.array(fc.jsonValue({ maxDepth: 4 }), { maxLength: 4 }),
+        (name, args) => {
+          same(encodeFrame({ _type: 3, _command: 'fired', name, args }).slice(0, -1))
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+
+  it('gives the full parse the last word on anything else', () => {
+    const lines = [
+      `${head}"tick","args":[1],"x":2}`,
+      `${head}"tick","args":[1],"args":[2]}`,
+      `${head}"tick","args":[1]}}`,
+      `${head}"tick","args":[1] }`,
+      `${head}"tick","args":{"a":1}}`,
+      `${head}"tick","args":[1]`,
+      `${head}"","args":[1]}`,
+      `${head}"ti\\"ck","args":[1]}`,
+      `${head}"ti\\u0063k","args":[1]}`,
+      `${head}"ti\tck","args":[1]}`,
+      `${head}"${'n'.repeat(1025)}","args":[]}`,
+      `${head}"tick","args":[{"__proto__":{"polluted":true}}]}`,
+      `${head}"tick","args":[${'['.repeat(70)}${']'.repeat(70)}]}`,
+      `${head}"tick","args":[1,]}`,
+      `${head}"tick","args":[]}`,
+    ]
+    for (const line of lines) same(line)
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined()
+  })
+})

@@ -287,6 +287,13 @@ class ClientSession extends Session {
   #unwatching = new Set<string>()
   #nextLocalId = 1
 
+  protected override deliver(message: RequestMessage): boolean {
+    if (message._command !== 'fired') return false
+    const entry = this.#listeners.get(message.name)
+    if (entry) deliverEvent(entry.handlers, message.args)
+    return true
+  }
+
   protected handle(message: RequestMessage): unknown {
     if (this.handleTraffic(message)) return undefined
     switch (message._command) {

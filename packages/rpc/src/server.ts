@@ -27,7 +27,12 @@ import {
 } from '@autobus/transport'
 import { type AccessControl, authorizeCommand } from './access.js'
 import { checkArgs, type Service, type Subscriber } from './service.js'
-import { type CallContext, Session, type SessionCounters, type SessionLimits } from './session.js'
+import {
+  type HandlerContext,
+  Session,
+  type SessionCounters,
+  type SessionLimits,
+} from './session.js'
 import { TrafficCounter } from './traffic.js'
 
 // Defined in the protocol so both ends read one list; the client side
@@ -117,7 +122,7 @@ class ServerSession extends Session implements Subscriber {
     )
   }
 
-  protected handle(message: RequestMessage, context: CallContext): unknown {
+  protected handle(message: RequestMessage, context: HandlerContext): unknown {
     const service = this.#service
     if (message._command === 'bind') return this.#bind(message.service, message.features)
     if (message._command === 'ping') return {}
@@ -149,16 +154,15 @@ class ServerSession extends Session implements Subscriber {
           throw error
         }
         if (result instanceof Promise) {
+          // The session answers the settled value as `{ result }`: a running
+          // call holds no wrapping promise of its own.
+          context.answersResult = true
+          if (!this.log) return result
           const name = message.name
-          return result.then(
-            (value) => ({ result: value ?? null }),
-            // No rejection handler at all when nobody listens.
-            this.log &&
-              ((error: unknown) => {
-                this.#threw(service, name, error)
-                throw error
-              }),
-          )
+          return result.then(undefined, (error: unknown) => {
+            this.#threw(service, name, error)
+            throw error
+          })
         }
         return { result: result ?? null }
       }

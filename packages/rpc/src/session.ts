@@ -82,14 +82,31 @@ export interface CallContext {
   }
 }
 
-// The controller is made on first use: most handlers never look.
-class HandlerContext implements CallContext {
+/**
+ * A command or notification being handled: the handler's `this` and, while
+ * its promise is pending, all the session keeps of it. Up to
+ * `maxPendingCalls` of these live per session, long enough to outlive
+ * young-generation collections, so it holds the message's id and nothing
+ * else of it, and the abort controller is made only if the handler asks
+ * for its signal.
+ * @internal
+ */
+export class HandlerContext implements CallContext {
   #controller: AbortController | undefined
   #reason: unknown
   readonly #connection: MessageConnection
+  /** The command's id; undefined for a notification, which is not answered. */
+  readonly id: MessageId | undefined
+  /**
+   * The handler's value is a function's return value, answered as
+   * `{ result }` (null for undefined), so a running call needs no second
+   * promise to wrap it.
+   */
+  answersResult = false
 
-  constructor(connection: MessageConnection) {
+  constructor(connection: MessageConnection, id: MessageId | undefined) {
     this.#connection = connection
+    this.id = id
   }
 
   get peer() {
@@ -114,11 +131,6 @@ class HandlerContext implements CallContext {
     this.#reason = reason
     this.#controller?.abort(reason)
   }
-}
-
-interface InFlight {
-  message: RequestMessage
-  context: HandlerContext
 }
 
 /** Counters a session keeps about what its peer sent. */
@@ -172,8 +184,9 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   protected readonly streams = new Map<number, ByteStream>()
   #nextId = 1
   #pending = new Map<MessageId, Pending>()
-  #inFlight = new Set<InFlight>()
-  #busyError: string | undefined
+  #inFlight = new Set<HandlerContext>()
+  // The busy answer around its id, encoded once per session.
+  #busyFrame: [string, string] | undefined
   readonly #counters: SessionCounters
 
   constructor(
@@ -196,8 +209,15 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   /** Handles a command or notification from the peer; the result is the response body. */
   protected abstract handle(
     message: RequestMessage,
-    context: CallContext,
+    context: HandlerContext,
   ): unknown | Promise<unknown>
+  /**
+   * Takes a notification that needs no handler context (a client's events,
+   * most of what it reads) before one is made; false hands it to `handle`.
+   */
+  protected deliver(_message: RequestMessage): boolean {
+    return false
+  }
   /** Called once when the connection closes, after pending requests are rejected. */
   protected abstract cleanup(info: CloseInfo): void
 
@@ -326,14 +346,20 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
         this.log?.warn(
           `autobus:rpc answered busy to "${message._command}" from ${this.#peer()}: ${this.maxPendingCalls} commands running (maxPendingCalls)`,
         )
-        // Encoded by hand: a flood of these should cost little more than the bytes.
-        this.#busyError ??= JSON.stringify(
-          errorToWire(
-            new BusyError(`${this.maxPendingCalls} commands are already running on this session`),
-          ),
-        )
+        // From a template: a flood of these costs little more than its bytes.
+        this.#busyFrame ??= [
+          '{"_type":2,"_id":',
+          `,"_error":${JSON.stringify(
+            errorToWire(
+              new BusyError(`${this.maxPendingCalls} commands are already running on this session`),
+            ),
+          )}}\n`,
+        ]
+        const id = message._id
         this.connection.sendEncoded(
-          `{"_type":2,"_id":${JSON.stringify(message._id)},"_error":${this.#busyError}}\n`,
+          this.#busyFrame[0] +
+            (typeof id === 'number' ? id : JSON.stringify(id)) +
+            this.#busyFrame[1],
         )
       } else {
         this.#counters.dropped++
@@ -343,28 +369,31 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
       }
       return
     }
-    const context = new HandlerContext(this.connection)
+    if (message._type === MessageType.Notification && this.deliver(message)) return
+    const context = new HandlerContext(
+      this.connection,
+      message._type === MessageType.Command ? message._id : undefined,
+    )
     let result: unknown
     try {
       result = this.handle(message, context)
     } catch (error) {
-      this.#answer(message, undefined, error)
+      this.#answer(context, undefined, error)
       return
     }
     if (result instanceof Promise) {
-      const call: InFlight = { message, context }
-      this.#inFlight.add(call)
+      this.#inFlight.add(context)
       result.then(
-        (body) => {
-          if (this.#inFlight.delete(call)) this.#answer(message, body, undefined)
-        },
-        (error) => {
-          if (this.#inFlight.delete(call)) this.#answer(message, undefined, error)
-        },
+        (body) => this.#settled(context, body, undefined),
+        (error) => this.#settled(context, undefined, error),
       )
     } else {
-      this.#answer(message, result, undefined)
+      this.#answer(context, result, undefined)
     }
+  }
+
+  #settled(call: HandlerContext, body: unknown, error: unknown): void {
+    if (this.#inFlight.delete(call)) this.#answer(call, body, error)
   }
 
   #peer(): string {
@@ -385,24 +414,27 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   shutdown(reason: string, error: AutobusError): void {
     for (const call of [...this.#inFlight]) {
       this.#inFlight.delete(call)
-      this.#answer(call.message, undefined, error)
-      call.context.abort(error)
+      this.#answer(call, undefined, error)
+      call.abort(error)
     }
     this.connection.close(reason)
   }
 
-  #answer(message: RequestMessage, body: unknown, error: unknown): void {
-    if (message._type !== MessageType.Command) return
+  #answer(call: HandlerContext, body: unknown, error: unknown): void {
+    const id = call.id
+    if (id === undefined) return
     if (error !== undefined) {
       this.connection.send({
         _type: MessageType.Response,
-        _id: message._id,
+        _id: id,
         _error: errorToWire(error, { stack: this.exposeStacks }),
       })
+    } else if (call.answersResult) {
+      this.connection.send({ _type: MessageType.Response, _id: id, result: body ?? null })
     } else {
       this.connection.send({
         _type: MessageType.Response,
-        _id: message._id,
+        _id: id,
         ...(body as object | undefined),
       })
     }
@@ -457,7 +489,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
       const reason = new ConnectionLostError(`connection lost: ${info.reason}`)
       const calls = [...this.#inFlight]
       this.#inFlight.clear()
-      for (const call of calls) call.context.abort(reason)
+      for (const call of calls) call.abort(reason)
     }
     const pending = [...this.#pending.keys()]
     for (const id of pending) {
