@@ -59,16 +59,16 @@ export {
   UnreachableError,
   UnsupportedError,
 } from '@autobus/protocol'
-export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
+export type { MultiServiceProxy, Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
-  AccessControl,
+  type AccessControl,
   AccessPolicy,
   AccessRule,
-  ByteStream,
+  type ByteStream,
   type CallArgs,
   type CallResult,
-  Channel,
-  Connection,
+  type Channel,
+  type Connection,
   type Contract,
   createAccessControl,
   defineContract,

@@ -23,7 +23,7 @@
  */
 export {
   AccessAction,
-  AccessControl,
+  type AccessControl,
   type AccessControlEvents,
   type AccessControlOptions,
   AccessPolicy,
@@ -34,7 +34,7 @@ export {
   parseAccessPolicy,
 } from './access.js'
 export {
-  Channel,
+  type Channel,
   type ChannelCloseInfo,
   type ChannelEvents,
   DEFAULT_MAX_UNREAD_MESSAGES,
@@ -42,7 +42,7 @@ export {
 export {
   bindService,
   type ChannelOptions,
-  Connection,
+  type Connection,
   type ConnectServiceOptions,
   connectService,
   type EventHandler,
@@ -81,7 +81,7 @@ export {
   serviceStats,
 } from './metrics.js'
 export {
-  RpcServer,
+  type RpcServer,
   type RpcServerStats,
   type ServeOptions,
   SUPPORTED_FEATURES,
@@ -94,11 +94,11 @@ export {
   type FunctionSpec,
   newServiceId,
   type ObjectSpec,
-  Service,
+  type Service,
   type ServiceEvent,
   type ServiceObject,
   type ServiceOptions,
   type StreamSpec,
 } from './service.js'
 export type { CallContext, RequestOptions, SessionCounters, SessionLimits } from './session.js'
-export { ByteStream } from './stream.js'
+export type { ByteStream } from './stream.js'
