@@ -17,9 +17,9 @@ import type {
   CallArgs,
   CallRest,
   CallResult,
-  Channel,
   ChannelName,
   ChannelOptions,
+  ClientChannel,
   Connection,
   Contract,
   EventArgs,
@@ -472,10 +472,10 @@ export class SingleServiceProxy<C extends Contract = Contract>
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
-  async openChannel(
-    name: ChannelName<C>,
+  async openChannel<N extends ChannelName<C>>(
+    name: N,
     options: ProxyRequestOptions & ChannelOptions = {},
-  ): Promise<Channel> {
+  ): Promise<ClientChannel<C, N>> {
     checkDeclared(this.contract, 'channels', name)
     return (await this.#connected(options)).openChannel(name, options)
   }

@@ -15,12 +15,18 @@ import {
   connect,
   type MessageConnection,
 } from '@autobus/transport'
-import { type Channel, DEFAULT_MAX_UNREAD_MESSAGES } from './channel.js'
+import {
+  type Channel,
+  DEFAULT_MAX_UNREAD_MESSAGES,
+  type MessageCheck,
+  messageCheck,
+} from './channel.js'
 import {
   type CallArgs,
   type CallRest,
   type CallResult,
   type ChannelName,
+  type ClientChannel,
   type Contract,
   type ContractSection,
   declares,
@@ -218,9 +224,13 @@ export class Connection<C extends Contract = Contract> implements Closable {
    * Messages that arrive before you attach a `message` listener or start
    * iterating are kept for you (up to `maxUnreadMessages`).
    */
-  async openChannel(name: ChannelName<C>, options: ChannelOptions = {}): Promise<Channel> {
+  async openChannel<N extends ChannelName<C>>(
+    name: N,
+    options: ChannelOptions = {},
+  ): Promise<ClientChannel<C, N>> {
     this.#check('channels', name)
-    return this.#session.openChannel(name, options)
+    const check = messageCheck(this.contract?.channels?.[name]?.reply)
+    return this.#session.openChannel(name, options, check) as Promise<ClientChannel<C, N>>
   }
 
   /** Opens a byte stream (a Node Duplex with end-to-end backpressure). */
@@ -429,12 +439,13 @@ class ClientSession extends Session {
     })
   }
 
-  async openChannel(name: string, options: ChannelOptions): Promise<Channel> {
+  async openChannel(name: string, options: ChannelOptions, check?: MessageCheck): Promise<Channel> {
     if (!this.features.has(Feature.Channels))
       throw new UnsupportedError('the service does not support channels')
     const id = this.#nextLocalId++
     // Registered before the request: a greeting sent with the open is kept.
     const channel = this.addChannel(id, name)
+    channel.setCheck(check)
     channel.setMaxUnread(options.maxUnreadMessages ?? this.maxUnreadMessages)
     try {
       await this.request('channel_open', { name, channel: id }, options)

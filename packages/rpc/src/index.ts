@@ -54,7 +54,10 @@ export {
   type CallArgs,
   type CallRest,
   type CallResult,
+  type ChannelMessage,
   type ChannelName,
+  type ChannelReply,
+  type ClientChannel,
   type Contract,
   type ContractChannel,
   type ContractEvent,
@@ -68,6 +71,7 @@ export {
   type Implementation,
   type ObjectName,
   type ObjectValue,
+  type ServiceChannel,
   type StaticArgs,
   type StreamName,
 } from './contract.js'
