@@ -477,7 +477,13 @@ export class SingleServiceProxy<C extends Contract = Contract>
     options: ProxyRequestOptions & ChannelOptions = {},
   ): Promise<ClientChannel<C, N>> {
     checkDeclared(this.contract, 'channels', name)
-    return (await this.#connected(options)).openChannel(name, options)
+    // The connection is not typed by the contract: the check of replies is
+    // handed over with the open.
+    const reply = this.contract?.channels?.[name]?.reply
+    const connection = await this.#connected(options)
+    return connection.openChannel(name, reply ? { ...options, reply } : options) as Promise<
+      ClientChannel<C, N>
+    >
   }
 
   /** Opens a byte stream on the bound service. */

@@ -15,6 +15,7 @@ import {
   connect,
   type MessageConnection,
 } from '@autobus/transport'
+import type { TSchema } from 'typebox'
 import {
   type Channel,
   DEFAULT_MAX_UNREAD_MESSAGES,
@@ -79,6 +80,12 @@ export interface ConnectServiceOptions<C extends Contract = Contract>
 export interface ChannelOptions extends RequestOptions {
   /** Overrides the connection's `maxUnreadMessages` for this channel. */
   maxUnreadMessages?: number
+  /**
+   * Schema every message from the service is checked against (default: the
+   * contract's `reply` for the channel); one that does not match closes the
+   * channel with `InvalidArgumentsError`.
+   */
+  reply?: TSchema
 }
 
 /** Where a service is: host and port (or a Unix socket path) and its id. */
@@ -229,7 +236,7 @@ export class Connection<C extends Contract = Contract> implements Closable {
     options: ChannelOptions = {},
   ): Promise<ClientChannel<C, N>> {
     this.#check('channels', name)
-    const check = messageCheck(this.contract?.channels?.[name]?.reply)
+    const check = messageCheck(options.reply ?? this.contract?.channels?.[name]?.reply)
     return this.#session.openChannel(name, options, check) as Promise<ClientChannel<C, N>>
   }
 
