@@ -551,7 +551,16 @@ function subscription(close: () => Promise<void>): Subscription {
 
 /**
  * Binds a connection to a service over an existing message connection (any
- * transport, e.g. an in-memory pair).
+ * transport, e.g. an in-memory pair). The only other way to get a
+ * {@link Connection} than {@link connectService}.
+ *
+ * @example
+ * ```ts
+ * import { connect } from '@autobus/transport'
+ *
+ * const transport = await connect({ path: '/run/thermostat.sock' })
+ * const connection = await bindService(transport, 'thermostat-1', { contract: thermostat })
+ * ```
  */
 export async function bindService<const C extends Contract = Contract>(
   connection: MessageConnection,
