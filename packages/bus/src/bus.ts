@@ -45,7 +45,7 @@ import {
   type SingleServiceProxy,
 } from '@autobus/proxy'
 import {
-  AccessControl,
+  type AccessControl,
   type AccessPolicy,
   type Connection,
   type ConnectServiceOptions,
@@ -658,11 +658,19 @@ function keyRing(key: BusOptions['key']): KeyRing | undefined {
   return new KeyRing(Array.isArray(key) ? key : [key as BusKey])
 }
 
+/**
+ * The class is private to `@autobus/rpc`, so this cannot be `instanceof`; of
+ * the three forms the option takes, only rules already in force can authorize.
+ */
+function isAccessControl(access: string | AccessPolicy | AccessControl): access is AccessControl {
+  return typeof (access as Partial<AccessControl>).authorize === 'function'
+}
+
 async function accessControl(
   access: BusOptions['access'],
   logger: Logger | undefined,
 ): Promise<AccessControl | undefined> {
-  if (access === undefined || access instanceof AccessControl) return access
+  if (access === undefined || isAccessControl(access)) return access
   if (typeof access === 'string')
     return createAccessControl({ file: access, ...(logger ? { logger } : {}) })
   return createAccessControl(access)

@@ -59,16 +59,19 @@ export {
   UnreachableError,
   UnsupportedError,
 } from '@autobus/protocol'
-export { MultiServiceProxy, type Outcome, SingleServiceProxy } from '@autobus/proxy'
+export type { MultiServiceProxy, Outcome, SingleServiceProxy } from '@autobus/proxy'
 export {
-  AccessControl,
+  type AccessControl,
   AccessPolicy,
   AccessRule,
-  ByteStream,
+  type ByteStream,
   type CallArgs,
   type CallResult,
-  Channel,
-  Connection,
+  type Channel,
+  type ChannelMessage,
+  type ChannelReply,
+  type ClientChannel,
+  type Connection,
   type Contract,
   createAccessControl,
   defineContract,
@@ -81,6 +84,7 @@ export {
   type ObjectStats,
   type ObjectValue,
   type Service,
+  type ServiceChannel,
   type ServiceEvent,
   type ServiceObject,
   type ServiceStats,

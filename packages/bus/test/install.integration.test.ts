@@ -249,12 +249,18 @@ describe('installing the packed packages into a new project', () => {
  * contract `autobus types` printed. Each `@ts-expect-error` marks a line
  * the compiler must refuse.
  */
-const typedProgram = `import {
+const typedProgram = `import * as autobus from '@autobus/bus'
+import {
   type Connection,
   createBus,
+  defineContract,
   type MultiServiceProxy,
   type SingleServiceProxy,
+  Type,
 } from '@autobus/bus'
+import * as discovery from '@autobus/discovery'
+import * as proxies from '@autobus/proxy'
+import * as rpc from '@autobus/rpc'
 import example from './example-contract.mjs'
 
 const [address] = process.argv.slice(2)
@@ -319,5 +325,69 @@ export function wrong(
   })
   void text
   void later
+}
+
+// Classes stay private: each thing comes from its factory, and only errors
+// are values to check with instanceof.
+export function constructed(thing: unknown): void {
+  // @ts-expect-error RpcServer is a type: serve() makes one
+  void new rpc.RpcServer(undefined)
+  // @ts-expect-error Connection is a type: connectService() or bus.connect() makes one
+  void new autobus.Connection()
+  // @ts-expect-error Service is a type: createService() makes one
+  void new rpc.Service({})
+  // @ts-expect-error Channel is a type: openChannel() makes one
+  void new rpc.Channel()
+  // @ts-expect-error ByteStream is a type: openStream() makes one
+  void new autobus.ByteStream()
+  // @ts-expect-error AccessControl is a type: createAccessControl() makes one
+  void new autobus.AccessControl({ default: 'allow', rules: [] })
+  // @ts-expect-error SingleServiceProxy is a type: createSingleServiceProxy() makes one
+  void new proxies.SingleServiceProxy({})
+  // @ts-expect-error MultiServiceProxy is a type: bus.multiServiceProxy() makes one
+  void new autobus.MultiServiceProxy({})
+  // @ts-expect-error nothing to check instanceof against
+  void (thing instanceof autobus.Connection)
+  // @ts-expect-error helpers are not exported
+  void discovery.serviceChanges
+  void (thing instanceof autobus.RemoteError)
+}
+
+const chat = defineContract({
+  channels: {
+    room: { message: Type.Object({ text: Type.String() }), reply: Type.String() },
+  },
+})
+
+// A channel sends and receives the contract's types, at both ends.
+export async function chatting(
+  connection: Connection<typeof chat>,
+  proxy: SingleServiceProxy<typeof chat>,
+): Promise<void> {
+  const room = await connection.openChannel('room')
+  room.send({ text: 'hello' })
+  // @ts-expect-error a client sends { text: string }
+  room.send('hello')
+  room.on('message', (reply) => console.log(reply.toUpperCase()))
+  // @ts-expect-error replies are strings
+  room.on('message', (reply: number) => reply)
+  for await (const reply of room) {
+    // @ts-expect-error replies are strings, iterated too
+    const length: number = reply
+    void length
+  }
+  const lobby = await proxy.openChannel('room')
+  // @ts-expect-error a client sends { text: string }, through a proxy too
+  lobby.send({ text: 1 })
+  const bus = await createBus({ discovery: false })
+  bus.createService(chat, {
+    channels: {
+      room: (channel) => {
+        channel.on('message', (message) => channel.send(message.text))
+        // @ts-expect-error the service sends strings
+        channel.send({ text: 'hello' })
+      },
+    },
+  })
 }
 `

@@ -35,7 +35,14 @@ const original = defineContract({
   },
   events: { moved: { doc: 'A point moved.', args: [Point, Type.String({ format: 'date-time' })] } },
   objects: { where: Point, count: Type.Integer() },
-  channels: { chat: { doc: 'Lines of text.', message: Type.String() } },
+  channels: {
+    chat: {
+      doc: 'Lines of text.',
+      message: Type.String(),
+      reply: Type.Object({ from: Type.String(), text: Type.String() }),
+    },
+    news: { reply: Type.String() },
+  },
   streams: { bytes: { doc: 'Raw bytes.' } },
 })
 
@@ -86,7 +93,7 @@ describe('autobus types', () => {
           'with-dash': () => null,
         },
         objects: { where: { x: 0, y: 0 }, count: 0 },
-        channels: { chat: () => {} },
+        channels: { chat: () => {}, news: () => {} },
         streams: { bytes: () => {} },
       },
       { info: { type: 'test.roundtrip' } },

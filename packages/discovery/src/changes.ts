@@ -37,7 +37,7 @@ export interface ServiceChangesOptions {
  * is a `down` then an `up`, both marked `restart: true`; through a filter,
  * only the side that matches. With `replay`, the services known when it
  * starts come first, and nothing that happens meanwhile is missed. The
- * discoverer's and the bus's `changes()` are this.
+ * discoverer's `changes()` is this.
  */
 export async function* serviceChanges(
   source: ServiceEventSource,

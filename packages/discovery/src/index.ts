@@ -16,11 +16,7 @@
  *
  * @packageDocumentation
  */
-export {
-  type ServiceChangesOptions,
-  type ServiceEventSource,
-  serviceChanges,
-} from './changes.js'
+export type { ServiceChangesOptions, ServiceEventSource } from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
 export {
   type AppearCause,

@@ -79,7 +79,11 @@ export const ServiceDescription = Type.Object({
   objects: Type.Record(Type.String(), Type.Object({ doc: Doc, value: Type.Optional(JsonSchema) })),
   channels: Type.Record(
     Type.String(),
-    Type.Object({ doc: Doc, message: Type.Optional(JsonSchema) }),
+    Type.Object({
+      doc: Doc,
+      message: Type.Optional(JsonSchema),
+      reply: Type.Optional(JsonSchema),
+    }),
   ),
   streams: Type.Record(Type.String(), Type.Object({ doc: Doc })),
 })

@@ -24,7 +24,7 @@ export { createDeadline, type Deadline } from './deadline.js'
 export type { Connector, ServiceDirectory } from './directory.js'
 export {
   createMultiServiceProxy,
-  MultiServiceProxy,
+  type MultiServiceProxy,
   type MultiServiceProxyEvents,
   type MultiServiceProxyOptions,
   type Outcome,
@@ -34,7 +34,7 @@ export {
 export {
   createSingleServiceProxy,
   type ProxyRequestOptions,
-  SingleServiceProxy,
+  type SingleServiceProxy,
   type SingleServiceProxyEvents,
   type SingleServiceProxyOptions,
 } from './single.js'

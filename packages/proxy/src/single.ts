@@ -17,9 +17,9 @@ import type {
   CallArgs,
   CallRest,
   CallResult,
-  Channel,
   ChannelName,
   ChannelOptions,
+  ClientChannel,
   Connection,
   Contract,
   EventArgs,
@@ -472,12 +472,18 @@ export class SingleServiceProxy<C extends Contract = Contract>
   }
 
   /** Opens a channel on the bound service (it closes if that service goes). */
-  async openChannel(
-    name: ChannelName<C>,
+  async openChannel<N extends ChannelName<C>>(
+    name: N,
     options: ProxyRequestOptions & ChannelOptions = {},
-  ): Promise<Channel> {
+  ): Promise<ClientChannel<C, N>> {
     checkDeclared(this.contract, 'channels', name)
-    return (await this.#connected(options)).openChannel(name, options)
+    // The connection is not typed by the contract: the check of replies is
+    // handed over with the open.
+    const reply = this.contract?.channels?.[name]?.reply
+    const connection = await this.#connected(options)
+    return connection.openChannel(name, reply ? { ...options, reply } : options) as Promise<
+      ClientChannel<C, N>
+    >
   }
 
   /** Opens a byte stream on the bound service. */

@@ -242,6 +242,39 @@ describe('subscriptions a proxy owns', () => {
     const name: string = await proxy.call('name')
     expect(name).toBe('kitchen')
   })
+
+  it('with a contract, check what the service sends on a channel against its reply schema', async () => {
+    const { defineContract } = await import('@autobus/rpc')
+    const contract = defineContract({
+      channels: { readings: { message: Type.Literal('next'), reply: Type.Number() } },
+    })
+    const service = createService({ info: { type: 'thermometer' } })
+    // The service says more than the contract lets it.
+    service.addChannel('readings', {}, (channel) => {
+      channel.on('message', () => {
+        channel.send(20.5)
+        channel.send('warm')
+      })
+    })
+    const server = await serve([service], { host: '127.0.0.1' })
+    servers.push(server)
+    const directory = new Directory()
+    directory.add({
+      host: '127.0.0.1',
+      port: server.port,
+      service: service.id,
+      info: { ...service.info },
+    })
+    await using proxy = createSingleServiceProxy({ directory, connect, contract })
+    const readings = await proxy.openChannel('readings')
+    const received: number[] = []
+    readings.on('message', (reading) => received.push(reading))
+    readings.send('next')
+    const closed = await readings.closed
+    expect(received).toEqual([20.5])
+    expect(closed.reason).toMatch(/^invalid message/)
+    expect(closed.error?.name).toBe('InvalidArgumentsError')
+  })
 })
 
 describe('MultiServiceProxy subscriptions and binding', () => {

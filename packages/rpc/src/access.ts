@@ -309,7 +309,17 @@ async function readPolicyFile(file: string): Promise<AccessPolicy> {
 
 /**
  * Access rules: given, or read from a JSON file (and read again whenever it
- * changes). Rejects with a `TypeError` if the rules are not valid.
+ * changes). Rejects with a `TypeError` if the rules are not valid. The only
+ * way to make an {@link AccessControl}.
+ *
+ * @example
+ * ```ts
+ * const access = await createAccessControl({
+ *   default: 'deny',
+ *   rules: [{ effect: 'allow', actions: ['call', 'describe'], info: { type: 'thermostat' } }],
+ * })
+ * const watched = await createAccessControl({ file: '/etc/autobus/access.json' })
+ * ```
  */
 export async function createAccessControl(
   source: AccessPolicy | (AccessControlOptions & { file: string }),

@@ -1,5 +1,12 @@
 import { EventEmitter } from 'node:events'
-import { type Closable, ClosedError, type CloseInfo } from '@autobus/protocol'
+import {
+  type Closable,
+  ClosedError,
+  type CloseInfo,
+  InvalidArgumentsError,
+} from '@autobus/protocol'
+import type { TSchema } from 'typebox'
+import { Compile } from 'typebox/compile'
 
 /** Why a channel closed. */
 export interface ChannelCloseInfo extends CloseInfo {
@@ -7,10 +14,10 @@ export interface ChannelCloseInfo extends CloseInfo {
   byPeer: boolean
 }
 
-/** Events of a {@link Channel}. */
-export type ChannelEvents = {
-  /** A message from the other end. */
-  message: [message: unknown]
+/** Events of a {@link Channel} whose incoming messages are of type `Receive`. */
+export type ChannelEvents<Receive = unknown> = {
+  /** A message from the other end (checked against its schema when there is one). */
+  message: [message: Receive]
   /** The channel closed; emitted exactly once. */
   close: [info: ChannelCloseInfo]
 }
@@ -20,6 +27,34 @@ export type ChannelEvents = {
  * (before the first `message` listener or iterator, or between two).
  */
 export const DEFAULT_MAX_UNREAD_MESSAGES = 1_024
+
+/**
+ * Checks one incoming message against its schema: undefined when it
+ * matches, else what is wrong. @internal
+ */
+export type MessageCheck = (message: unknown) => string | undefined
+
+const checks = new WeakMap<TSchema, MessageCheck>()
+
+/**
+ * The check of a channel's incoming messages against `schema` (none without
+ * one), compiled once per schema. @internal
+ */
+export function messageCheck(schema: TSchema | undefined): MessageCheck | undefined {
+  if (schema === undefined) return undefined
+  let check = checks.get(schema)
+  if (!check) {
+    const validator = Compile(schema)
+    check = (message) => {
+      if (validator.Check(message)) return undefined
+      const error = validator.Errors(message)[0]
+      const detail = error ? `${error.instancePath || ''} ${error.message}`.trim() : 'invalid'
+      return `does not match the channel schema: ${detail}`
+    }
+    checks.set(schema, check)
+  }
+  return check
+}
 
 /** The two things a channel needs from its connection. @internal */
 export interface ChannelLink {
@@ -32,6 +67,13 @@ export interface ChannelLink {
  * Either end may send at any time; both ends are told when the other closes
  * or its connection dies. Incoming messages arrive as `message` events and
  * through async iteration (which ends when the channel closes).
+ *
+ * Typed by a contract, `Send` is what this end sends and `Receive` what it
+ * gets: a client's channel sends the contract's `message` and receives its
+ * `reply`, the service's the other way round. A message that arrives and
+ * does not match its schema closes the channel (both ends are told, with a
+ * reason starting "invalid message") and `closed` carries an
+ * `InvalidArgumentsError`: it never reaches a listener.
  *
  * Messages that arrive while nothing reads the channel — typically a
  * greeting the other end sends as soon as the channel opens, before
@@ -48,9 +90,9 @@ export interface ChannelLink {
  * for await (const message of channel) console.log(message)
  * ```
  */
-export class Channel
-  extends EventEmitter<ChannelEvents>
-  implements AsyncIterable<unknown>, Closable
+export class Channel<Send = unknown, Receive = unknown>
+  extends EventEmitter<ChannelEvents<Receive>>
+  implements AsyncIterable<Receive>, Closable
 {
   /** The channel's name on the service. */
   readonly name: string
@@ -65,6 +107,7 @@ export class Channel
   #unread: unknown[] = []
   #maxUnread = DEFAULT_MAX_UNREAD_MESSAGES
   #flushing = false
+  #check: MessageCheck | undefined
 
   /** @internal */
   constructor(link: ChannelLink, id: number, name: string) {
@@ -97,10 +140,34 @@ export class Channel
     this.#maxUnread = limit
   }
 
+  /** @internal Sets the check of incoming messages (their schema's). */
+  setCheck(check: MessageCheck | undefined): void {
+    this.#check = check
+  }
+
+  /**
+   * @internal What is wrong with an incoming message, or undefined if it
+   * may be delivered.
+   */
+  checkMessage(message: unknown): string | undefined {
+    return this.#check?.(message)
+  }
+
+  /**
+   * @internal Closes the channel for an incoming message that does not
+   * match its schema; the other end is told, and `closed` carries the error.
+   */
+  refuse(problem: string): void {
+    if (this.#closeInfo) return
+    const reason = `invalid message: ${problem}`
+    this.#link.sendClose(this.id, reason)
+    this.finish(reason, false, new InvalidArgumentsError(`channel "${this.name}": ${reason}`))
+  }
+
   #flush(): void {
     this.#flushing = false
     while (this.#unread.length > 0 && this.listenerCount('message') > 0) {
-      this.emit('message', this.#unread.shift())
+      ;(this as EventEmitter).emit('message', this.#unread.shift())
     }
   }
 
@@ -110,11 +177,10 @@ export class Channel
   }
 
   /** Sends one JSON message to the other end. Throws `ClosedError` once closed. */
-  send(message: unknown): void {
+  send(message: Send): void {
     if (this.#closeInfo)
       throw new ClosedError(`channel "${this.name}" is closed: ${this.#closeInfo.reason}`)
-    if (message === undefined) message = null
-    if (!this.#link.sendMessage(this.id, message)) {
+    if (!this.#link.sendMessage(this.id, message === undefined ? null : message)) {
       throw new ClosedError(`channel "${this.name}" is closed: connection closed`)
     }
   }
@@ -144,19 +210,19 @@ export class Channel
       this.#unread.push(message)
       return
     }
-    this.emit('message', message)
+    ;(this as EventEmitter).emit('message', message)
   }
 
   /** @internal Marks the channel closed without telling the other end. */
-  finish(reason: string, byPeer: boolean): void {
+  finish(reason: string, byPeer: boolean, error?: Error): void {
     if (this.#closeInfo) return
-    const info = { reason, byPeer }
+    const info: ChannelCloseInfo = error ? { reason, byPeer, error } : { reason, byPeer }
     this.#closeInfo = info
     this.#resolveClosed(info)
     this.emit('close', info)
   }
 
-  async *[Symbol.asyncIterator](): AsyncIterator<unknown> {
+  async *[Symbol.asyncIterator](): AsyncIterator<Receive> {
     // Take what arrived unread first, so a channel closed right after its
     // greeting still yields the greeting.
     const queue: unknown[] = this.#unread.splice(0)
@@ -166,12 +232,13 @@ export class Channel
       wake?.()
     }
     const onClose = () => wake?.()
-    this.on('message', onMessage)
+    const self = this as EventEmitter
+    self.on('message', onMessage)
     this.on('close', onClose)
     try {
       while (true) {
         if (queue.length > 0) {
-          yield queue.shift()
+          yield queue.shift() as Receive
           continue
         }
         if (this.#closeInfo) return
@@ -181,7 +248,7 @@ export class Channel
         wake = undefined
       }
     } finally {
-      this.off('message', onMessage)
+      self.off('message', onMessage)
       this.off('close', onClose)
     }
   }

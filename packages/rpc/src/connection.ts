@@ -15,12 +15,19 @@ import {
   connect,
   type MessageConnection,
 } from '@autobus/transport'
-import { type Channel, DEFAULT_MAX_UNREAD_MESSAGES } from './channel.js'
+import type { TSchema } from 'typebox'
+import {
+  type Channel,
+  DEFAULT_MAX_UNREAD_MESSAGES,
+  type MessageCheck,
+  messageCheck,
+} from './channel.js'
 import {
   type CallArgs,
   type CallRest,
   type CallResult,
   type ChannelName,
+  type ClientChannel,
   type Contract,
   type ContractSection,
   declares,
@@ -73,6 +80,12 @@ export interface ConnectServiceOptions<C extends Contract = Contract>
 export interface ChannelOptions extends RequestOptions {
   /** Overrides the connection's `maxUnreadMessages` for this channel. */
   maxUnreadMessages?: number
+  /**
+   * Schema every message from the service is checked against (default: the
+   * contract's `reply` for the channel); one that does not match closes the
+   * channel with `InvalidArgumentsError`.
+   */
+  reply?: TSchema
 }
 
 /** Where a service is: host and port (or a Unix socket path) and its id. */
@@ -218,9 +231,13 @@ export class Connection<C extends Contract = Contract> implements Closable {
    * Messages that arrive before you attach a `message` listener or start
    * iterating are kept for you (up to `maxUnreadMessages`).
    */
-  async openChannel(name: ChannelName<C>, options: ChannelOptions = {}): Promise<Channel> {
+  async openChannel<N extends ChannelName<C>>(
+    name: N,
+    options: ChannelOptions = {},
+  ): Promise<ClientChannel<C, N>> {
     this.#check('channels', name)
-    return this.#session.openChannel(name, options)
+    const check = messageCheck(options.reply ?? this.contract?.channels?.[name]?.reply)
+    return this.#session.openChannel(name, options, check) as Promise<ClientChannel<C, N>>
   }
 
   /** Opens a byte stream (a Node Duplex with end-to-end backpressure). */
@@ -436,12 +453,13 @@ class ClientSession extends Session {
     })
   }
 
-  async openChannel(name: string, options: ChannelOptions): Promise<Channel> {
+  async openChannel(name: string, options: ChannelOptions, check?: MessageCheck): Promise<Channel> {
     if (!this.features.has(Feature.Channels))
       throw new UnsupportedError('the service does not support channels')
     const id = this.#nextLocalId++
     // Registered before the request: a greeting sent with the open is kept.
     const channel = this.addChannel(id, name)
+    channel.setCheck(check)
     channel.setMaxUnread(options.maxUnreadMessages ?? this.maxUnreadMessages)
     try {
       await this.request('channel_open', { name, channel: id }, options)
@@ -540,7 +558,16 @@ function subscription(close: () => Promise<void>): Subscription {
 
 /**
  * Binds a connection to a service over an existing message connection (any
- * transport, e.g. an in-memory pair).
+ * transport, e.g. an in-memory pair). The only other way to get a
+ * {@link Connection} than {@link connectService}.
+ *
+ * @example
+ * ```ts
+ * import { connect } from '@autobus/transport'
+ *
+ * const transport = await connect({ path: '/run/thermostat.sock' })
+ * const connection = await bindService(transport, 'thermostat-1', { contract: thermostat })
+ * ```
  */
 export async function bindService<const C extends Contract = Contract>(
   connection: MessageConnection,

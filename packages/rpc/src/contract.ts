@@ -28,11 +28,19 @@ export interface ContractEvent {
   readonly args?: readonly TSchema[]
 }
 
-/** A channel of a contract. */
+/**
+ * A channel of a contract: the schema of what each end sends. Like a
+ * function's `args` and `result`, `message` goes from client to service and
+ * `reply` back (any number of each, in any order); each is checked where it
+ * arrives, and a channel typed by the contract sends and receives their
+ * static types.
+ */
 export interface ContractChannel {
   readonly doc?: string
-  /** Schema of the messages a client may send. */
+  /** Schema of the messages a client sends; left out, any JSON. */
   readonly message?: TSchema
+  /** Schema of the messages the service sends; left out, any JSON. */
+  readonly reply?: TSchema
 }
 
 /** A byte stream of a contract. */
@@ -113,6 +121,28 @@ export type ObjectValue<C, N> =
       ? Static<T>
       : never
 
+/** What a client sends on a channel, the contract's `message` (`unknown` without one). */
+export type ChannelMessage<C, N> =
+  IsWide<C> extends true
+    ? unknown
+    : Entry<C, 'channels', N> extends { readonly message: infer T extends TSchema }
+      ? Static<T>
+      : unknown
+
+/** What a service sends on a channel, the contract's `reply` (`unknown` without one). */
+export type ChannelReply<C, N> =
+  IsWide<C> extends true
+    ? unknown
+    : Entry<C, 'channels', N> extends { readonly reply: infer T extends TSchema }
+      ? Static<T>
+      : unknown
+
+/** A client's end of a channel: sends `message`, receives `reply`. */
+export type ClientChannel<C, N> = Channel<ChannelMessage<C, N>, ChannelReply<C, N>>
+
+/** A service's end of a channel: sends `reply`, receives `message`. */
+export type ServiceChannel<C, N> = Channel<ChannelReply<C, N>, ChannelMessage<C, N>>
+
 /**
  * Arguments after the name of a call: `args` may be left out when the
  * function takes none.
@@ -141,7 +171,7 @@ type Provided<C, K extends ContractSection, N> = K extends 'functions'
       ? Static<T>
       : never
     : K extends 'channels'
-      ? (channel: Channel) => unknown
+      ? (channel: ServiceChannel<C, N>) => unknown
       : (stream: ByteStream) => unknown
 
 /** One section of an implementation; optional when the contract has nothing there. */

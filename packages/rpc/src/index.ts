@@ -23,7 +23,7 @@
  */
 export {
   AccessAction,
-  AccessControl,
+  type AccessControl,
   type AccessControlEvents,
   type AccessControlOptions,
   AccessPolicy,
@@ -34,7 +34,7 @@ export {
   parseAccessPolicy,
 } from './access.js'
 export {
-  Channel,
+  type Channel,
   type ChannelCloseInfo,
   type ChannelEvents,
   DEFAULT_MAX_UNREAD_MESSAGES,
@@ -42,7 +42,7 @@ export {
 export {
   bindService,
   type ChannelOptions,
-  Connection,
+  type Connection,
   type ConnectServiceOptions,
   connectService,
   type EventHandler,
@@ -54,7 +54,10 @@ export {
   type CallArgs,
   type CallRest,
   type CallResult,
+  type ChannelMessage,
   type ChannelName,
+  type ChannelReply,
+  type ClientChannel,
   type Contract,
   type ContractChannel,
   type ContractEvent,
@@ -68,6 +71,7 @@ export {
   type Implementation,
   type ObjectName,
   type ObjectValue,
+  type ServiceChannel,
   type StaticArgs,
   type StreamName,
 } from './contract.js'
@@ -81,7 +85,7 @@ export {
   serviceStats,
 } from './metrics.js'
 export {
-  RpcServer,
+  type RpcServer,
   type RpcServerStats,
   type ServeOptions,
   SUPPORTED_FEATURES,
@@ -94,11 +98,11 @@ export {
   type FunctionSpec,
   newServiceId,
   type ObjectSpec,
-  Service,
+  type Service,
   type ServiceEvent,
   type ServiceObject,
   type ServiceOptions,
   type StreamSpec,
 } from './service.js'
 export type { CallContext, RequestOptions, SessionCounters, SessionLimits } from './session.js'
-export { ByteStream } from './stream.js'
+export type { ByteStream } from './stream.js'

@@ -262,6 +262,7 @@ class ServerSession extends Session implements Subscriber {
     const entry = service.lookup(service.channels, 'channel', name)
     if (this.channels.has(id)) throw new RefusedError(`channel ${id} is already open`)
     const channel = this.addChannel(id, name)
+    channel.setCheck(entry.check)
     try {
       await entry.onOpen(channel)
     } catch (error) {
@@ -272,17 +273,6 @@ class ServerSession extends Session implements Subscriber {
       )
     }
     return {}
-  }
-
-  protected override deliverChannelMessage(id: number, message: unknown): void {
-    const channel = this.channels.get(id)
-    if (!channel) return
-    const validator = this.#service?.channels.get(channel.name)?.validator
-    if (validator && !validator.Check(message)) {
-      channel.close('invalid message: does not match the channel schema')
-      return
-    }
-    channel.deliver(message)
   }
 
   async #openStream(service: Service, name: string, id: number, window: number) {
@@ -337,7 +327,12 @@ export class RpcServer
   readonly #options: ServeOptions
   readonly #listener: MessageServer | undefined
   readonly #sessions = new Set<ServerSession>()
-  readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
+  readonly #counters: SessionCounters = {
+    busy: 0,
+    dropped: 0,
+    windowViolations: 0,
+    invalidChannelMessages: 0,
+  }
   readonly #traffic = new TrafficCounter()
   #closing: Promise<CloseInfo> | undefined
   /** Resolves with the reason once the server has closed; never rejects. */

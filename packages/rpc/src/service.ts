@@ -9,7 +9,7 @@ import {
 } from '@autobus/protocol'
 import type { Static, TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
-import type { Channel } from './channel.js'
+import { type Channel, type MessageCheck, messageCheck } from './channel.js'
 import {
   type Contract,
   defineContract,
@@ -52,10 +52,12 @@ export interface ObjectSpec<T extends TSchema = TSchema> {
 }
 
 /** Declares a channel. */
-export interface ChannelSpec<M extends TSchema = TSchema> {
+export interface ChannelSpec<M extends TSchema = TSchema, R extends TSchema = TSchema> {
   doc?: string
-  /** Schema of the messages a client may send; others close the channel. */
+  /** Schema of the messages a client sends; one that does not match closes the channel. */
   message?: M
+  /** Schema of the messages the service sends; a client given it checks them likewise. */
+  reply?: R
 }
 
 /** Declares a byte stream. */
@@ -94,7 +96,7 @@ export interface EventEntry {
 /** @internal */
 export interface ChannelEntry {
   spec: ChannelSpec
-  validator: Validator | undefined
+  check: MessageCheck | undefined
   onOpen: (channel: Channel) => unknown
 }
 
@@ -414,7 +416,9 @@ export class Service<C extends Contract = Contract> {
 
   /**
    * Defines a channel. `onOpen` runs for each client that opens it; throwing
-   * (or rejecting) refuses the open with that error.
+   * (or rejecting) refuses the open with that error. With schemas, the
+   * channel `onOpen` gets sends `reply` values and receives `message`
+   * values, each checked where it arrives.
    *
    * @example
    * ```ts
@@ -423,12 +427,16 @@ export class Service<C extends Contract = Contract> {
    * })
    * ```
    */
-  addChannel(name: string, spec: ChannelSpec, onOpen: (channel: Channel) => unknown): this {
+  addChannel<const M extends TSchema = TSchema, const R extends TSchema = TSchema>(
+    name: string,
+    spec: ChannelSpec<M, R>,
+    onOpen: (channel: Channel<Static<R>, Static<M>>) => unknown,
+  ): this {
     this.#claim(this.channels, 'channel', name)
     this.channels.set(name, {
       spec,
-      validator: spec.message ? Compile(spec.message) : undefined,
-      onOpen,
+      check: messageCheck(spec.message),
+      onOpen: onOpen as (channel: Channel) => unknown,
     })
     return this
   }
@@ -473,7 +481,11 @@ export class Service<C extends Contract = Contract> {
       })),
       events: pick(this.events, (e) => ({ doc: e.spec.doc, args: schemas(e.spec.args) })),
       objects: pick(this.objects, (e) => ({ doc: e.spec.doc, value: e.spec.value })),
-      channels: pick(this.channels, (e) => ({ doc: e.spec.doc, message: e.spec.message })),
+      channels: pick(this.channels, (e) => ({
+        doc: e.spec.doc,
+        message: e.spec.message,
+        reply: e.spec.reply,
+      })),
       streams: pick(this.streams, (e) => ({ doc: e.spec.doc })),
     }) as ServiceDescription
   }

@@ -141,6 +141,8 @@ export interface SessionCounters {
   dropped: number
   /** Sessions closed for sending stream data beyond the granted window. */
   windowViolations: number
+  /** Channels closed for an incoming message that did not match its schema. */
+  invalidChannelMessages: number
 }
 
 /** Session limits. */
@@ -192,7 +194,12 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   constructor(
     connection: MessageConnection,
     limits: SessionLimits = {},
-    counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 },
+    counters: SessionCounters = {
+      busy: 0,
+      dropped: 0,
+      windowViolations: 0,
+      invalidChannelMessages: 0,
+    },
   ) {
     this.#counters = counters
     this.connection = connection
@@ -596,7 +603,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   protected handleTraffic(message: RequestMessage): boolean {
     switch (message._command) {
       case 'channel_message':
-        this.deliverChannelMessage(message.channel, message.message)
+        this.#deliverChannelMessage(message.channel, message.message)
         return true
       case 'channel_close': {
         const channel = this.channels.get(message.channel)
@@ -647,7 +654,15 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
     }
   }
 
-  protected deliverChannelMessage(id: number, message: unknown): void {
-    this.channels.get(id)?.deliver(message)
+  #deliverChannelMessage(id: number, message: unknown): void {
+    const channel = this.channels.get(id)
+    if (!channel) return
+    const problem = channel.checkMessage(message)
+    if (problem === undefined) {
+      channel.deliver(message)
+      return
+    }
+    this.#counters.invalidChannelMessages++
+    channel.refuse(problem)
   }
 }

@@ -1,6 +1,7 @@
 import { createMemoryPair } from '@autobus/transport'
 import Type from 'typebox'
-import { bindService, type ConnectServiceOptions, createService, RpcServer } from '../src/index.js'
+import { bindService, type ConnectServiceOptions, createService } from '../src/index.js'
+import { RpcServer } from '../src/server.js'
 
 /** A service with one of everything, as the tests use it. */
 export function calculator() {

@@ -2,7 +2,8 @@ import type { Logger } from '@autobus/protocol'
 import { createMemoryPair } from '@autobus/transport'
 import Type from 'typebox'
 import { describe, expect, it } from 'vitest'
-import { bindService, RpcServer } from '../src/index.js'
+import { bindService } from '../src/index.js'
+import { RpcServer } from '../src/server.js'
 import { calculator } from './fixture.js'
 
 /** A logger that keeps every call, by level. */

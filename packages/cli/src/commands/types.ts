@@ -212,6 +212,7 @@ export function contractModule(description: ServiceDescription): string {
         entryCode({
           doc: doc(c.doc),
           message: c.message === undefined ? undefined : toTypeBox(c.message as Json).code,
+          reply: c.reply === undefined ? undefined : toTypeBox(c.reply as Json).code,
         }),
       ),
     ),
