@@ -28,6 +28,7 @@ export {
   present,
   type ServiceChange,
   type ServiceFilter,
+  type ServiceHeard,
 } from '@autobus/discovery'
 export {
   AutobusError,
@@ -68,6 +69,7 @@ export {
   type CallArgs,
   type CallResult,
   Channel,
+  type ChannelStats,
   Connection,
   type Contract,
   createAccessControl,
@@ -84,6 +86,7 @@ export {
   type ServiceEvent,
   type ServiceObject,
   type ServiceStats,
+  type StreamStats,
   type Subscription,
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
@@ -95,5 +98,12 @@ export {
   type Publication,
   type ServiceTarget,
 } from './bus.js'
-export { type BusMetrics, type LabelledMetrics, renderPrometheus } from './metrics.js'
+export {
+  type BusMetrics,
+  type DiscoveryDrops,
+  type DiscoveryMetrics,
+  type LabelledMetrics,
+  renderPrometheus,
+  type SecurityMetrics,
+} from './metrics.js'
 export { type MetricsServer, type MetricsServerOptions, serveMetrics } from './metrics-server.js'

@@ -22,6 +22,7 @@ export {
   serviceChanges,
 } from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
+export { type CountedNetwork, countedNetwork, type DatagramTraffic } from './counted.js'
 export {
   type AppearCause,
   createDiscoverer,
@@ -33,6 +34,7 @@ export {
   type DiscovererStats,
   type DiscovererTimings,
   type ServiceChange,
+  type ServiceHeard,
 } from './discoverer.js'
 export {
   absent,

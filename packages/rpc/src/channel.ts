@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { type Closable, ClosedError, type CloseInfo } from '@autobus/protocol'
+import type { FlowCounter } from './metrics.js'
 
 /** Why a channel closed. */
 export interface ChannelCloseInfo extends CloseInfo {
@@ -67,6 +68,9 @@ export class Channel
   #flushing = false
 
   /** @internal */
+  /** @internal Counts this channel's messages (service side). */
+  meter: FlowCounter | undefined
+
   constructor(link: ChannelLink, id: number, name: string) {
     super()
     this.#link = link
@@ -114,6 +118,7 @@ export class Channel
     if (this.#closeInfo)
       throw new ClosedError(`channel "${this.name}" is closed: ${this.#closeInfo.reason}`)
     if (message === undefined) message = null
+    if (this.meter) this.meter.messagesOut++
     if (!this.#link.sendMessage(this.id, message)) {
       throw new ClosedError(`channel "${this.name}" is closed: connection closed`)
     }
@@ -135,6 +140,7 @@ export class Channel
   /** @internal Delivers a message from the other end. */
   deliver(message: unknown): void {
     if (this.#closeInfo) return
+    if (this.meter) this.meter.messagesIn++
     // Behind earlier unread messages, or with no reader: keep it, in order.
     if (this.#unread.length > 0 || this.listenerCount('message') === 0) {
       if (this.#unread.length >= this.#maxUnread) {

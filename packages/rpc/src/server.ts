@@ -37,6 +37,8 @@ export { SUPPORTED_FEATURES }
 /** Where a server session finds services by id. @internal */
 export interface ServiceRegistry {
   get(id: string): Service | undefined
+  /** Counts a command or frame refused before reaching any service. */
+  rejected(code: string): void
 }
 
 /** Options for serving services. */
@@ -123,14 +125,28 @@ class ServerSession extends Session implements Subscriber {
     if (message._command === 'ping') return {}
     if (!service) {
       if (message._command === 'changed' || message._command === 'fired') return {}
+      this.#registry.rejected(ErrorCode.NotBound)
       throw new NotBoundError(`"${message._command}" before "bind"`)
     }
     if (this.handleTraffic(message)) return undefined
-    if (this.#options.access) authorizeCommand(this.#options.access, context.peer, service, message)
+    if (this.#options.access) {
+      try {
+        authorizeCommand(this.#options.access, context.peer, service, message)
+      } catch (error) {
+        service.metrics.rejected(message._command === 'call' ? message.name : undefined, error)
+        throw error
+      }
+    }
     switch (message._command) {
       case 'call': {
-        const entry = service.lookup(service.functions, 'function', message.name)
-        checkArgs('function', message.name, entry.validators, message.args)
+        let entry: ReturnType<typeof service.functions.get> & {}
+        try {
+          entry = service.lookup(service.functions, 'function', message.name)
+          checkArgs('function', message.name, entry.validators, message.args)
+        } catch (error) {
+          service.metrics.rejected(message.name, error)
+          throw error
+        }
         const validators = entry.validators
         let result: unknown
         try {
@@ -229,6 +245,7 @@ class ServerSession extends Session implements Subscriber {
     if (this.#service) throw new NotBoundError(`already bound to ${this.#service.id}`)
     const service = this.#registry.get(id)
     if (!service) {
+      this.#registry.rejected(ErrorCode.UnknownService)
       // The spec says the connection closes after the error response.
       setImmediate(() => this.connection.close('unknown service'))
       throw new UnknownServiceError(`no service "${id}" here`)
@@ -258,6 +275,7 @@ class ServerSession extends Session implements Subscriber {
     const entry = service.lookup(service.channels, 'channel', name)
     if (this.channels.has(id)) throw new RefusedError(`channel ${id} is already open`)
     const channel = this.addChannel(id, name)
+    service.metrics.opened('channel', name, channel)
     try {
       await entry.onOpen(channel)
     } catch (error) {
@@ -287,6 +305,7 @@ class ServerSession extends Session implements Subscriber {
     if (this.streams.has(id)) throw new RefusedError(`stream ${id} is already open`)
     const receiveWindow = this.#options.streamWindow ?? Limits.streamWindow
     const stream = this.addStream(id, name, window, receiveWindow)
+    service.metrics.opened('stream', name, stream)
     try {
       await entry.onOpen(stream)
     } catch (error) {
@@ -297,6 +316,10 @@ class ServerSession extends Session implements Subscriber {
       )
     }
     return { window: receiveWindow }
+  }
+
+  protected override onInvalid(error: ProtocolError): void {
+    this.#registry.rejected(error.code)
   }
 
   protected cleanup(_info: CloseInfo): void {
@@ -319,6 +342,13 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
   bytesOut: number
   /** Bytes sent and not yet taken by the peers now. */
   bytesQueued: number
+  /**
+   * Frames and commands refused before reaching a service, by wire code:
+   * unreadable frames (`invalid_message`, `too_deep`, …), commands before
+   * `bind` (`not_bound`), binds to no such service (`unknown_service`).
+   * Commands answered busy are counted in `busy`.
+   */
+  rejectedByCode: Record<string, number>
 }
 
 /**
@@ -335,6 +365,7 @@ export class RpcServer
   readonly #sessions = new Set<ServerSession>()
   readonly #counters: SessionCounters = { busy: 0, dropped: 0, windowViolations: 0 }
   readonly #traffic = new TrafficCounter()
+  readonly #rejected = new Map<string, number>()
   #closing: Promise<CloseInfo> | undefined
   /** Resolves with the reason once the server has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
@@ -376,7 +407,13 @@ export class RpcServer
         : {}),
       ...this.#counters,
       ...this.#traffic.totals(),
+      rejectedByCode: Object.fromEntries(this.#rejected),
     }
+  }
+
+  /** @internal */
+  rejected(code: string): void {
+    this.#rejected.set(code, (this.#rejected.get(code) ?? 0) + 1)
   }
 
   /** The services served, by id. */
