@@ -441,7 +441,13 @@ export function renderPrometheus(sources: readonly LabelledMetrics[]): string {
       for (const [name, figures] of Object.entries(service.streams ?? {})) {
         const own = { ...base, stream: name }
         sample('autobus_streams_open', 'gauge', 'Byte streams open now.', own, figures.open)
-        sample('autobus_streams_opened_total', 'counter', 'Byte streams opened.', own, figures.opened)
+        sample(
+          'autobus_streams_opened_total',
+          'counter',
+          'Byte streams opened.',
+          own,
+          figures.opened,
+        )
         sample(
           'autobus_stream_received_bytes_total',
           'counter',
