@@ -108,5 +108,10 @@ describe('discovery metrics', () => {
     expect(discovery.dropped.rateLimited).toBeGreaterThanOrEqual(1)
     expect(discovery.datagramsIn).toBe(5)
     expect(discovery.datagramsOut).toBe(sent.length)
+    // Heard, never probed successfully: not verified.
+    expect(bus.heard('twice')).toEqual({ lastHeard: expect.any(Number), verified: false })
+    expect(Date.now() - bus.heard('twice')!.lastHeard).toBeLessThan(60_000)
+    expect(bus.heard(service.id)?.verified).toBe(true)
+    expect(bus.heard('nobody')).toBeUndefined()
   })
 })
