@@ -24,12 +24,17 @@ const element = (tag, attributes = {}, ...children) => {
   return node
 }
 
+/** Replaces a node's children, leaving out the nulls of optional parts. */
+const fill = (node, ...children) =>
+  node.replaceChildren(...children.filter((child) => child != null))
+
 const displayInfo = (info) => {
   const { host: _h, port: _p, service: _s, ...rest } = info
   return rest
 }
 const nameOf = (service) => {
   const info = service.info
+  if (typeof info['autobus.bridge'] === 'string') return `bridge ${info['autobus.bridge']}`
   return String(info.name ?? info.type ?? service.id)
 }
 const ago = (since) => {
@@ -160,7 +165,8 @@ function showSecurity({ dropped, keyed, buses }) {
   const shown = buses.filter(
     (entry) => entry.keyed || entry.handshakesFailed > 0 || entry.requestsDenied > 0,
   )
-  deniedTable.replaceChildren(
+  fill(
+    deniedTable,
     element('caption', { text: 'Failed handshakes and denied requests, by bus' }),
     element(
       'tr',
@@ -455,7 +461,8 @@ function choose(id) {
   entry.item.classList.add('chosen')
   chosen = entry.service
   const service = entry.service
-  detail.replaceChildren(
+  fill(
+    detail,
     element('h2', { text: nameOf(service) }),
     element('div', { class: 'where', text: `${service.host}:${service.port} · ${service.id}` }),
     heardLine,
@@ -495,7 +502,8 @@ function choose(id) {
       )
     }
     const names = (kind) => Object.entries(description[kind] ?? {})
-    detail.replaceChildren(
+    fill(
+      detail,
       element('h2', { text: nameOf(service) }),
       element('div', { class: 'where', text: `${service.host}:${service.port} · ${service.id}` }),
       heardLine,
