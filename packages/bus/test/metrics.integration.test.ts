@@ -231,3 +231,46 @@ describe('metrics of refusals, channels and streams', () => {
     expect(text).toMatch(/autobus_stream_blocked_seconds_total\{[^}]*stream="blob"\} 0\.\d+/)
   })
 })
+
+describe('stats of another version', () => {
+  it('renders the figures it knows of a bus that counts less, and ignores keys it does not know', () => {
+    // What a bus of an earlier version answers to `stats`, with a key from a later one.
+    const earlier = {
+      at: 1,
+      server: {
+        sessions: 1,
+        running: 0,
+        accepted: 1,
+        refusedTotal: 0,
+        refusedPerAddress: 0,
+        acceptErrors: 0,
+        busy: 0,
+        dropped: 0,
+        windowViolations: 0,
+        bytesIn: 10,
+        bytesOut: 20,
+        bytesQueued: 0,
+      },
+      services: [
+        {
+          service: 's',
+          functions: {
+            f: {
+              calls: 3,
+              errors: 0,
+              errorsByCode: {},
+              latency: { count: 3, sumMs: 1, counts: [3], p50: 0.05, p90: 0.05, p99: 0.05 },
+            },
+          },
+          events: {},
+          objects: {},
+        },
+      ],
+      later: { anything: true },
+    } as unknown as BusMetrics
+    const text = renderPrometheus([{ metrics: earlier }])
+    expect(text).toContain('autobus_function_calls_total{service="s",function="f"} 3')
+    expect(text).not.toContain('autobus_discovery_')
+    expect(text).not.toContain('autobus_handshakes_failed_total')
+  })
+})
