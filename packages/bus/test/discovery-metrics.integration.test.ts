@@ -3,7 +3,13 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { encodeDatagram, generateKey, sealDatagram } from '@autobus/protocol'
 import { describe, expect, it } from 'vitest'
-import { type BusOptions, createBus, serveMetrics } from '../src/index.js'
+import {
+  type BusMetrics,
+  type BusOptions,
+  createBus,
+  META_SERVICE_ID,
+  serveMetrics,
+} from '../src/index.js'
 
 // Each file has its own discovery port on loopback, so that no other test's
 // datagrams are counted here.
@@ -40,6 +46,11 @@ describe('discovery metrics', () => {
       handshakesFailed: 0,
       requestsDenied: 0,
     })
+    // Any peer reads the same over the wire.
+    const meta = await bus.connect({ host: '127.0.0.1', port: bus.port, service: META_SERVICE_ID })
+    const remote = (await meta.call('stats', [])) as BusMetrics
+    expect(remote.discovery?.dropped.malformed).toBe(1)
+    expect(remote.security.requestsDenied).toBe(0)
     await using exporter = await serveMetrics(bus, { port: 0 })
     const text = await (await fetch(exporter.url)).text()
     expect(text).toContain('autobus_discovery_dropped_total{reason="malformed"} 1')
@@ -51,10 +62,19 @@ describe('discovery metrics', () => {
     await using bus = await createBus({ ...onLoopback, key: [key] })
     const add = encodeDatagram({ command: 'add', port: 9, service: 'forged', info: {} })
     const sealed = sealDatagram(add, key, Date.now())
-    await sendDatagrams(add, sealed, sealed)
+    const forged = sealDatagram(add, { ...generateKey(key.id) }, Date.now())
+    const stranger = sealDatagram(add, generateKey('stranger'), Date.now())
+    const stale = sealDatagram(add, key, Date.now() - 120_000)
+    await sendDatagrams(add, sealed, sealed, forged, stranger, stale)
     await expect
       .poll(() => bus.metrics().discovery?.dropped)
-      .toMatchObject({ unsigned: 1, replayed: 1 })
+      .toMatchObject({
+        unsigned: 1,
+        replayed: 1,
+        badTag: 1,
+        unknownKey: 1,
+        outsideWindow: 1,
+      })
 
     // Plain text to a TLS listener.
     const socket = connect(bus.port, '127.0.0.1')
@@ -99,14 +119,17 @@ describe('discovery metrics', () => {
     const twice = encodeDatagram({ command: 'add', port: 9, service: 'twice', info: {} })
     deliver!(twice, from('10.0.0.7'))
     deliver!(twice, from('10.0.0.8'))
+    // A goodbye for it from a third host is not honoured.
+    deliver!(encodeDatagram({ command: 'remove', port: 9, service: 'twice' }), from('10.0.0.5'))
     // Two queries at once: one answer, the other held back.
     const query = encodeDatagram({ command: 'query' })
     deliver!(query, from('10.0.0.6'))
     deliver!(query, from('10.0.0.6'))
     const discovery = bus.metrics().discovery!
-    expect(discovery).toMatchObject({ conflicts: 1, contested: 1, probes: 1 })
+    expect(discovery).toMatchObject({ conflicts: 1, contested: 1, probes: 1, services: 2 })
     expect(discovery.dropped.rateLimited).toBeGreaterThanOrEqual(1)
-    expect(discovery.datagramsIn).toBe(5)
+    expect(discovery.dropped.ignoredRemoves).toBe(1)
+    expect(discovery.datagramsIn).toBe(6)
     expect(discovery.datagramsOut).toBe(sent.length)
     // Heard, never probed successfully: not verified.
     expect(bus.heard('twice')).toEqual({ lastHeard: expect.any(Number), verified: false })
