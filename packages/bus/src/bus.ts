@@ -1,8 +1,10 @@
 import { EventEmitter } from 'node:events'
 import os from 'node:os'
 import {
+  countedNetwork,
   createDiscoverer,
   createPublisher,
+  type DatagramTraffic,
   type DiscoveredService,
   type Discoverer,
   type DiscovererEvents,
@@ -19,6 +21,7 @@ import {
   type ServiceChange,
   type ServiceChangesOptions,
   type ServiceFilter,
+  type ServiceHeard,
   sealedNetwork,
   sharedNetwork,
   udpNetwork,
@@ -183,6 +186,7 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
   readonly #sealed: SealedNetwork | undefined
   readonly #access: AccessControl | undefined
   readonly #certificate: SessionCertificate | undefined
+  readonly #traffic: DatagramTraffic | undefined
 
   constructor(
     server: RpcServer,
@@ -194,8 +198,10 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
     sealed?: SealedNetwork,
     access?: AccessControl,
     certificate?: SessionCertificate,
+    traffic?: DatagramTraffic,
   ) {
     super()
+    this.#traffic = traffic
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -257,10 +263,37 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
    * meta-service's `stats` function; `renderPrometheus` turns it into text and `serveMetrics` serves that.
    */
   metrics(): BusMetrics {
+    const server = this.#server.stats
+    const discoverer = this.#discoverer
+    const publisher = this.#publisher
     return collectMetrics(
-      this.#server.stats,
+      server,
       [...this.#local.values()].map((entry) => entry.service),
+      {
+        keyed: this.#keys !== undefined || this.#certificate !== undefined,
+        handshakesFailed: server.handshakeFailures ?? 0,
+        requestsDenied: this.#access?.denied ?? 0,
+      },
+      discoverer && publisher && this.#traffic
+        ? {
+            traffic: this.#traffic,
+            discoverer: discoverer.stats,
+            publisher: publisher.stats,
+            seal: this.#sealed?.dropped,
+            services: this.#table.size,
+          }
+        : undefined,
     )
+  }
+
+  /**
+   * When a service in the table was last heard from (ms since the epoch)
+   * and whether a probe has reached it; this bus's own services are heard
+   * now and verified. Undefined for a service not in the table.
+   */
+  heard(service: string): ServiceHeard | undefined {
+    if (this.#local.has(service)) return { lastHeard: Date.now(), verified: true }
+    return this.#discoverer?.heard(service)
   }
 
   /** True if this bus announces and discovers. */
@@ -601,15 +634,17 @@ async function startBus(options: BusOptions, signal: AbortSignal | undefined): P
       ...(options.interfaces ? { interfaces: options.interfaces } : {}),
       ...(log ? { logger: log } : {}),
     })
+  // Counted under the seal, so that what the seal drops is counted as received.
+  const counted = countedNetwork(plain)
   const sealed = keys
-    ? sealedNetwork(plain, {
+    ? sealedNetwork(counted, {
         keys,
         ...(options.acceptUnsigned ? { acceptUnsigned: true } : {}),
         ...(options.replayWindow !== undefined ? { replayWindow: options.replayWindow } : {}),
         ...(log ? { logger: log } : {}),
       })
     : undefined
-  const network = sharedNetwork(sealed ?? plain)
+  const network = sharedNetwork(sealed ?? counted)
   try {
     signal?.throwIfAborted()
     const peers = options.peers ?? []
@@ -633,6 +668,7 @@ async function startBus(options: BusOptions, signal: AbortSignal | undefined): P
       sealed,
       access,
       options.certificate,
+      counted.traffic,
     )
   } catch (error) {
     await server.close()

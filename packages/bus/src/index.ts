@@ -28,6 +28,7 @@ export {
   present,
   type ServiceChange,
   type ServiceFilter,
+  type ServiceHeard,
 } from '@autobus/discovery'
 export {
   AutobusError,
@@ -72,6 +73,7 @@ export {
   type ChannelReply,
   type ClientChannel,
   type Connection,
+  type ChannelStats,
   type Contract,
   createAccessControl,
   defineContract,
@@ -88,6 +90,7 @@ export {
   type ServiceEvent,
   type ServiceObject,
   type ServiceStats,
+  type StreamStats,
   type Subscription,
 } from '@autobus/rpc'
 export { default as Type } from 'typebox'
@@ -99,5 +102,12 @@ export {
   type Publication,
   type ServiceTarget,
 } from './bus.js'
-export { type BusMetrics, type LabelledMetrics, renderPrometheus } from './metrics.js'
+export {
+  type BusMetrics,
+  type DiscoveryDrops,
+  type DiscoveryMetrics,
+  type LabelledMetrics,
+  renderPrometheus,
+  type SecurityMetrics,
+} from './metrics.js'
 export { type MetricsServer, type MetricsServerOptions, serveMetrics } from './metrics-server.js'

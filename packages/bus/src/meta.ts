@@ -69,7 +69,7 @@ export function createMetaService(
     meta.addFunction(
       'stats',
       {
-        doc: "This bus's figures: per function calls, errors and latency; per event fires; per object changes; sessions.",
+        doc: "This bus's figures: per function calls, errors, refusals and latency; per event fires; per object changes; channels and streams; sessions; discovery; security.",
         args: [],
       },
       () => metrics(),

@@ -55,6 +55,11 @@ export class ServiceTable extends EventEmitter<DiscovererEvents> {
     this.emit('disappeared', service, 'goodbye')
   }
 
+  /** Services known now, this bus's and the network's. */
+  get size(): number {
+    return this.#local.size + this.#remote.size
+  }
+
   get(id: string): DiscoveredService | undefined {
     return this.#local.get(id) ?? this.#remote.get(id)
   }

@@ -61,7 +61,7 @@ try {
   await add.locator('textarea').fill('[2, 3]')
   await add.locator('button').click()
   await page.locator('[data-function="add"] .outcome.ok').waitFor()
-  await page.evaluate(() => document.getElementById('detail').scrollTo(0, 0))
+  await page.evaluate(() => document.getElementById('right').scrollTo(0, 0))
   await page.screenshot({ path: output })
   console.log(`wrote ${output}`)
 } finally {

@@ -1,8 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process'
+import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { type Bus, type BusOptions, createBus } from '@autobus/bus'
+import { createBridge } from '@autobus/bridge'
+import { type Bus, type BusOptions, createBus, Type } from '@autobus/bus'
 import { createDashboard, type Dashboard } from '@autobus/dashboard'
 import { type Browser, chromium, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -82,7 +84,13 @@ let dashboard: Dashboard
 
 beforeAll(async () => {
   bus = await createBus({ discoveryPort, interfaces: ['lo'] })
-  dashboard = await createDashboard({ bus, port: 0, statsInterval: 200 })
+  dashboard = await createDashboard({
+    bus,
+    port: 0,
+    statsInterval: 200,
+    heardInterval: 200,
+    securityInterval: 200,
+  })
 })
 afterAll(async () => {
   await dashboard?.close()
@@ -163,8 +171,12 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
     const example = await startExample()
     const item = page.locator(`#services li[data-id="${example.id}"]`)
     await item.waitFor({ timeout: 2_000 })
+    // Heard by its announcement; no probe has had a reason to reach it.
+    await expect.poll(() => item.locator('.heard').textContent()).toMatch(/^heard \d+ s ago$/)
+    expect(await item.getAttribute('data-verified')).toBe('false')
 
     await item.click()
+    await expect.poll(() => page.locator('#heard').textContent()).toContain('not verified')
     const add = page.locator('[data-function="add"]')
     await add.locator('textarea').fill('[2, 3]')
     await add.locator('button').click()
@@ -241,6 +253,72 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
       await expect(other.locator('#count').textContent()).resolves.toBe('1 of 1000 service(s)')
     } finally {
       await other.close()
+    }
+  })
+
+  it('shows rejected datagrams, denied requests and the bridges between buses', async () => {
+    // A malformed datagram on the discovery port, as anyone on the network can send.
+    const socket = createSocket('udp4')
+    await new Promise<void>((resolve, reject) =>
+      socket.send('{"command": "add"', discoveryPort, '127.0.0.1', (error) =>
+        error ? reject(error) : resolve(),
+      ),
+    )
+    socket.close()
+    await page.locator('#security summary').click()
+    const malformed = page.locator('#dropped [data-reason="malformed"] .count')
+    await expect.poll(async () => Number(await malformed.textContent())).toBeGreaterThan(0)
+
+    // A bus with access rules refuses a call; the page shows it against that bus.
+    const guarded = await createBus({
+      discoveryPort,
+      interfaces: ['lo'],
+      host: '127.0.0.1',
+      holdOff: 0,
+      access: {
+        default: 'allow',
+        rules: [{ effect: 'deny', actions: ['call'], member: 'secret' }],
+      },
+    })
+    // A second bus, on a discovery port of its own: only a bridge joins the two.
+    const far = await createBus({
+      discoveryPort: discoveryPort + 1,
+      interfaces: ['lo'],
+      host: '127.0.0.1',
+      holdOff: 0,
+    })
+    const near = createBridge({ bus: guarded, listen: ['tcp://127.0.0.1:0'] })
+    try {
+      const service = guarded.createService({ info: { type: 'vault' } })
+      service.addFunction('secret', { args: [] }, () => 'hidden')
+      guarded.publish(service)
+      const found = await bus.waitForService({ type: 'vault' }, { timeout: 5_000 })
+      const connection = await bus.connect(found)
+      await expect(connection.call('secret', [])).rejects.toThrow()
+      const denied = page.locator(`#denied [data-bus="127.0.0.1:${guarded.port}"] .denied`)
+      await expect.poll(() => denied.textContent(), { timeout: 5_000 }).toBe('1')
+
+      await near.ready
+      const farBridge = createBridge({ bus: far, connect: [near.listening[0]!] })
+      try {
+        const remote = far.createService({ info: { type: 'far-away' } })
+        remote.addFunction('ping', { args: [Type.String()] }, (text) => text)
+        far.publish(remote)
+        await page.locator('#bridges').waitFor({ state: 'visible', timeout: 5_000 })
+        await page.locator(`#bridge-graph [data-bridge="${near.id}"]`).waitFor({ timeout: 5_000 })
+        await page.locator(`#bridge-graph [data-bridge="${farBridge.id}"]`).waitFor()
+        const key = [near.id, farBridge.id].sort().join('|')
+        await page.locator(`#bridge-graph [data-link="${key}"]`).waitFor({ timeout: 5_000 })
+        expect(
+          await page.locator(`#bridge-graph [data-bridge="${near.id}"]`).textContent(),
+        ).toContain(`127.0.0.1:${guarded.port}`)
+      } finally {
+        await farBridge.close()
+      }
+    } finally {
+      await near.close()
+      await far.close()
+      await guarded.close()
     }
   })
 

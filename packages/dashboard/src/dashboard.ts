@@ -25,6 +25,16 @@ export interface DashboardOptions {
   host?: string
   /** How often a chosen service's figures are read, in ms (default 1,000). */
   statsInterval?: number
+  /**
+   * How often the list's "last heard" and "verified" are brought up to date,
+   * in ms (default 2,000): only what changed is sent.
+   */
+  heardInterval?: number
+  /**
+   * How often every bus's failed handshakes and denied requests are read,
+   * while a page is open, in ms (default 5,000).
+   */
+  securityInterval?: number
   /** How long a call, describe or stats read may take, in ms (default 10,000). */
   callTimeout?: number
   /** Bytes a POST body may have (default 1 MiB); a bigger one is answered 413. */
@@ -69,6 +79,18 @@ interface ServiceView {
   info: Readonly<Record<string, unknown>>
   /** When this dashboard first heard of it (ms since the epoch). */
   since: number
+  /** When it was last heard: an announcement or a probe it answered (ms since the epoch). */
+  lastHeard: number | null
+  /** True once a probe has reached it: its address really serves it. */
+  verified: boolean
+}
+
+/** One bus's refusals, as the security panel shows them. */
+interface BusSecurityView {
+  bus: string
+  keyed: boolean
+  handshakesFailed: number
+  requestsDenied: number
 }
 
 class HttpError extends Error {
@@ -113,13 +135,20 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
   const maxStreamBufferBytes = options.maxStreamBufferBytes ?? 4 * 1024 * 1024
   const since = new Map<string, number>()
   const streams = new Set<EventStream>()
-  const view = (service: DiscoveredService): ServiceView => ({
-    id: service.service,
-    host: service.host,
-    port: service.port,
-    info: service.info,
-    since: since.get(service.service) ?? Date.now(),
-  })
+  const heardInterval = options.heardInterval ?? 2_000
+  const securityInterval = options.securityInterval ?? 5_000
+  const view = (service: DiscoveredService): ServiceView => {
+    const heard = bus.heard(service.service)
+    return {
+      id: service.service,
+      host: service.host,
+      port: service.port,
+      info: service.info,
+      since: since.get(service.service) ?? Date.now(),
+      lastHeard: heard?.lastHeard ?? null,
+      verified: heard?.verified ?? false,
+    }
+  }
   const shown = (service: DiscoveredService) => !bus.localServices.has(service.service)
   const list = () => bus.services().filter(shown).map(view)
   const find = (id: string) => {
@@ -152,6 +181,68 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
       void meta.close('stats read')
     }
   }
+
+  const listening = () => [...streams].filter((stream) => stream.topic === 'services')
+  // Only what changed goes out: a thousand services announcing every few
+  // seconds are a few hundred small entries, not a thousand every time.
+  const reported = new Map<string, string>()
+  const heardTimer = setInterval(() => {
+    const pages = listening()
+    if (pages.length === 0) return
+    const changed: Record<string, { lastHeard: number | null; verified: boolean }> = {}
+    let any = false
+    for (const service of bus.services()) {
+      if (!shown(service)) continue
+      const heard = bus.heard(service.service)
+      const now = { lastHeard: heard?.lastHeard ?? null, verified: heard?.verified ?? false }
+      const key = `${now.lastHeard}/${now.verified}`
+      if (reported.get(service.service) === key) continue
+      reported.set(service.service, key)
+      changed[service.service] = now
+      any = true
+    }
+    for (const id of reported.keys()) if (!since.has(id)) reported.delete(id)
+    if (any) for (const stream of pages) stream.send('heard', changed)
+  }, heardInterval)
+
+  // What the keys and access rules kept out: this bus's view of the
+  // discovery traffic, and every bus's failed handshakes and denied requests.
+  const security = async () => {
+    const own = bus.metrics()
+    const buses = new Map<string, { host: string; port: number }>()
+    for (const service of bus.services())
+      if (!bus.localServices.has(service.service))
+        buses.set(`${service.host}:${service.port}`, { host: service.host, port: service.port })
+    const views = await Promise.all(
+      [...buses].map(async ([key, { host, port }]): Promise<BusSecurityView | undefined> => {
+        try {
+          const metrics = await busStats(host, port)
+          if (!metrics.security) return undefined
+          return { bus: key, ...metrics.security }
+        } catch {
+          return undefined
+        }
+      }),
+    )
+    return {
+      at: own.at,
+      dropped: own.discovery?.dropped ?? null,
+      keyed: own.security.keyed,
+      buses: views.filter((entry) => entry !== undefined),
+    }
+  }
+  let securityRunning = false
+  const sendSecurity = async () => {
+    if (securityRunning || listening().length === 0) return
+    securityRunning = true
+    try {
+      const figures = await security()
+      for (const stream of listening()) stream.send('security', figures)
+    } finally {
+      securityRunning = false
+    }
+  }
+  const securityTimer = setInterval(() => void sendSecurity(), securityInterval)
 
   const prometheus = async () => {
     const buses = new Map<string, { host: string; port: number }>()
@@ -261,6 +352,7 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     if (request.method === 'GET' && path === '/api/stream') {
       const stream = new EventStream(request, response, 'services', streams, maxStreamBufferBytes)
       stream.send('services', list())
+      void sendSecurity()
       return
     }
     const match = /^\/api\/services\/([^/]+)\/(live|call)$/.exec(path)
@@ -325,6 +417,8 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
     closing ??= (async () => {
       bus.off('appeared', appeared)
       bus.off('disappeared', disappeared)
+      clearInterval(heardTimer)
+      clearInterval(securityTimer)
       for (const stream of streams) stream.end()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))

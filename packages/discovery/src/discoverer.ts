@@ -114,6 +114,10 @@ export interface DiscovererStats {
   readonly ignoredRemoves: number
   /** `add`s for a known id from another address (the owner is probed, not replaced). */
   readonly contested: number
+  /** Probes made (silent services, contested ids, services heard under pressure). */
+  readonly probes: number
+  /** Probes the service failed: it was removed. */
+  readonly failedProbes: number
   /** Probes put off because too many were in flight. */
   readonly probesDeferred: number
   /** Probes that could not be made (local failure) and will be tried again. */
@@ -140,6 +144,14 @@ interface Entry {
   challenger?: { datagram: AddDatagram; from: DatagramSource }
 }
 
+/** What a discoverer knows of a service's liveness; see {@link Discoverer.heard}. */
+export interface ServiceHeard {
+  /** When it was last heard: an announcement, or a probe it answered (the discoverer's clock, ms). */
+  readonly lastHeard: number
+  /** True once a probe has reached it: its address really serves it. */
+  readonly verified: boolean
+}
+
 /** Keeps the table of services on the network. */
 export interface Discoverer extends EventEmitter<DiscovererEvents>, Closable {
   /** The services known now, optionally filtered. */
@@ -150,6 +162,8 @@ export interface Discoverer extends EventEmitter<DiscovererEvents>, Closable {
   query(): void
   /** Counters of dropped, ignored and deferred things. */
   readonly stats: DiscovererStats
+  /** When a service in the table was last heard from, and whether a probe has reached it. */
+  heard(service: string): ServiceHeard | undefined
   /** Stops listening and ends every `changes()` iterable; idempotent. */
   close(reason?: string): Promise<CloseInfo>
 }
@@ -182,6 +196,8 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
     evicted: 0,
     ignoredRemoves: 0,
     contested: 0,
+    probes: 0,
+    failedProbes: 0,
     probesDeferred: 0,
     inconclusiveProbes: 0,
   }
@@ -233,6 +249,11 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
 
   get stats(): DiscovererStats {
     return { ...this.#counts, probesInFlight: this.#probesInFlight, faults: this.#link.faults }
+  }
+
+  heard(service: string): ServiceHeard | undefined {
+    const entry = this.#table.get(service)
+    return entry && { lastHeard: entry.lastSeen, verified: entry.verified }
   }
 
   #later(delay: number, run: () => void): void {
@@ -460,6 +481,7 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
       return
     }
     this.#probesInFlight++
+    this.#counts.probes++
     this.#probesPerHost.set(host, toHost + 1)
     entry.probing = true
     let settled: Promise<boolean | undefined>
@@ -492,6 +514,7 @@ class UdpDiscoverer extends EventEmitter<DiscovererEvents> implements Discoverer
         // few seconds' worth: a replay loop gets no probe per datagram.
         entry.quietUntil = now + this.#t.probeTimeout
       } else if (alive === false) {
+        this.#counts.failedProbes++
         this.#remove(entry, 'expired')
         if (challenger) this.#heard(challenger.datagram, challenger.from)
       } else {

@@ -18,6 +18,7 @@
  */
 export type { ServiceChangesOptions, ServiceEventSource } from './changes.js'
 export { type Clock, type Random, systemClock } from './clock.js'
+export { type CountedNetwork, countedNetwork, type DatagramTraffic } from './counted.js'
 export {
   type AppearCause,
   createDiscoverer,
@@ -29,6 +30,7 @@ export {
   type DiscovererStats,
   type DiscovererTimings,
   type ServiceChange,
+  type ServiceHeard,
 } from './discoverer.js'
 export {
   absent,

@@ -189,6 +189,31 @@ describe('announced intervals and a full table', () => {
   })
 })
 
+describe('what the table knows of a service', () => {
+  it('tells when it was last heard and whether a probe reached it; counts probes made and failed', async () => {
+    let alive = true
+    const discoverer = await createDiscoverer({
+      network: network.host('10.0.0.1'),
+      probe: async () => alive,
+    })
+    network.inject(add('quiet', 4000, { interval: 1_000 }), '10.0.0.2')
+    expect(discoverer.heard('quiet')).toEqual({ lastHeard: 0, verified: false })
+    await vi.advanceTimersByTimeAsync(500)
+    network.inject(add('quiet', 4000, { interval: 1_000 }), '10.0.0.2')
+    expect(discoverer.heard('quiet')).toEqual({ lastHeard: 500, verified: false })
+    // Silent for long enough: probed, answered, verified.
+    await vi.advanceTimersByTimeAsync(5_000)
+    expect(discoverer.heard('quiet')?.verified).toBe(true)
+    expect(discoverer.stats.probes).toBeGreaterThanOrEqual(1)
+    expect(discoverer.stats.failedProbes).toBe(0)
+    alive = false
+    await vi.advanceTimersByTimeAsync(10_000)
+    expect(discoverer.heard('quiet')).toBeUndefined()
+    expect(discoverer.stats.failedProbes).toBe(1)
+    await discoverer.close()
+  })
+})
+
 describe('probes are capped', () => {
   it('keeps at most 32 probes in flight, 4 to one host, under 3,000 forged adds naming 40 victims', async () => {
     let inFlight = 0

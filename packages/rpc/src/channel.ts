@@ -7,6 +7,7 @@ import {
 } from '@autobus/protocol'
 import type { TSchema } from 'typebox'
 import { Compile } from 'typebox/compile'
+import type { FlowCounter } from './metrics.js'
 
 /** Why a channel closed. */
 export interface ChannelCloseInfo extends CloseInfo {
@@ -109,6 +110,9 @@ export class Channel<Send = unknown, Receive = unknown>
   #flushing = false
   #check: MessageCheck | undefined
 
+  /** @internal Counts this channel's messages (service side). */
+  meter: FlowCounter | undefined
+
   /** @internal */
   constructor(link: ChannelLink, id: number, name: string) {
     super()
@@ -180,6 +184,7 @@ export class Channel<Send = unknown, Receive = unknown>
   send(message: Send): void {
     if (this.#closeInfo)
       throw new ClosedError(`channel "${this.name}" is closed: ${this.#closeInfo.reason}`)
+    if (this.meter) this.meter.messagesOut++
     if (!this.#link.sendMessage(this.id, message === undefined ? null : message)) {
       throw new ClosedError(`channel "${this.name}" is closed: connection closed`)
     }
@@ -201,6 +206,7 @@ export class Channel<Send = unknown, Receive = unknown>
   /** @internal Delivers a message from the other end. */
   deliver(message: unknown): void {
     if (this.#closeInfo) return
+    if (this.meter) this.meter.messagesIn++
     // Behind earlier unread messages, or with no reader: keep it, in order.
     if (this.#unread.length > 0 || this.listenerCount('message') === 0) {
       if (this.#unread.length >= this.#maxUnread) {

@@ -76,12 +76,14 @@ export {
   type StreamName,
 } from './contract.js'
 export {
+  type ChannelStats,
   type EventStats,
   type FunctionStats,
   LATENCY_BUCKETS_MS,
   type LatencyStats,
   type ObjectStats,
   type ServiceStats,
+  type StreamStats,
   serviceStats,
 } from './metrics.js'
 export {

@@ -29,6 +29,11 @@ export interface LatencyStats {
 export interface FunctionStats {
   /** Calls that reached the handler. */
   calls: number
+  /**
+   * Calls refused before the handler ran, by wire code: `invalid_arguments`,
+   * `forbidden` (access rules), … Not counted in `calls`.
+   */
+  rejectedByCode: Record<string, number>
   /** Calls that ended in an error (thrown, rejected or a result that failed its schema). */
   errors: number
   /** Errors by wire code (`remote_error` for any error that is not an Autobus one). */
@@ -54,12 +59,48 @@ export interface ObjectStats {
   watchers: number
 }
 
+/** Figures of one channel (all the channels opened under one name). */
+export interface ChannelStats {
+  /** Channels opened by clients. */
+  opened: number
+  /** Channels open now. */
+  open: number
+  /** Messages received from clients. */
+  messagesIn: number
+  /** Messages the service sent. */
+  messagesOut: number
+}
+
+/** Figures of one byte stream (all the streams opened under one name). */
+export interface StreamStats {
+  /** Streams opened by clients. */
+  opened: number
+  /** Streams open now. */
+  open: number
+  /** Bytes received from clients. */
+  bytesIn: number
+  /** Bytes the service sent. */
+  bytesOut: number
+  /**
+   * Time the service's writes spent waiting, in milliseconds: for the
+   * client's window (credit) and for the connection to drain.
+   */
+  blockedMs: number
+}
+
 /** Every figure of one service, counted since it was created. */
 export interface ServiceStats {
   service: string
   functions: Record<string, FunctionStats>
   events: Record<string, EventStats>
   objects: Record<string, ObjectStats>
+  channels: Record<string, ChannelStats>
+  streams: Record<string, StreamStats>
+  /**
+   * Calls refused before any handler that name no function of the service
+   * (`unknown_name`), and other commands refused by the access rules, by wire code.
+   */
+  rejectedByCode: Record<string, number>
 }
 
 class Histogram {
@@ -98,11 +139,17 @@ class Histogram {
   }
 }
 
+const codeOf = (error: unknown) =>
+  error instanceof AutobusError ? error.code : ErrorCode.RemoteError
+const bump = (counts: Map<string, number>, key: string) =>
+  counts.set(key, (counts.get(key) ?? 0) + 1)
+
 /** The counters of one function. @internal */
 export class FunctionCounter {
   calls = 0
   errors = 0
   readonly errorsByCode = new Map<string, number>()
+  readonly rejectedByCode = new Map<string, number>()
   readonly latency = new Histogram()
 
   /** Counts one call that took `ms` and ended with `error` if it failed. */
@@ -111,8 +158,7 @@ export class FunctionCounter {
     this.latency.observe(ms)
     if (!failed) return
     this.errors++
-    const code = error instanceof AutobusError ? error.code : ErrorCode.RemoteError
-    this.errorsByCode.set(code, (this.errorsByCode.get(code) ?? 0) + 1)
+    bump(this.errorsByCode, codeOf(error))
   }
 
   snapshot(): FunctionStats {
@@ -120,6 +166,7 @@ export class FunctionCounter {
       calls: this.calls,
       errors: this.errors,
       errorsByCode: Object.fromEntries(this.errorsByCode),
+      rejectedByCode: Object.fromEntries(this.rejectedByCode),
       latency: this.latency.snapshot(),
     }
   }
@@ -154,6 +201,23 @@ export function measured<H extends (this: any, ...args: any[]) => unknown>(
   } as H
 }
 
+/** The counters of the channels (or streams) of one name. @internal */
+export class FlowCounter {
+  opened = 0
+  open = 0
+  messagesIn = 0
+  messagesOut = 0
+  bytesIn = 0
+  bytesOut = 0
+  blockedMs = 0
+}
+
+/** What a channel or stream needs to be counted: its close. @internal */
+interface Metered {
+  meter: FlowCounter | undefined
+  once(event: 'close', listener: () => void): unknown
+}
+
 /**
  * A service's counters, kept by the service itself so that they cost
  * nothing to look up on the hot path. @internal
@@ -162,6 +226,33 @@ export class ServiceMetrics {
   readonly functions = new Map<string, FunctionCounter>()
   readonly fires = new Map<string, { fires: number; deliveries: number }>()
   readonly changes = new Map<string, number>()
+  readonly channels = new Map<string, FlowCounter>()
+  readonly streams = new Map<string, FlowCounter>()
+  readonly rejectedByCode = new Map<string, number>()
+
+  /**
+   * Counts a command refused before its handler: against the function it
+   * names when there is one, else against the service.
+   */
+  rejected(functionName: string | undefined, error: unknown): void {
+    const counter = functionName === undefined ? undefined : this.functions.get(functionName)
+    bump(counter ? counter.rejectedByCode : this.rejectedByCode, codeOf(error))
+  }
+
+  /** Counts a channel or stream opened by a client until it closes. */
+  opened(kind: 'channel' | 'stream', name: string, flow: Metered): void {
+    const counters = kind === 'channel' ? this.channels : this.streams
+    let meter = counters.get(name)
+    if (!meter) {
+      meter = new FlowCounter()
+      counters.set(name, meter)
+    }
+    const counted = meter
+    counted.opened++
+    counted.open++
+    flow.meter = counted
+    flow.once('close', () => counted.open--)
+  }
 
   /** The counter of one function, made on first use. */
   function(name: string): FunctionCounter {
@@ -195,6 +286,8 @@ export interface MeasuredService {
   readonly functions: ReadonlyMap<string, unknown>
   readonly events: ReadonlyMap<string, { listeners: ReadonlySet<unknown> }>
   readonly objects: ReadonlyMap<string, { watchers: ReadonlySet<unknown> }>
+  readonly channels: ReadonlyMap<string, unknown>
+  readonly streams: ReadonlyMap<string, unknown>
 }
 
 /** A snapshot of a service's figures; every function, event and object is listed, counted or not. */
@@ -215,5 +308,34 @@ export function serviceStats(service: MeasuredService): ServiceStats {
   const objects: Record<string, ObjectStats> = {}
   for (const [name, entry] of service.objects)
     objects[name] = { changes: metrics.changes.get(name) ?? 0, watchers: entry.watchers.size }
-  return { service: service.id, functions, events, objects }
+  const channels: Record<string, ChannelStats> = {}
+  for (const name of service.channels.keys()) {
+    const meter = metrics.channels.get(name) ?? new FlowCounter()
+    channels[name] = {
+      opened: meter.opened,
+      open: meter.open,
+      messagesIn: meter.messagesIn,
+      messagesOut: meter.messagesOut,
+    }
+  }
+  const streams: Record<string, StreamStats> = {}
+  for (const name of service.streams.keys()) {
+    const meter = metrics.streams.get(name) ?? new FlowCounter()
+    streams[name] = {
+      opened: meter.opened,
+      open: meter.open,
+      bytesIn: meter.bytesIn,
+      bytesOut: meter.bytesOut,
+      blockedMs: meter.blockedMs,
+    }
+  }
+  return {
+    service: service.id,
+    functions,
+    events,
+    objects,
+    channels,
+    streams,
+    rejectedByCode: Object.fromEntries(metrics.rejectedByCode),
+  }
 }

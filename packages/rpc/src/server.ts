@@ -25,6 +25,7 @@ import {
   type MessageServer,
   type ServerCounters,
 } from '@autobus/transport'
+import type { Validator } from 'typebox/compile'
 import { type AccessControl, authorizeCommand } from './access.js'
 import { checkArgs, type Service, type Subscriber } from './service.js'
 import {
@@ -42,6 +43,8 @@ export { SUPPORTED_FEATURES }
 /** Where a server session finds services by id. @internal */
 export interface ServiceRegistry {
   get(id: string): Service | undefined
+  /** Counts a command or frame refused before reaching any service. */
+  rejected(code: string): void
 }
 
 /** Options for serving services. */
@@ -62,6 +65,28 @@ export interface ServeOptions extends SessionLimits {
   /** Heartbeat idle interval (default 5 s) and dead-peer timeout (default 15 s). */
   heartbeatInterval?: number
   heartbeatTimeout?: number
+}
+
+// The check a call passes on its way to the handler, without throwing: the
+// hot path stays as small as it was, and the error is made (and counted)
+// only for a call that fails it.
+function argsFit(validators: readonly Validator[] | undefined, args: unknown[]): boolean {
+  if (!validators) return true
+  if (args.length > validators.length) return false
+  for (let i = 0; i < validators.length; i++) if (!validators[i]!.Check(args[i])) return false
+  return true
+}
+
+/** Throws the error a call that failed {@link argsFit} is answered with, counting it. */
+function refuseCall(service: Service, name: string, args: unknown[]): never {
+  try {
+    const entry = service.lookup(service.functions, 'function', name)
+    checkArgs('function', name, entry.validators, args)
+  } catch (error) {
+    service.metrics.rejected(name, error)
+    throw error
+  }
+  throw new TypeError(`call of "${name}" refused for no reason`)
 }
 
 /** The service side of one client connection. */
@@ -128,14 +153,23 @@ class ServerSession extends Session implements Subscriber {
     if (message._command === 'ping') return {}
     if (!service) {
       if (message._command === 'changed' || message._command === 'fired') return {}
+      this.#registry.rejected(ErrorCode.NotBound)
       throw new NotBoundError(`"${message._command}" before "bind"`)
     }
     if (this.handleTraffic(message)) return undefined
-    if (this.#options.access) authorizeCommand(this.#options.access, context.peer, service, message)
+    if (this.#options.access) {
+      try {
+        authorizeCommand(this.#options.access, context.peer, service, message)
+      } catch (error) {
+        service.metrics.rejected(message._command === 'call' ? message.name : undefined, error)
+        throw error
+      }
+    }
     switch (message._command) {
       case 'call': {
-        const entry = service.lookup(service.functions, 'function', message.name)
-        checkArgs('function', message.name, entry.validators, message.args)
+        const entry = service.functions.get(message.name)
+        if (entry === undefined || !argsFit(entry.validators, message.args))
+          refuseCall(service, message.name, message.args)
         const validators = entry.validators
         let result: unknown
         try {
@@ -233,6 +267,7 @@ class ServerSession extends Session implements Subscriber {
     if (this.#service) throw new NotBoundError(`already bound to ${this.#service.id}`)
     const service = this.#registry.get(id)
     if (!service) {
+      this.#registry.rejected(ErrorCode.UnknownService)
       // The spec says the connection closes after the error response.
       setImmediate(() => this.connection.close('unknown service'))
       throw new UnknownServiceError(`no service "${id}" here`)
@@ -263,6 +298,7 @@ class ServerSession extends Session implements Subscriber {
     if (this.channels.has(id)) throw new RefusedError(`channel ${id} is already open`)
     const channel = this.addChannel(id, name)
     channel.setCheck(entry.check)
+    service.metrics.opened('channel', name, channel)
     try {
       await entry.onOpen(channel)
     } catch (error) {
@@ -281,6 +317,7 @@ class ServerSession extends Session implements Subscriber {
     if (this.streams.has(id)) throw new RefusedError(`stream ${id} is already open`)
     const receiveWindow = this.#options.streamWindow ?? Limits.streamWindow
     const stream = this.addStream(id, name, window, receiveWindow)
+    service.metrics.opened('stream', name, stream)
     try {
       await entry.onOpen(stream)
     } catch (error) {
@@ -291,6 +328,10 @@ class ServerSession extends Session implements Subscriber {
       )
     }
     return { window: receiveWindow }
+  }
+
+  protected override onInvalid(error: ProtocolError): void {
+    this.#registry.rejected(error.code)
   }
 
   protected cleanup(_info: CloseInfo): void {
@@ -313,6 +354,13 @@ export interface RpcServerStats extends SessionCounters, Omit<ServerCounters, 'o
   bytesOut: number
   /** Bytes sent and not yet taken by the peers now. */
   bytesQueued: number
+  /**
+   * Frames and commands refused before reaching a service, by wire code:
+   * unreadable frames (`invalid_message`, `too_deep`, …), commands before
+   * `bind` (`not_bound`), binds to no such service (`unknown_service`).
+   * Commands answered busy are counted in `busy`.
+   */
+  rejectedByCode: Record<string, number>
 }
 
 /**
@@ -334,6 +382,7 @@ export class RpcServer
     invalidChannelMessages: 0,
   }
   readonly #traffic = new TrafficCounter()
+  readonly #rejected = new Map<string, number>()
   #closing: Promise<CloseInfo> | undefined
   /** Resolves with the reason once the server has closed; never rejects. */
   readonly closed: Promise<CloseInfo>
@@ -375,7 +424,13 @@ export class RpcServer
         : {}),
       ...this.#counters,
       ...this.#traffic.totals(),
+      rejectedByCode: Object.fromEntries(this.#rejected),
     }
+  }
+
+  /** @internal */
+  rejected(code: string): void {
+    this.#rejected.set(code, (this.#rejected.get(code) ?? 0) + 1)
   }
 
   /** The services served, by id. */

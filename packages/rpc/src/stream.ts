@@ -1,5 +1,7 @@
+import { performance } from 'node:perf_hooks'
 import { Duplex } from 'node:stream'
 import { ClosedError, type CloseInfo, Limits } from '@autobus/protocol'
+import type { FlowCounter } from './metrics.js'
 
 /** What a byte stream needs from its connection. @internal */
 export interface StreamLink {
@@ -39,6 +41,9 @@ export class ByteStream extends Duplex {
   #receiveWindow: number
   #finished = false
   #remoteEnded = false
+
+  /** @internal Counts this stream's bytes and waits (service side). */
+  meter: FlowCounter | undefined
 
   /** @internal */
   constructor(
@@ -91,21 +96,29 @@ export class ByteStream extends Duplex {
 
   async #send(chunk: Buffer): Promise<void> {
     for (let offset = 0; offset < chunk.length; ) {
+      const waitFrom = this.#credit <= 0 && this.meter ? performance.now() : 0
       while (this.#credit <= 0) {
         if (this.#finished) throw new ClosedError(`stream "${this.name}" is closed`)
         await new Promise<void>((resolve) => {
           this.#creditWaiter = resolve
         })
       }
+      if (waitFrom) this.meter!.blockedMs += performance.now() - waitFrom
       if (this.#finished) throw new ClosedError(`stream "${this.name}" is closed`)
       const size = Math.min(MAX_PIECE, this.#credit, chunk.length - offset)
       const piece = chunk.subarray(offset, offset + size)
       offset += size
       this.#credit -= size
+      const meter = this.meter
+      if (meter) meter.bytesOut += size
       if (!this.#link.sendData(this.id, piece)) {
         throw new ClosedError(`stream "${this.name}" is closed: connection closed`)
       }
-      await this.#link.drained()
+      if (meter) {
+        const drainFrom = performance.now()
+        await this.#link.drained()
+        meter.blockedMs += performance.now() - drainFrom
+      } else await this.#link.drained()
     }
   }
 
@@ -148,6 +161,7 @@ export class ByteStream extends Duplex {
     if (this.#finished || this.destroyed) return true
     if (this.#unacked + bytes.length > this.#receiveWindow) return false
     this.#unacked += bytes.length
+    if (this.meter) this.meter.bytesIn += bytes.length
     // Acknowledge while the reader keeps up; otherwise _read will.
     if (this.push(bytes)) this.#ack()
     return true
