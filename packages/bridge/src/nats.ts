@@ -16,7 +16,11 @@ import {
  * other one.
  */
 export interface NatsBridgeOptions extends NatsLinkLimits {
-  /** Cluster members to connect to, `nats://HOST:PORT` (or `tls://`); the client fails over between them. */
+  /**
+   * Cluster members to connect to, `nats://HOST:PORT` (or `tls://`), tried
+   * in this order: the client fails over to the next (and to members the
+   * cluster tells it of) without losing its subscriptions.
+   */
   servers: readonly string[]
   /** First token of every subject (default `autobus`); bridges meet only on the same prefix. */
   prefix?: string
@@ -126,6 +130,8 @@ export class NatsMesh implements SegmentCarrier {
       reconnectTimeWait: 250,
       reconnectJitter: 100,
       waitOnFirstConnect: true,
+      // In the order given, so that a site lists its nearest member first.
+      noRandomize: true,
       // A server that goes silent without closing the socket is left
       // within a few seconds.
       pingInterval: 2_000,
