@@ -2,8 +2,8 @@ import { fileURLToPath } from 'node:url'
 import {
   canUseNamespaces,
   createRoutedLans,
-  hasNatsServer,
   type Host,
+  hasNatsServer,
   type LineProcess,
   startNatsCluster,
 } from '@autobus/testkit'

@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import {
   type Bus,
   type BusOptions,
@@ -6,7 +8,12 @@ import {
   type RemoteError,
   Type,
 } from '@autobus/bus'
-import { hasNatsServer, type NatsCluster, startNatsCluster } from '@autobus/testkit'
+import {
+  collectingLogger,
+  hasNatsServer,
+  type NatsCluster,
+  startNatsCluster,
+} from '@autobus/testkit'
 import { afterEach, describe, expect, it } from 'vitest'
 import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
 
@@ -156,5 +163,84 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
     await left.close()
     await twin.close()
     await gone
+  })
+
+  it('fails over to another cluster member: calls go on, nothing twice, the watch keeps its value', async () => {
+    const nats = await cluster({ count: 3 })
+    const a = await bus()
+    const b = await bus()
+    const log = collectingLogger()
+    const [n1, n2, n3] = nats.urls as [string, string, string]
+    bridge({ bus: a, nats: { servers: [n1, n2] }, logger: log.logger })
+    bridge({ bus: b, nats: { servers: [n3] } })
+    const service = calculator(a)
+    const seen: number[] = []
+    service.addFunction('seen', {}, (seq: number) => {
+      seen.push(seq)
+      return seq
+    })
+    a.publish(service)
+    const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    const connection = await b.connect(found)
+    const values: unknown[] = []
+    await connection.watch('total', (value) => values.push(value))
+    let seq = 0
+    let answered = 0
+    let longest = 0
+    let last = Date.now()
+    const calls = (async () => {
+      const deadline = Date.now() + 2_500
+      while (Date.now() < deadline) {
+        expect(await connection.call('seen', [seq++], { timeout: 3_000 })).toBe(seq - 1)
+        await connection.call('add', [1, 0])
+        answered++
+        longest = Math.max(longest, Date.now() - last)
+        last = Date.now()
+      }
+    })()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    nats.servers[0]!.process.kill('SIGKILL')
+    await calls
+    expect(log.lines.some((line) => line.includes('failing over'))).toBe(true)
+    expect(log.lines.some((line) => line.includes(`reconnected to ${n2.slice(7)}`))).toBe(true)
+    expect(longest).toBeLessThan(3_000)
+    expect(seen).toEqual([...Array(seq).keys()])
+    expect(values).not.toContain(null)
+    expect(values.at(-1)).toBe(answered)
+  })
+
+  it('mixes NATS and direct links: one link per pair, every service once, an event once', async () => {
+    const nats = await cluster({ count: 1 })
+    const [a, b, c] = [await bus(), await bus(), await bus()]
+    const path = join(tmpdir(), `autobus-nats-${process.pid}-${nextPort++}.sock`)
+    const servers = nats.urls
+    const left = bridge({ bus: a, listen: [`unix:${path}`], nats: { servers } })
+    const middle = bridge({ bus: b, connect: [`unix:${path}`], nats: { servers } })
+    const right = bridge({ bus: c, nats: { servers } })
+    await Promise.all([left.ready, middle.ready, right.ready])
+    await expect.poll(() => right.links().length).toBe(2)
+    await expect.poll(() => middle.links().length).toBe(2)
+    expect(new Set(middle.links().map((link) => link.peer))).toEqual(new Set([left.id, right.id]))
+    const service = calculator(a)
+    a.publish(service)
+    for (const far of [b, c]) await far.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    // Both far buses could hear of it by two ways; each has it once, one hop away.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const far of [b, c]) {
+      const found = far.services({ type: 'test.calc' })
+      expect(found).toHaveLength(1)
+      expect(found[0]!.info.hops).toBe(1)
+    }
+    const heard: unknown[][] = [[], []]
+    const connections = await Promise.all(
+      [b, c].map((far) => far.connect(far.services({ type: 'test.calc' })[0]!)),
+    )
+    await Promise.all(
+      connections.map((connection, i) => connection.listen('added', (sum) => heard[i]!.push(sum))),
+    )
+    expect(await connections[1]!.call('add', [2, 3])).toBe(5)
+    await expect.poll(() => heard).toEqual([[5], [5]])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(heard).toEqual([[5], [5]])
   })
 })
