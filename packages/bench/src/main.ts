@@ -17,6 +17,7 @@ import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
 import { hostileNesting } from './hostile.js'
 import { metricsOverhead } from './metrics.js'
+import { natsBridgeBench } from './nats-bridge.js'
 import type { System } from './payload.js'
 import { renderReport } from './report.js'
 import {
@@ -38,6 +39,11 @@ const program = new Command('bench')
   .option('--save <file>', 'also write every result and the summary to this JSON file')
   .option('--chart <file>', 'also draw the ratio chart (SVG) to this file')
   .option('--report <file>', 'also write the Markdown report (docs/benchmarks.md) to this file')
+  .option(
+    '--only <scenarios>',
+    'run only these scenarios, comma-separated: rpc, events, autobus, hostile, metrics, discovery, bridge, nats-bridge, security',
+    (value) => value.split(','),
+  )
   .parse()
 const options = program.opts<{
   json?: boolean
@@ -46,6 +52,7 @@ const options = program.opts<{
   save?: string
   chart?: string
   report?: string
+  only?: string[]
 }>()
 const smoke = options.smoke ?? false
 const rounds = smoke ? 1 : options.rounds
@@ -219,6 +226,11 @@ async function bridges() {
   emit({ name: 'bridge', system: 'autobus', ...(await bridgeBench({ smoke, rounds })) })
 }
 
+/** Bridges that meet over NATS (docs/bridges.md, "Over NATS"). */
+async function natsBridges() {
+  emit({ name: 'nats-bridge', system: 'autobus', ...(await natsBridgeBench({ smoke, rounds })) })
+}
+
 /** What always-on metrics cost pipelined calls. */
 async function metrics() {
   emit({
@@ -302,6 +314,7 @@ function summary() {
     hostile_flood_call_max_ms: rounded(pick('hostile.nesting', 'autobus', 'legit_call_max_ms')),
     bridge_hop_p50_added_us: pick('bridge', 'autobus', 'hop_p50_added_us') ?? null,
     bridge_pipelined_vs_direct: pick('bridge', 'autobus', 'pipelined_vs_direct') ?? null,
+    nats_hop_p50_added_us: pick('nats-bridge', 'autobus', 'nats_hop_p50_added_us') ?? null,
     seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
     seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,
     tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),
@@ -343,14 +356,18 @@ function table(summaryLine: ReturnType<typeof summary>) {
 }
 
 try {
-  await rpc()
-  await events()
-  await autobusOnly()
-  await hostile()
-  await metrics()
-  await discovery()
-  await bridges()
-  await security()
+  const scenarios: Array<[string, () => Promise<void>]> = [
+    ['rpc', rpc],
+    ['events', events],
+    ['autobus', autobusOnly],
+    ['hostile', hostile],
+    ['metrics', metrics],
+    ['discovery', discovery],
+    ['bridge', bridges],
+    ['nats-bridge', natsBridges],
+    ['security', security],
+  ]
+  for (const [name, run] of scenarios) if (!options.only || options.only.includes(name)) await run()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)
   else table(line)

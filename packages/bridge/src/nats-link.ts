@@ -23,6 +23,8 @@ export interface NatsLinkLimits {
   maxMessage?: number
   /** Time without an acknowledgement after which unacknowledged segments are sent again (default 1 s). */
   retransmitTimeout?: number
+  /** Longest wait for a segment going back to carry an acknowledgement before one is sent alone (default 20 ms). */
+  ackDelay?: number
 }
 
 /** A segment's header (docs/protocol.md §8.7). */
@@ -93,7 +95,11 @@ export class NatsLinkConnection
   #parts: Buffer[] = []
   #partBytes = 0
   #ackDue = false
-  #ackScheduled = false
+  #ackScheduled: false | 'soon' | 'later' = false
+  #ackTimer: NodeJS.Timeout | undefined
+  /** Bytes taken in since the last acknowledgement sent. */
+  #unackedIn = 0
+  readonly #ackDelay: number
   // Counters and heartbeat.
   #bytesSent = 0
   #bytesReceived = 0
@@ -112,6 +118,7 @@ export class NatsLinkConnection
     this.#maxQueued = limits.maxQueuedBytes ?? 8 * 1024 * 1024
     this.#maxMessage = limits.maxMessage ?? 16 * 1024 * 1024
     this.#rto = limits.retransmitTimeout ?? 1_000
+    this.#ackDelay = limits.ackDelay ?? 20
     this.closed = new Promise((resolve) => {
       this.#resolve = resolve
     })
@@ -224,6 +231,7 @@ export class NatsLinkConnection
     this.#info = error ? { reason, error } : { reason }
     clearInterval(this.#heartbeat)
     clearTimeout(this.#retransmitTimer)
+    clearTimeout(this.#ackTimer)
     this.#unacked.length = 0
     this.#waiting.length = 0
     this.#inFlight = 0
@@ -259,10 +267,11 @@ export class NatsLinkConnection
     if (header.seq !== this.#expected) {
       // A duplicate, or one after a gap (go back N): the acknowledgement
       // tells the other end where this end stands.
-      this.#scheduleAck()
+      this.#scheduleAck(true)
       return
     }
     this.#expected++
+    this.#unackedIn += body?.length ?? 0
     this.#scheduleAck()
     if (body && body.length > 0) {
       this.#bytesReceived += body.length
@@ -330,6 +339,7 @@ export class NatsLinkConnection
 
   #publish(segment: Unacked): void {
     this.#ackDue = false
+    this.#unackedIn = 0
     const header: SegmentHeader = { epoch: this.epoch, seq: segment.seq, ack: this.#expected - 1 }
     if (segment.more) header.more = true
     this.#carrier.publish(this.peer, header, segment.body)
@@ -359,17 +369,30 @@ export class NatsLinkConnection
     }, this.#rto)
   }
 
-  // One acknowledgement per turn of the event loop at most, and none if a
-  // segment sent in the meantime carried it.
-  #scheduleAck(): void {
+  // A segment sent back carries the acknowledgement; a pure one waits up
+  // to `ackDelay` for such a segment, unless a quarter of the window has
+  // arrived unacknowledged, or a duplicate or gap says the other end is
+  // sending again.
+  #scheduleAck(now = false): void {
     this.#ackDue = true
+    if (now || this.#unackedIn >= this.#window / 4) {
+      if (this.#ackScheduled === 'soon') return
+      clearTimeout(this.#ackTimer)
+      this.#ackScheduled = 'soon'
+      setImmediate(() => this.#sendAck())
+      return
+    }
     if (this.#ackScheduled) return
-    this.#ackScheduled = true
-    setImmediate(() => {
-      this.#ackScheduled = false
-      if (!this.#ackDue || this.#info) return
-      this.#ackDue = false
-      this.#carrier.publish(this.peer, { epoch: this.epoch, ack: this.#expected - 1 })
-    })
+    this.#ackScheduled = 'later'
+    this.#ackTimer = setTimeout(() => this.#sendAck(), this.#ackDelay)
+  }
+
+  #sendAck(): void {
+    this.#ackScheduled = false
+    clearTimeout(this.#ackTimer)
+    if (!this.#ackDue || this.#info) return
+    this.#ackDue = false
+    this.#unackedIn = 0
+    this.#carrier.publish(this.peer, { epoch: this.epoch, ack: this.#expected - 1 })
   }
 }
