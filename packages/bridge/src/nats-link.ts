@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import {
   type CloseInfo,
   ErrorCode,
+  type NatsSegmentHeader,
   PeerTimeoutError,
   ProtocolError,
   SlowConsumerError,
@@ -27,14 +28,8 @@ export interface NatsLinkLimits {
   ackDelay?: number
 }
 
-/** A segment's header (docs/protocol.md §8.7). */
-export interface SegmentHeader {
-  epoch: string
-  seq?: number
-  ack: number
-  more?: boolean
-  reset?: string
-}
+/** A segment's header (docs/protocol.md §8.7.3). */
+export type SegmentHeader = NatsSegmentHeader
 
 /** What a link needs from the NATS connection it rides on. */
 export interface SegmentCarrier {

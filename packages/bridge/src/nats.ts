@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import { BRIDGE_LINK_VERSION, type Logger } from '@autobus/protocol'
+import {
+  BRIDGE_LINK_VERSION,
+  decodeNatsPresence,
+  decodeNatsSegment,
+  type Logger,
+  ProtocolError,
+} from '@autobus/protocol'
 import type { MessageConnection } from '@autobus/transport'
 import type { NatsConnection, ConnectionOptions as NatsConnectionOptions, Subscription } from 'nats'
 import {
@@ -222,18 +228,12 @@ export class NatsMesh implements SegmentCarrier {
   }
 
   #presence(data: Uint8Array): void {
-    let id: unknown
-    let version: unknown
-    try {
-      ;({ id, version } = JSON.parse(Buffer.from(data).toString()))
-    } catch {
+    const presence = decodeNatsPresence(data)
+    if (presence instanceof ProtocolError) {
       this.invalid++
       return
     }
-    if (typeof id !== 'string' || !ID.test(id) || typeof version !== 'number') {
-      this.invalid++
-      return
-    }
+    const { id, version } = presence
     if (id === this.#host.id || version !== BRIDGE_LINK_VERSION) return
     const known = this.#peers.has(id)
     const peer = this.#peer(id)
@@ -274,14 +274,12 @@ export class NatsMesh implements SegmentCarrier {
 
   #received(subject: string, data: Uint8Array): void {
     const from = subject.slice(subject.lastIndexOf('.') + 1)
-    const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
-    const newline = bytes.indexOf(0x0a)
-    const header = parseHeader(newline === -1 ? bytes : bytes.subarray(0, newline))
-    if (!header || !ID.test(from) || from === this.#host.id) {
+    const segment = decodeNatsSegment(data)
+    if (segment instanceof ProtocolError || !ID.test(from) || from === this.#host.id) {
       this.invalid++
       return
     }
-    const body = newline === -1 ? undefined : bytes.subarray(newline + 1)
+    const { header, body } = segment
     const peer = this.#peer(from)
     if (peer.link?.epoch === header.epoch) {
       peer.link.segment(header, body)
@@ -340,22 +338,4 @@ export class NatsMesh implements SegmentCarrier {
       await nc.close()
     }
   }
-}
-
-/** Reads a segment header (§8.7); undefined if it is not one. */
-function parseHeader(bytes: Buffer): SegmentHeader | undefined {
-  let value: unknown
-  try {
-    value = JSON.parse(bytes.toString())
-  } catch {
-    return undefined
-  }
-  if (typeof value !== 'object' || value === null) return undefined
-  const { epoch, seq, ack, more, reset } = value as Record<string, unknown>
-  if (typeof epoch !== 'string' || epoch.length === 0 || epoch.length > 64) return undefined
-  if (!Number.isSafeInteger(ack) || (ack as number) < 0) return undefined
-  if (seq !== undefined && (!Number.isSafeInteger(seq) || (seq as number) < 1)) return undefined
-  if (more !== undefined && typeof more !== 'boolean') return undefined
-  if (reset !== undefined && typeof reset !== 'string') return undefined
-  return value as SegmentHeader
 }
