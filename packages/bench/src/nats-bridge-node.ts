@@ -37,6 +37,16 @@ if (role === 'home') {
 const bridge = createBridge({ bus, ...options })
 await bridge.ready
 process.stdout.write(`${JSON.stringify({ port: bus.port, service: service?.id, id: bridge.id })}\n`)
+if (process.env.AUTOBUS_BENCH_DEBUG) {
+  bridge.on('link', (change) => {
+    if (!change.up) process.stderr.write(`${port}: link down ${change.reason}\n`)
+  })
+  setInterval(() => {
+    process.stderr.write(
+      `${port}: ${bus.services({ bridged: true }).length} bridged, links ${bridge.links().length}, routes ${bridge.routes().length}\n`,
+    )
+  }, 2_000).unref()
+}
 if (expect !== undefined) {
   const settled = () => bus.services({ bridged: true }).length >= expect
   await new Promise<void>((resolve) => {

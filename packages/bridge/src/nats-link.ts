@@ -84,6 +84,7 @@ export class NatsLinkConnection
   readonly #waiting: Array<{ more: boolean; body: Buffer }> = []
   #waitingBytes = 0
   #retransmitTimer: NodeJS.Timeout | undefined
+  #backoff = 1
   #wasBehind = false
   // Receiving.
   #expected = 1
@@ -196,10 +197,15 @@ export class NatsLinkConnection
       () => {
         const now = Date.now()
         if (now - this.#lastHeard >= timeout) {
-          this.close(
-            'heartbeat timeout',
-            new PeerTimeoutError(`nothing heard from bridge ${this.peer} in ${timeout} ms`),
-          )
+          // After a stall of this process, what the peer sent meanwhile may
+          // still wait to be read: it is read before the link is judged.
+          setImmediate(() => {
+            if (Date.now() - this.#lastHeard >= timeout)
+              this.close(
+                'heartbeat timeout',
+                new PeerTimeoutError(`nothing heard from bridge ${this.peer} in ${timeout} ms`),
+              )
+          })
         } else if (now - this.#lastHeard >= interval && now - this.#lastPing >= interval) {
           this.#lastPing = now
           options.ping()
@@ -246,7 +252,7 @@ export class NatsLinkConnection
     if (this.#info || this.#unacked.length === 0) return
     for (const segment of this.#unacked) this.#publish(segment)
     this.retransmitted += this.#unacked.length
-    this.#armRetransmit()
+    this.#armRetransmit(true)
   }
 
   /** @internal One segment from the other bridge, with this link's epoch. */
@@ -354,14 +360,19 @@ export class NatsLinkConnection
     }
   }
 
-  #armRetransmit(): void {
+  // Each time in a row that the timer fires without an acknowledgement it
+  // waits twice as long (up to 16 times), so that a peer that is only busy
+  // is not buried in copies; a reconnect or the peer's presence sends again
+  // at once whatever the timer says.
+  #armRetransmit(again = false): void {
     clearTimeout(this.#retransmitTimer)
     this.#retransmitTimer = undefined
+    this.#backoff = again ? Math.min(this.#backoff * 2, 16) : 1
     if (this.#unacked.length === 0 || this.#info) return
     this.#retransmitTimer = setTimeout(() => {
       this.#retransmitTimer = undefined
       this.retransmit()
-    }, this.#rto)
+    }, this.#rto * this.#backoff)
   }
 
   // A segment sent back carries the acknowledgement; a pure one waits up
