@@ -15,6 +15,20 @@ const mark = (value: unknown, target: number, lowerIsBetter = false) => {
 const EVENTS_COST =
   "Both servers encode each event once and write the events of a turn together. Per event the subscriber checks the frame's depth, parses it, checks it against its schema and hands it to the listener, where the raw client only parses: fed the same 159-byte frames in 64 KiB chunks in one process, that is about 2.3–2.8 µs of CPU per event against 2.1 µs for the raw client's parse (JSON.parse is about 70 % of it: the frame carries `_type`, `_command` and `name` where the raw line has one `event` key). That difference alone does not explain a floor more than twice as fast on a quiet machine: the rest is on the firing side (each firing's arguments checked against the event's schema, metrics, a queue per listener) and in how the publisher paces itself against backpressure, and it is not yet closed. On a busy machine the ratio moves widely (0.27×–1.04× in four back-to-back pairs of one build)."
 
+/** The section on bridges that meet over NATS (docs/bridges.md, "Over NATS"). */
+function NATS_SECTION(r: Record<string, unknown>): string {
+  return `## Bridges over NATS (one local nats-server)
+
+| what | result |
+| --- | --- |
+| call p50 through a pair of bridges linked directly / over NATS | ${fixed(r.direct_bridge_p50_us)} µs / ${fixed(r.nats_bridge_p50_us)} µs |
+| added by NATS (\`nats_hop_p50_added_us\`) | ${fixed(r.nats_hop_p50_added_us)} µs |
+| 64 calls in flight, directly linked / over NATS | ${fixed(r.direct_bridge_pipelined_calls_per_s)} / ${fixed(r.nats_bridge_pipelined_calls_per_s)} calls/s (${fixed(r.nats_pipelined_vs_direct_bridge, 3)}×) |
+| ${fixed(r.sites)} sites of ${fixed(r.services_per_site)} services: a new site sees all | ${fixed(r.new_site_all_visible_ms)} ms |
+| heap of the new site per bridged service (its bridge, the stand-in, the session to it) | ${fixed(Number(r.nats_bytes_per_bridged_service) / 1024, 1)} KiB |
+`
+}
+
 /** docs/benchmarks.md from one run's results. */
 export function renderReport(
   results: Result[],
@@ -49,6 +63,7 @@ export function renderReport(
   const discovered = find('memory.discovered_services', 'autobus') ?? {}
   const d = (find('discovery', 'autobus') ?? {}) as Record<string, unknown>
   const hostile = find('hostile.nesting', 'autobus') ?? {}
+  const overNats = find('nats-bridge', 'autobus') ?? {}
   const under = (value: unknown, bound: number) =>
     typeof value === 'number' ? (value < bound ? '✅' : '❌') : ''
   const atMost = (value: unknown, bound: number) =>
@@ -173,6 +188,7 @@ The multi-host behaviour (three network namespaces on a bridge) is checked by
 the test suite (\`packages/cli/test/netns.integration.test.ts\`) rather than
 timed here.
 
+${NATS_SECTION(overNats)}
 ## What made the difference
 
 - **Write at once, join the rest.** The first frame of a turn of the event
