@@ -85,6 +85,8 @@ export class NatsLinkConnection
   #waitingBytes = 0
   #retransmitTimer: NodeJS.Timeout | undefined
   #backoff = 1
+  /** When the oldest unacknowledged segment was sent or the last acknowledgement came. */
+  #progress = Date.now()
   #wasBehind = false
   // Receiving.
   #expected = 1
@@ -247,9 +249,14 @@ export class NatsLinkConnection
     await this.close()
   }
 
-  /** @internal Sends every unacknowledged segment again (after a NATS reconnect, or when the other end is heard from again). */
-  retransmit(): void {
+  /**
+   * @internal Sends every unacknowledged segment again: after a NATS
+   * reconnect, or when the other end announces itself while nothing has
+   * been acknowledged for `stalledFor` ms.
+   */
+  retransmit(stalledFor = 0): void {
     if (this.#info || this.#unacked.length === 0) return
+    if (Date.now() - this.#progress < stalledFor) return
     for (const segment of this.#unacked) this.#publish(segment)
     this.retransmitted += this.#unacked.length
     this.#armRetransmit(true)
@@ -328,6 +335,7 @@ export class NatsLinkConnection
     while (this.#waiting.length > 0 && this.#inFlight < this.#window) {
       const next = this.#waiting.shift()!
       this.#waitingBytes -= next.body.length
+      if (this.#unacked.length === 0) this.#progress = Date.now()
       const segment: Unacked = { seq: this.#nextSeq++, more: next.more, body: next.body }
       this.#unacked.push(segment)
       this.#inFlight += segment.body.length
@@ -349,6 +357,7 @@ export class NatsLinkConnection
   #acknowledged(ack: number): void {
     if (ack <= this.#acked || ack >= this.#nextSeq) return
     this.#acked = ack
+    this.#progress = Date.now()
     while (this.#unacked.length > 0 && this.#unacked[0]!.seq <= ack) {
       this.#inFlight -= this.#unacked.shift()!.body.length
     }

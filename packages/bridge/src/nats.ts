@@ -74,6 +74,8 @@ interface PeerState {
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/
 const PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/
+/** Time without acknowledgement after which a peer's presence makes a link send again. */
+const STALLED = 250
 /** Room for a segment's header line under the server's `max_payload`. */
 const HEADER_ROOM = 256
 
@@ -238,8 +240,9 @@ export class NatsMesh implements SegmentCarrier {
     const known = this.#peers.has(id)
     const peer = this.#peer(id)
     if (peer.link) {
-      // It may have just come back from a failover: what it missed goes again.
-      peer.link.retransmit()
+      // It may have just come back from a failover: what it missed goes
+      // again, unless acknowledgements are still coming.
+      peer.link.retransmit(STALLED)
       return
     }
     // The bridge with the lower id starts the link; the other one makes
