@@ -39,7 +39,9 @@ async function until(process: LineProcess, match: (line: any) => boolean): Promi
 describe.runIf(canUseNamespaces && hasNatsServer)(
   'bridges over a NATS cluster across LANs (network namespaces; needs root and nats-server)',
   () => {
-    it('crosses within 1 s, withdraws a killed bridge within 5 s, survives a NATS server killed under it', async () => {
+    it('crosses within 1 s, withdraws a killed bridge within 5 s, survives a NATS server killed under it', {
+      timeout: 90_000,
+    }, async () => {
       await using routed = createRoutedLans([1, 1, 3])
       const [[a], [b], members] = routed.lans as [[Host], [Host], Host[]]
       await using nats = await startNatsCluster({ hosts: members })

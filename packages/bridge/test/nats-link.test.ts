@@ -103,7 +103,9 @@ describe('a link over NATS', () => {
   it('carries an attachment cut in segments, whole', async () => {
     const link = pair({ segmentSize: 100 })
     const got = new Promise<Buffer>((resolve) =>
-      link.b.on('message', (message) => resolve((message as unknown as { _attachment: Buffer })._attachment)),
+      link.b.on('message', (message) =>
+        resolve((message as unknown as { _attachment: Buffer })._attachment),
+      ),
     )
     const bytes = Buffer.alloc(1_000, 9)
     link.a.sendWithAttachment({ _type: 3, _command: 'fired', name: 'f', args: [1] }, bytes)
