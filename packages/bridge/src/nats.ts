@@ -30,8 +30,9 @@ export interface NatsBridgeOptions extends NatsLinkLimits {
   servers: readonly string[]
   /** First token of every subject (default `autobus`); bridges meet only on the same prefix. */
   prefix?: string
-  /** User name and password. */
+  /** User name, with `pass`. */
   user?: string
+  /** Password of `user`. */
   pass?: string
   /** Authentication token. */
   token?: string

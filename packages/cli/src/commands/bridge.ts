@@ -54,6 +54,14 @@ const subjectPrefix = (value: string) => {
   return value
 }
 
+function readSecret(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim()
+  } catch (error) {
+    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`)
+  }
+}
+
 /** The NATS options of a bridge from the command's; secrets come from files or the environment. */
 function natsOptions(options: BridgeCommandOptions): NatsBridgeOptions | undefined {
   if (options.nats.length === 0) return undefined
@@ -72,7 +80,7 @@ function natsOptions(options: BridgeCommandOptions): NatsBridgeOptions | undefin
       ? { user: options.natsUser, pass: options.natsPassword ?? '' }
       : {}),
     ...(options.natsToken !== undefined ? { token: options.natsToken } : {}),
-    ...(options.natsNkey ? { nkeySeed: readFileSync(options.natsNkey, 'utf8').trim() } : {}),
+    ...(options.natsNkey ? { nkeySeed: readSecret(options.natsNkey) } : {}),
     ...(options.natsCreds ? { credsFile: options.natsCreds } : {}),
     ...(tls ? { tls } : {}),
   }
