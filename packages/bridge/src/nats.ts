@@ -103,6 +103,8 @@ export class NatsMesh implements SegmentCarrier {
   #subscriptions: Subscription[] = []
   #announcer: NodeJS.Timeout | undefined
   #connected: Promise<void> = Promise.resolve()
+  #retry: NodeJS.Timeout | undefined
+  #wake: (() => void) | undefined
   #closed = false
   segmentSize = 1024 * 1024 - HEADER_ROOM
   /** Segments that could not be read (bad subject or header), counted. */
@@ -138,7 +140,9 @@ export class NatsMesh implements SegmentCarrier {
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       reconnectJitter: 100,
-      waitOnFirstConnect: true,
+      // Until the first connection this bridge retries itself, so that
+      // closing it is never held up by servers that do not answer.
+      timeout: 5_000,
       // In the order given, so that a site lists its nearest member first.
       noRandomize: true,
       // A server that goes silent without closing the socket is left
@@ -152,15 +156,32 @@ export class NatsMesh implements SegmentCarrier {
       ...(authenticators.length > 0 ? { authenticator: authenticators } : {}),
       ...(o.tls ? { tls: o.tls } : {}),
     }
-    this.#connected = nats.connect(options).then(
-      (nc) => this.#joined(nc),
-      (error: Error) => {
-        this.#host.logger?.error(`autobus:bridge cannot use NATS: ${error.message}`)
-      },
-    )
+    this.#connected = this.#connect(() => nats.connect(options))
   }
 
-  /** Resolves once connected to a NATS server the first time (or given up). */
+  async #connect(connect: () => Promise<NatsConnection>): Promise<void> {
+    for (let attempt = 0; !this.#closed; attempt++) {
+      try {
+        await this.#joined(await connect())
+        return
+      } catch (error) {
+        if (attempt === 0)
+          this.#host.logger?.warn(
+            `autobus:bridge no NATS server yet (${(error as Error).message}); retrying`,
+          )
+      }
+      const ceiling = Math.min(
+        this.#host.retryMax,
+        this.#host.retryInitial * 2 ** Math.min(attempt, 30),
+      )
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve
+        this.#retry = setTimeout(resolve, ceiling * (0.5 + Math.random() / 2))
+      })
+    }
+  }
+
+  /** Resolves once connected to a NATS server the first time (or closed before). */
   get connected(): Promise<void> {
     return this.#connected
   }
@@ -187,6 +208,7 @@ export class NatsMesh implements SegmentCarrier {
     )
     // The subscriptions are in place before anyone is told to use them.
     await nc.flush().catch(() => {})
+    if (this.#closed) return
     this.#announce()
     this.#announcer = setInterval(() => this.#announce(), this.#options.announceInterval ?? 1_000)
   }
@@ -330,7 +352,8 @@ export class NatsMesh implements SegmentCarrier {
     if (this.#closed) return
     this.#closed = true
     clearInterval(this.#announcer)
-    await this.#connected
+    clearTimeout(this.#retry)
+    this.#wake?.()
     for (const peer of this.#peers.values()) await peer.link?.close(reason)
     const nc = this.#nc
     if (nc && !nc.isClosed()) {

@@ -243,4 +243,26 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
     await new Promise((resolve) => setTimeout(resolve, 200))
     expect(heard).toEqual([[5], [5]])
   })
+
+  it('waits for a NATS server that does not answer yet, and closes at once meanwhile', async () => {
+    const a = await bus()
+    const lonely = createBridge({ bus: a, nats: { servers: ['nats://127.0.0.1:1'] } })
+    await lonely.ready
+    const started = Date.now()
+    await lonely.close()
+    expect(Date.now() - started).toBeLessThan(1_000)
+    expect(lonely.links()).toEqual([])
+  })
+
+  it('links once the NATS server comes up after the bridges', async () => {
+    const port = 20_000 + ((process.pid * 17) % 12_000) + 500
+    const servers = [`nats://127.0.0.1:${port}`]
+    const [a, b] = [await bus(), await bus()]
+    const left = bridge({ bus: a, nats: { servers } })
+    const right = bridge({ bus: b, nats: { servers } })
+    await Promise.all([left.ready, right.ready])
+    const up = nextChange(right, true)
+    await cluster({ count: 1, port })
+    expect((await up).peer).toBe(left.id)
+  })
 })
