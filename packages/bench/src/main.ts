@@ -17,6 +17,7 @@ import { discoveredMemory, discoveryBench } from './discovery.js'
 import { median, type Server, startNats, startServer } from './harness.js'
 import { hostileNesting } from './hostile.js'
 import { metricsOverhead } from './metrics.js'
+import { natsBridgeBench } from './nats-bridge.js'
 import type { System } from './payload.js'
 import { renderReport } from './report.js'
 import {
@@ -40,8 +41,8 @@ const program = new Command('bench')
   .option('--report <file>', 'also write the Markdown report (docs/benchmarks.md) to this file')
   .option(
     '--only <scenarios>',
-    'run only these scenarios, comma-separated: rpc, events, autobus, hostile, metrics, discovery, bridges, security',
-    (v) => v.split(','),
+    'run only these scenarios, comma-separated: rpc, events, autobus, hostile, metrics, discovery, bridge, nats-bridge, security',
+    (value) => value.split(','),
   )
   .parse()
 const options = program.opts<{
@@ -225,6 +226,11 @@ async function bridges() {
   emit({ name: 'bridge', system: 'autobus', ...(await bridgeBench({ smoke, rounds })) })
 }
 
+/** Bridges that meet over NATS (docs/bridges.md, "Over NATS"). */
+async function natsBridges() {
+  emit({ name: 'nats-bridge', system: 'autobus', ...(await natsBridgeBench({ smoke, rounds })) })
+}
+
 /** What always-on metrics cost pipelined calls. */
 async function metrics() {
   emit({
@@ -311,6 +317,7 @@ function summary() {
     bridge_floor_hop_p50_added_us: pick('bridge', 'autobus', 'floor_hop_p50_added_us') ?? null,
     bridge_floor_pipelined_vs_direct:
       pick('bridge', 'autobus', 'floor_pipelined_vs_direct') ?? null,
+    nats_hop_p50_added_us: pick('nats-bridge', 'autobus', 'nats_hop_p50_added_us') ?? null,
     seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
     seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,
     tls_setup_p50_ms: rounded(pick('security', 'autobus', 'tls_setup_p50_ms')),
@@ -352,17 +359,18 @@ function table(summaryLine: ReturnType<typeof summary>) {
   process.stdout.write(`${ratios.toString()}\n`)
 }
 
-const scenarios: Array<[string, () => Promise<void>]> = [
-  ['rpc', rpc],
-  ['events', events],
-  ['autobus', autobusOnly],
-  ['hostile', hostile],
-  ['metrics', metrics],
-  ['discovery', discovery],
-  ['bridges', bridges],
-  ['security', security],
-]
 try {
+  const scenarios: Array<[string, () => Promise<void>]> = [
+    ['rpc', rpc],
+    ['events', events],
+    ['autobus', autobusOnly],
+    ['hostile', hostile],
+    ['metrics', metrics],
+    ['discovery', discovery],
+    ['bridge', bridges],
+    ['nats-bridge', natsBridges],
+    ['security', security],
+  ]
   for (const [name, run] of scenarios) if (!options.only || options.only.includes(name)) await run()
   const line = summary()
   if (options.json) process.stdout.write(`${JSON.stringify(line)}\n`)

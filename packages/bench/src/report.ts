@@ -15,6 +15,20 @@ const mark = (value: unknown, target: number, lowerIsBetter = false) => {
 const EVENTS_COST =
   "Both servers encode each event once and write the events of a turn together; the service checks a firing's arguments once, whatever the number of listeners. Profiled (`node --cpu-prof`, and each process's CPU time over 50,000 events), the firing side is not where the gap is: the service spends 1.4–2.4 µs of CPU per event, the raw server 2.2–3.6 µs. The subscriber is: parsing the envelope of an event (`_type`, `_command`, `name`: keys every kind of message shares) cost it about as much again as the raw client's whole parse of `{\"event\", \"args\"}`. An event in the services' own encoding is now decoded by parsing only its arguments (any other frame takes the full parse, with the same result), and a client hands an event to its listeners without making a handler context for it: in back-to-back runs of one build with and without that change, the subscriber's CPU per event went from 3.3–4.6 µs (1.5–1.9× the raw client's) to 2.4–4.1 µs (1.1–1.5×). On the shared 2-core machine (load average 8–38 from other work) the rate ratio of a run moves widely: 0.49–1.32× over twelve back-to-back 3-round runs of the two builds, with each process getting well under a core."
 
+/** The section on bridges that meet over NATS (docs/bridges.md, "Over NATS"). */
+function NATS_SECTION(r: Record<string, unknown>): string {
+  return `## Bridges over NATS (one local nats-server)
+
+| what | result |
+| --- | --- |
+| call p50 through a pair of bridges linked directly / over NATS | ${fixed(r.direct_bridge_p50_us)} µs / ${fixed(r.nats_bridge_p50_us)} µs |
+| added by NATS (\`nats_hop_p50_added_us\`) | ${fixed(r.nats_hop_p50_added_us)} µs |
+| 64 calls in flight, directly linked / over NATS | ${fixed(r.direct_bridge_pipelined_calls_per_s)} / ${fixed(r.nats_bridge_pipelined_calls_per_s)} calls/s (${fixed(r.nats_pipelined_vs_direct_bridge, 3)}×) |
+| ${fixed(r.sites)} sites of ${fixed(r.services_per_site)} services: a new site sees all | ${fixed(r.new_site_all_visible_ms)} ms |
+| heap of the new site per bridged service (its bridge, the stand-in, the session to it) | ${fixed(Number(r.nats_bytes_per_bridged_service) / 1024, 1)} KiB |
+`
+}
+
 /** docs/benchmarks.md from one run's results. */
 export function renderReport(
   results: Result[],
@@ -49,6 +63,7 @@ export function renderReport(
   const discovered = find('memory.discovered_services', 'autobus') ?? {}
   const d = (find('discovery', 'autobus') ?? {}) as Record<string, unknown>
   const hostile = find('hostile.nesting', 'autobus') ?? {}
+  const overNats = find('nats-bridge', 'autobus') ?? {}
   const under = (value: unknown, bound: number) =>
     typeof value === 'number' ? (value < bound ? '✅' : '❌') : ''
   const atMost = (value: unknown, bound: number) =>
@@ -173,6 +188,7 @@ The multi-host behaviour (three network namespaces on a bridge) is checked by
 the test suite (\`packages/cli/test/netns.integration.test.ts\`) rather than
 timed here.
 
+${NATS_SECTION(overNats)}
 ## What made the difference
 
 - **Write at once, join the rest.** The first frame of a turn of the event

@@ -35,6 +35,7 @@ import {
   readCircuitFrame,
   TurnWriter,
 } from './link.js'
+import type { NatsBridgeOptions, NatsMesh } from './nats.js'
 import { createStandIn, type StandIn } from './stand-in.js'
 
 /** Info keys a bridge adds to every stand-in (and reads from others'). */
@@ -78,6 +79,12 @@ export interface BridgeOptions extends LinkTimings {
   socket?: SocketOptions
   /** Where links going up and down and refused routes are reported. */
   logger?: Logger
+  /**
+   * A NATS cluster to meet other bridges on: every bridge on the same
+   * cluster and subject prefix links to every other (docs/bridges.md, "Over
+   * NATS"). The NATS client is loaded only when this is given.
+   */
+  nats?: NatsBridgeOptions
 }
 
 /** A link going up or down. */
@@ -225,6 +232,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
   readonly #queued = new Map<Link, BridgeRoutes>()
   #flushing = false
   #marker: Publication | undefined
+  #nats: NatsMesh | undefined
   #closing: Promise<CloseInfo> | undefined
   #resolveClosed!: (info: CloseInfo) => void
   readonly #unwatch: Array<() => void> = []
@@ -298,6 +306,21 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     for (const given of this.#options.connect ?? []) {
       const address = typeof given === 'string' ? parseLinkAddress(given) : given
       void this.#connectLoop(address)
+    }
+    if (this.#options.nats) {
+      const { NatsMesh } = await import('./nats.js')
+      this.#nats = new NatsMesh(this.#options.nats, {
+        id: this.id,
+        adopt: (connection, initiator, address) => {
+          if (this.#closing) return void connection.close('bridge closing')
+          const link = this.#adopt(connection, initiator, address)
+          link.start(this.#hello(), this.#options).catch(() => {})
+        },
+        retryInitial: this.#options.retryInitial ?? 100,
+        retryMax: this.#options.retryMax ?? 5_000,
+        logger: this.#log,
+      })
+      await this.#nats.start()
     }
   }
 
@@ -790,6 +813,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         [...this.#slots].map(([service, slot]) => this.#stopSlot(service, slot, reason)),
       )
       await Promise.all([...this.#open].map((link) => link.close(reason)))
+      await this.#nats?.close(reason)
       await this.#marker?.unpublish()
       const info = { reason }
       this.#resolveClosed(info)

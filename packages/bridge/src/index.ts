@@ -30,3 +30,5 @@ export {
   type LinkState,
 } from './bridge.js'
 export type { LinkCounters, LinkTimings } from './link.js'
+export type { NatsBridgeOptions } from './nats.js'
+export type { NatsLinkLimits } from './nats-link.js'

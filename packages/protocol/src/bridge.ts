@@ -97,3 +97,74 @@ export function decodeBridgeMessage(message: {
     )
   return { name, args } as BridgeLinkMessage
 }
+
+// --- Links over NATS (§8.7) -------------------------------------------------
+
+const NatsBridgeId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })
+
+/** A bridge's presence, published on `PREFIX.bridges` (§8.7.2). */
+export const NatsPresence = Type.Object({
+  id: NatsBridgeId,
+  version: Type.Integer({ minimum: 1 }),
+})
+export type NatsPresence = Static<typeof NatsPresence>
+
+/**
+ * The header line of a segment, published on `PREFIX.link.TO.FROM`
+ * (§8.7.3): the link's epoch, the segment's number (absent on a pure
+ * acknowledgement or a reset), the highest number taken in order from the
+ * other end, whether the link message goes on in the next segment, and
+ * why the link is closing (a reset).
+ */
+export const NatsSegmentHeader = Type.Object({
+  epoch: Type.String({ minLength: 1, maxLength: 64 }),
+  seq: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  ack: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  more: Type.Optional(Type.Boolean()),
+  reset: Type.Optional(Reason),
+})
+export type NatsSegmentHeader = Static<typeof NatsSegmentHeader>
+
+const presenceValidator = Compile(NatsPresence)
+const segmentValidator = Compile(NatsSegmentHeader)
+
+function parseJson(bytes: Uint8Array): unknown {
+  try {
+    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString())
+  } catch {
+    return undefined
+  }
+}
+
+/** Reads a presence payload (§8.7.2); a `ProtocolError` if it is not one. Never throws. */
+export function decodeNatsPresence(payload: Uint8Array): NatsPresence | ProtocolError {
+  const value = parseJson(payload)
+  if (!presenceValidator.Check(value))
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      `presence: ${value === undefined ? 'not JSON' : describeErrors(presenceValidator.Errors(value))}`,
+    )
+  return value
+}
+
+/**
+ * Reads a segment payload (§8.7.3): the header line, and the bytes after
+ * its newline (the body) if there is one. A `ProtocolError` if the header
+ * is not one, or if a body comes without `seq`. Never throws.
+ */
+export function decodeNatsSegment(
+  payload: Uint8Array,
+): { header: NatsSegmentHeader; body?: Buffer } | ProtocolError {
+  const bytes = Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+  const newline = bytes.indexOf(0x0a)
+  const value = parseJson(newline === -1 ? bytes : bytes.subarray(0, newline))
+  if (!segmentValidator.Check(value))
+    return new ProtocolError(
+      ErrorCode.InvalidMessage,
+      `segment: ${value === undefined ? 'not JSON' : describeErrors(segmentValidator.Errors(value))}`,
+    )
+  if (newline === -1) return { header: value }
+  if (value.seq === undefined)
+    return new ProtocolError(ErrorCode.InvalidMessage, 'segment: a body without "seq"')
+  return { header: value, body: bytes.subarray(newline + 1) }
+}

@@ -24,6 +24,10 @@ export {
   BridgeRouteEntry,
   BridgeRoutes,
   decodeBridgeMessage,
+  decodeNatsPresence,
+  decodeNatsSegment,
+  NatsPresence,
+  NatsSegmentHeader,
 } from './bridge.js'
 export { type Clock, systemClock } from './clock.js'
 export {

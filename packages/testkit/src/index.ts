@@ -23,6 +23,13 @@ export { type Exited, type RunningToExit, type RunToExitOptions, runToExit } fro
 export { killAll, type LineProcess, spawnLines } from './lines.js'
 export { type CollectingLogger, collectingLogger } from './logger.js'
 export {
+  hasNatsServer,
+  type NatsCluster,
+  type NatsClusterOptions,
+  type NatsServer,
+  startNatsCluster,
+} from './nats.js'
+export {
   canUseNamespaces,
   createLan,
   createRoutedLans,

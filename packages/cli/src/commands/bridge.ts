@@ -1,6 +1,12 @@
-import { createBridge, type LinkChange, parseLinkAddress } from '@autobus/bridge'
+import { readFileSync } from 'node:fs'
+import {
+  createBridge,
+  type LinkChange,
+  type NatsBridgeOptions,
+  parseLinkAddress,
+} from '@autobus/bridge'
 import { type BusOptions, createBus } from '@autobus/bus'
-import { type Command, InvalidArgumentError } from 'commander'
+import { type Command, InvalidArgumentError, Option } from 'commander'
 import { UsageError } from '../target.js'
 
 /** What the bridge command needs from the program it is added to. */
@@ -16,6 +22,68 @@ interface BridgeCommandOptions {
   connect: string[]
   json?: boolean
   hopLimit?: number
+  nats: string[]
+  subjectPrefix?: string
+  natsUser?: string
+  natsPassword?: string
+  natsToken?: string
+  natsNkey?: string
+  natsCreds?: string
+  natsCa?: string
+  natsCert?: string
+  natsKey?: string
+}
+
+const natsServers = (value: string, previous: string[] = []) => {
+  const servers = value
+    .split(',')
+    .map((server) => server.trim())
+    .filter((server) => server.length > 0)
+  for (const server of servers)
+    if (!/^(nats|tls):\/\/[^/\s]+$/.test(server))
+      throw new InvalidArgumentError(`"${server}": expected nats://HOST:PORT or tls://HOST:PORT`)
+  if (servers.length === 0) throw new InvalidArgumentError('expected nats://HOST:PORT')
+  return [...previous, ...servers]
+}
+
+const subjectPrefix = (value: string) => {
+  if (!/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/.test(value))
+    throw new InvalidArgumentError(
+      'dot-separated tokens of letters, digits, "-" and "_" (no wildcards)',
+    )
+  return value
+}
+
+function readSecret(path: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim()
+  } catch (error) {
+    throw new UsageError(`cannot read ${path}: ${(error as Error).message}`)
+  }
+}
+
+/** The NATS options of a bridge from the command's; secrets come from files or the environment. */
+function natsOptions(options: BridgeCommandOptions): NatsBridgeOptions | undefined {
+  if (options.nats.length === 0) return undefined
+  const tls =
+    options.natsCa || options.natsCert || options.natsKey
+      ? {
+          ...(options.natsCa ? { caFile: options.natsCa } : {}),
+          ...(options.natsCert ? { certFile: options.natsCert } : {}),
+          ...(options.natsKey ? { keyFile: options.natsKey } : {}),
+        }
+      : undefined
+  return {
+    servers: options.nats,
+    ...(options.subjectPrefix ? { prefix: options.subjectPrefix } : {}),
+    ...(options.natsUser !== undefined
+      ? { user: options.natsUser, pass: options.natsPassword ?? '' }
+      : {}),
+    ...(options.natsToken !== undefined ? { token: options.natsToken } : {}),
+    ...(options.natsNkey ? { nkeySeed: readSecret(options.natsNkey) } : {}),
+    ...(options.natsCreds ? { credsFile: options.natsCreds } : {}),
+    ...(tls ? { tls } : {}),
+  }
 }
 
 const address = (value: string, previous: string[] = []) => {
@@ -60,14 +128,36 @@ export function addBridgeCommand(program: Command, host: BridgeCommandHost): voi
       address,
       [],
     )
+    .option(
+      '--nats <servers>',
+      'meet every other bridge on a NATS cluster: nats://HOST:PORT, comma-separated or repeated, for failover',
+      natsServers,
+      [],
+    )
+    .option(
+      '--subject-prefix <prefix>',
+      'first token of the NATS subjects; bridges meet only on the same one (default autobus)',
+      subjectPrefix,
+    )
+    .option('--nats-user <name>', 'NATS user name')
+    .addOption(
+      new Option('--nats-password <password>', 'NATS password').env('AUTOBUS_NATS_PASSWORD'),
+    )
+    .addOption(new Option('--nats-token <token>', 'NATS token').env('AUTOBUS_NATS_TOKEN'))
+    .option('--nats-nkey <file>', 'file holding the NKey seed (SU…) to authenticate with')
+    .option('--nats-creds <file>', 'NATS credentials file (user JWT and NKey seed)')
+    .option('--nats-ca <file>', 'CA certificate(s) to verify the NATS servers with (PEM)')
+    .option('--nats-cert <file>', 'client certificate for NATS TLS (PEM)')
+    .option('--nats-key <file>', 'key of the client certificate (PEM)')
     .option('--hop-limit <n>', 'longest path of links a route may take (default 8)', hopLimit)
     .option(
       '--json',
       'print {"ready": true, id, listen} and then one line per link going up or down',
     )
     .action(async (options: BridgeCommandOptions) => {
-      if (options.listen.length === 0 && options.connect.length === 0)
-        throw new UsageError('give at least one --listen or --connect address')
+      if (options.listen.length === 0 && options.connect.length === 0 && options.nats.length === 0)
+        throw new UsageError('give at least one --listen, --connect or --nats address')
+      const nats = natsOptions(options)
       const stopped = host.interrupted()
       // Stand-ins are announced at once: the hold-off that spreads a
       // starting program's announcements would only delay what crosses.
@@ -76,6 +166,7 @@ export function addBridgeCommand(program: Command, host: BridgeCommandHost): voi
         bus,
         listen: options.listen,
         connect: options.connect,
+        ...(nats ? { nats } : {}),
         ...(options.hopLimit ? { hopLimit: options.hopLimit } : {}),
       })
       const report = (change: LinkChange) => {

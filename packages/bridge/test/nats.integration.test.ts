@@ -1,0 +1,268 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  InvalidArgumentsError,
+  type RemoteError,
+  Type,
+} from '@autobus/bus'
+import {
+  collectingLogger,
+  hasNatsServer,
+  type NatsCluster,
+  startNatsCluster,
+} from '@autobus/testkit'
+import { afterEach, describe, expect, it } from 'vitest'
+import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
+
+// Buses in this process, each on a discovery port of its own on loopback
+// (broadcast domains that only bridges join), and a cluster of
+// nats-server processes on loopback between their bridges.
+const base = 21_000 + ((process.pid * 11) % 15_000)
+let nextPort = 0
+const closing: Array<{ close(): Promise<unknown> }> = []
+afterEach(async () => {
+  for (const thing of closing.splice(0).reverse()) await thing.close()
+})
+
+async function bus(options: BusOptions = {}): Promise<Bus> {
+  const created = await createBus({
+    discoveryPort: base + nextPort++,
+    interfaces: ['lo'],
+    holdOff: 0,
+    host: '127.0.0.1',
+    ...options,
+  })
+  closing.push(created)
+  return created
+}
+
+async function cluster(options: Parameters<typeof startNatsCluster>[0] = {}): Promise<NatsCluster> {
+  const started = await startNatsCluster(options)
+  closing.push(started)
+  return started
+}
+
+function bridge(options: Parameters<typeof createBridge>[0]): Bridge {
+  const created = createBridge({ retryInitial: 20, retryMax: 200, ...options })
+  closing.push(created)
+  return created
+}
+
+function nextChange(target: Bridge, up: boolean): Promise<LinkChange> {
+  return new Promise((resolve) => {
+    const on = (change: LinkChange) => {
+      if (change.up !== up) return
+      target.off('link', on)
+      resolve(change)
+    }
+    target.on('link', on)
+  })
+}
+
+function calculator(target: Bus) {
+  const service = target.createService({ info: { type: 'test.calc' }, doc: 'Adds' })
+  const added = service.addEvent('added', { args: [Type.Number()] })
+  const total = service.addObject('total', { value: Type.Number() }, 0)
+  service.addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()] }, (a, b) => {
+    total.set(total.value + a + b)
+    added.fire(a + b)
+    return a + b
+  })
+  service.addFunction('boom', {}, () => {
+    throw new RangeError('kaboom')
+  })
+  service.addChannel('echo', {}, (channel) => {
+    channel.on('message', (message) => channel.send(message))
+  })
+  service.addStream('echo', {}, (stream) => stream.pipe(stream))
+  return service
+}
+
+describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () => {
+  it('carries every capability through a cluster, in segments under max_payload', async () => {
+    // A small max_payload, so that the stream's chunks and the routes are cut in segments.
+    const nats = await cluster({ count: 3, maxPayload: 4096 })
+    const a = await bus()
+    const b = await bus()
+    const left = bridge({ bus: a, nats: { servers: [nats.urls[0]!] } })
+    const right = bridge({ bus: b, nats: { servers: [nats.urls[2]!] } })
+    const up = nextChange(right, true)
+    await Promise.all([left.ready, right.ready])
+    expect((await up).peer).toBe(left.id)
+    const publication = a.publish(calculator(a))
+    await publication.announced
+    const seenOnA = Date.now()
+    const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    expect(Date.now() - seenOnA).toBeLessThan(1_000)
+    expect(found.info).toMatchObject({ bridged: true, hops: 1, via: [right.id, left.id] })
+
+    const connection = await b.connect(found)
+    expect(await connection.call('add', [1, 2])).toBe(3)
+    await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
+    const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
+    expect(boom.remoteName).toBe('RangeError')
+    expect((await connection.describe()).doc).toBe('Adds')
+    const events: unknown[] = []
+    await connection.listen('added', (sum) => events.push(sum))
+    const values: unknown[] = []
+    await connection.watch('total', (value) => values.push(value))
+    expect(values).toEqual([3])
+    expect(await connection.call('add', [2, 2])).toBe(4)
+    await expect.poll(() => events).toEqual([4])
+    await expect.poll(() => values).toEqual([3, 7])
+
+    const channel = await connection.openChannel('echo')
+    const iterator = channel[Symbol.asyncIterator]()
+    channel.send({ n: 1 })
+    expect((await iterator.next()).value).toEqual({ n: 1 })
+    channel.close()
+
+    const stream = await connection.openStream('echo')
+    const payload = Buffer.alloc(2 * 1024 * 1024)
+    for (let i = 0; i < payload.length; i++) payload[i] = i % 251
+    const received: Buffer[] = []
+    stream.on('data', (chunk: Buffer) => received.push(chunk))
+    stream.end(payload)
+    await new Promise((resolve) => stream.on('end', resolve))
+    expect(Buffer.concat(received).equals(payload)).toBe(true)
+
+    const gone = new Promise<number>((resolve) =>
+      b.on('disappeared', (service) => {
+        if (service.info.type === 'test.calc') resolve(Date.now())
+      }),
+    )
+    const goodbye = Date.now()
+    await publication.unpublish()
+    expect((await gone) - goodbye).toBeLessThan(1_000)
+    await expect.poll(() => values.at(-1)).toBe(null)
+  })
+
+  it('a bridge that closes withdraws its services; bridges on one bus refuse to loop', async () => {
+    const nats = await cluster({ count: 1 })
+    const a = await bus()
+    const b = await bus()
+    const left = bridge({ bus: a, nats: { servers: nats.urls } })
+    const twin = bridge({ bus: a, nats: { servers: nats.urls } })
+    const right = bridge({ bus: b, nats: { servers: nats.urls } })
+    await Promise.all([left.ready, twin.ready, right.ready])
+    a.publish(calculator(a))
+    await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    // Two bridges of bus A both reach B, never each other.
+    await expect.poll(() => right.links().length).toBe(2)
+    expect(left.links().map((link) => link.peer)).toEqual([right.id])
+    expect(left.stats.refusedLinks + twin.stats.refusedLinks).toBeGreaterThan(0)
+    // One stand-in on B, whichever bridge of A it goes through.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(b.services({ type: 'test.calc' })).toHaveLength(1)
+    const gone = new Promise<void>((resolve) =>
+      b.on('disappeared', (service) => service.info.type === 'test.calc' && resolve()),
+    )
+    await left.close()
+    await twin.close()
+    await gone
+  })
+
+  it('fails over to another cluster member: calls go on, nothing twice, the watch keeps its value', async () => {
+    const nats = await cluster({ count: 3 })
+    const a = await bus()
+    const b = await bus()
+    const log = collectingLogger()
+    const [n1, n2, n3] = nats.urls as [string, string, string]
+    bridge({ bus: a, nats: { servers: [n1, n2] }, logger: log.logger })
+    bridge({ bus: b, nats: { servers: [n3] } })
+    const service = calculator(a)
+    const seen: number[] = []
+    service.addFunction('seen', {}, (seq: number) => {
+      seen.push(seq)
+      return seq
+    })
+    a.publish(service)
+    const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    const connection = await b.connect(found)
+    const values: unknown[] = []
+    await connection.watch('total', (value) => values.push(value))
+    let seq = 0
+    let answered = 0
+    let longest = 0
+    let last = Date.now()
+    const calls = (async () => {
+      const deadline = Date.now() + 2_500
+      while (Date.now() < deadline) {
+        expect(await connection.call('seen', [seq++], { timeout: 3_000 })).toBe(seq - 1)
+        await connection.call('add', [1, 0])
+        answered++
+        longest = Math.max(longest, Date.now() - last)
+        last = Date.now()
+      }
+    })()
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    nats.servers[0]!.process.kill('SIGKILL')
+    await calls
+    expect(log.lines.some((line) => line.includes('failing over'))).toBe(true)
+    expect(log.lines.some((line) => line.includes(`reconnected to ${n2.slice(7)}`))).toBe(true)
+    expect(longest).toBeLessThan(3_000)
+    expect(seen).toEqual([...Array(seq).keys()])
+    expect(values).not.toContain(null)
+    expect(values.at(-1)).toBe(answered)
+  })
+
+  it('mixes NATS and direct links: one link per pair, every service once, an event once', async () => {
+    const nats = await cluster({ count: 1 })
+    const [a, b, c] = [await bus(), await bus(), await bus()]
+    const path = join(tmpdir(), `autobus-nats-${process.pid}-${nextPort++}.sock`)
+    const servers = nats.urls
+    const left = bridge({ bus: a, listen: [`unix:${path}`], nats: { servers } })
+    const middle = bridge({ bus: b, connect: [`unix:${path}`], nats: { servers } })
+    const right = bridge({ bus: c, nats: { servers } })
+    await Promise.all([left.ready, middle.ready, right.ready])
+    await expect.poll(() => right.links().length).toBe(2)
+    await expect.poll(() => middle.links().length).toBe(2)
+    expect(new Set(middle.links().map((link) => link.peer))).toEqual(new Set([left.id, right.id]))
+    const service = calculator(a)
+    a.publish(service)
+    for (const far of [b, c]) await far.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
+    // Both far buses could hear of it by two ways; each has it once, one hop away.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    for (const far of [b, c]) {
+      const found = far.services({ type: 'test.calc' })
+      expect(found).toHaveLength(1)
+      expect(found[0]!.info.hops).toBe(1)
+    }
+    const heard: unknown[][] = [[], []]
+    const connections = await Promise.all(
+      [b, c].map((far) => far.connect(far.services({ type: 'test.calc' })[0]!)),
+    )
+    await Promise.all(
+      connections.map((connection, i) => connection.listen('added', (sum) => heard[i]!.push(sum))),
+    )
+    expect(await connections[1]!.call('add', [2, 3])).toBe(5)
+    await expect.poll(() => heard).toEqual([[5], [5]])
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    expect(heard).toEqual([[5], [5]])
+  })
+
+  it('waits for a NATS server that does not answer yet, and closes at once meanwhile', async () => {
+    const a = await bus()
+    const lonely = createBridge({ bus: a, nats: { servers: ['nats://127.0.0.1:1'] } })
+    await lonely.ready
+    const started = Date.now()
+    await lonely.close()
+    expect(Date.now() - started).toBeLessThan(1_000)
+    expect(lonely.links()).toEqual([])
+  })
+
+  it('links once the NATS server comes up after the bridges', async () => {
+    const port = 20_000 + ((process.pid * 17) % 12_000) + 500
+    const servers = [`nats://127.0.0.1:${port}`]
+    const [a, b] = [await bus(), await bus()]
+    const left = bridge({ bus: a, nats: { servers } })
+    const right = bridge({ bus: b, nats: { servers } })
+    await Promise.all([left.ready, right.ready])
+    const up = nextChange(right, true)
+    await cluster({ count: 1, port })
+    expect((await up).peer).toBe(left.id)
+  })
+})
