@@ -151,22 +151,16 @@ export class NatsLinkConnection
     return this.#message(JSON.stringify(message))
   }
 
-  sendEncoded(frames: string): boolean {
-    // The link joins the frames of one turn into one text, as a byte stream
-    // wants them; here each frame is a message of its own. A frame is a
-    // line, or a header line whose `_size` says how many bytes of attachment
-    // follow it.
-    const bytes = Buffer.from(frames)
-    let at = 0
-    while (at < bytes.length) {
-      const newline = bytes.indexOf(NEWLINE, at)
-      if (newline === -1) return this.#message(bytes.subarray(at))
-      const size = attachmentSize(bytes, at, newline)
-      const end = size === undefined ? newline : newline + 1 + size
-      if (!this.#message(bytes.subarray(at, end))) return false
-      at = size === undefined ? newline + 1 : end
-    }
-    return true
+  sendEncoded(frame: string): boolean {
+    // One frame and its newline, or a header, a newline and its attachment
+    // (which the `_size` in the header delimits): the message is the frame
+    // without the newline that ends it.
+    const last = frame.length - 1
+    return this.#message(
+      frame.charCodeAt(last) === NEWLINE && frame.indexOf('\n') === last
+        ? frame.slice(0, last)
+        : frame,
+    )
   }
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {
@@ -416,18 +410,4 @@ export class NatsLinkConnection
     this.#unackedIn = 0
     this.#carrier.publish(this.peer, { epoch: this.epoch, ack: this.#expected - 1 })
   }
-}
-
-const SIZE_KEY = Buffer.from('"_size":')
-
-/** The `_size` a header line ends with (`…,"_size":N}`), if it has one. */
-function attachmentSize(bytes: Buffer, start: number, newline: number): number | undefined {
-  // Closing brace, then digits back to the key.
-  if (bytes[newline - 1] !== 0x7d) return undefined
-  let digits = newline - 1
-  while (digits > start && bytes[digits - 1]! >= 0x30 && bytes[digits - 1]! <= 0x39) digits--
-  if (digits === newline - 1) return undefined
-  const key = digits - SIZE_KEY.length
-  if (key < start || !bytes.subarray(key, digits).equals(SIZE_KEY)) return undefined
-  return Number(bytes.toString('latin1', digits, newline - 1))
 }
