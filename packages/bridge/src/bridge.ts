@@ -221,6 +221,8 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     { learnt: Map<string, BridgeRouteEntry>; told: Map<string, string> }
   >()
   readonly #addresses = new Map<Link, string>()
+  /** Links carried over NATS, to the other bridges of the same cluster and prefix. */
+  readonly #overNats = new WeakSet<Link>()
   readonly #local = new Map<string, LocalRoute>()
   /** Marker service id → bridge id, for the bridges on this bus (this one included). */
   readonly #mates = new Map<string, string>()
@@ -314,6 +316,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         adopt: (connection, initiator, address) => {
           if (this.#closing) return void connection.close('bridge closing')
           const link = this.#adopt(connection, initiator, address)
+          this.#overNats.add(link)
           link.start(this.#hello(), this.#options).catch(() => {})
         },
         retryInitial: this.#options.retryInitial ?? 100,
@@ -569,6 +572,11 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     if (
       best &&
       !(best.kind === 'link' && best.link === link) &&
+      // Every bridge on the NATS cluster links to every other one, so each
+      // already hears this route from the bridge it was learnt from:
+      // passing it on over NATS would only make route traffic grow with
+      // the square of the sites (docs/protocol.md §8.7.4).
+      !(best.kind === 'link' && this.#overNats.has(best.link) && this.#overNats.has(link)) &&
       best.path.length + 1 <= this.#hopLimit &&
       !best.path.includes(peer.id) &&
       !best.path.some((id) => peer.mates.includes(id))

@@ -46,6 +46,8 @@ interface Unacked {
 }
 
 const NEWLINE = 0x0a
+/** The end of a header line followed by an attachment of `_size` bytes. */
+const ATTACHMENT_SIZE = /"_size":(\d+)\}$/
 
 /**
  * One link between two bridges over NATS, seen by the link protocol as an
@@ -151,16 +153,30 @@ export class NatsLinkConnection
     return this.#message(JSON.stringify(message))
   }
 
-  sendEncoded(frame: string): boolean {
-    // One frame and its newline, or a header, a newline and its attachment
-    // (which the `_size` in the header delimits): the message is the frame
-    // without the newline that ends it.
-    const last = frame.length - 1
-    return this.#message(
-      frame.charCodeAt(last) === NEWLINE && frame.indexOf('\n') === last
-        ? frame.slice(0, last)
-        : frame,
-    )
+  sendEncoded(frames: string): boolean {
+    // Whole frames, several when a link's writes of one turn are joined:
+    // each is a line, or a header line whose `_size` gives the bytes of
+    // attachment after it. Each goes as a message of its own, without the
+    // newline that ends a line.
+    if (frames.indexOf('\n') === frames.length - 1) return this.#message(frames.slice(0, -1))
+    const bytes = Buffer.from(frames)
+    let sent = true
+    for (let at = 0; at < bytes.length && sent; ) {
+      let newline = bytes.indexOf(NEWLINE, at)
+      if (newline === -1) newline = bytes.length
+      const size = ATTACHMENT_SIZE.exec(
+        bytes.toString('latin1', Math.max(at, newline - 32), newline),
+      )
+      if (size) {
+        const end = newline + 1 + Number(size[1])
+        sent = this.#message(bytes.subarray(at, end))
+        at = end
+      } else {
+        sent = this.#message(bytes.subarray(at, newline))
+        at = newline + 1
+      }
+    }
+    return sent
   }
 
   sendWithAttachment(message: object, bytes: Uint8Array): boolean {

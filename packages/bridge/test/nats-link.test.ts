@@ -113,6 +113,25 @@ describe('a link over NATS', () => {
     link.stop()
   })
 
+  it('carries the frames of one turn joined in one write as a message each', async () => {
+    const link = pair({ segmentSize: 100 })
+    const received: Array<{ n?: number; _attachment?: Buffer }> = []
+    link.b.on('message', (message) => received.push(message as (typeof received)[number]))
+    // Circuit frames of one turn: a header and `_size` bytes of text that
+    // may hold newlines, then a line, then another header and its text.
+    const frame = (n: number, text: string) =>
+      `${JSON.stringify({ _type: 3, _command: 'fired', name: 'f', args: [n], _size: Buffer.byteLength(text) })}\n${text}`
+    link.a.sendEncoded(
+      `${frame(1, '{"a":1}\n{"é":2}\n')}${JSON.stringify({ _type: 3, _command: 'fired', name: 'g', args: [], n: 2 })}\n${frame(3, 'x'.repeat(250))}`,
+    )
+    await expect.poll(() => received.length).toBe(3)
+    expect(received[0]!._attachment!.toString()).toBe('{"a":1}\n{"é":2}\n')
+    expect(received[1]!.n).toBe(2)
+    expect(received[2]!._attachment!.toString()).toBe('x'.repeat(250))
+    expect(link.b.bytesReceived).toBeGreaterThan(250)
+    link.stop()
+  })
+
   it('asks producers to wait beyond the window and says when to go on', async () => {
     const link = pair({ segmentSize: 100, window: 300 })
     link.setFate(() => 'hold')

@@ -244,6 +244,50 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
     expect(heard).toEqual([[5], [5]])
   })
 
+  it('does not pass routes learnt over NATS on to NATS peers, but on to direct links', async () => {
+    const nats = await cluster({ count: 1 })
+    const [a, b, c, d] = [await bus(), await bus(), await bus(), await bus()]
+    const path = join(tmpdir(), `autobus-nats-${process.pid}-${nextPort++}.sock`)
+    const servers = nats.urls
+    const [first, second] = [
+      bridge({ bus: a, nats: { servers } }),
+      bridge({ bus: b, nats: { servers } }),
+    ]
+    const third = bridge({ bus: c, listen: [`unix:${path}`], nats: { servers } })
+    const outside = bridge({ bus: d, connect: [`unix:${path}`] })
+    await Promise.all([first.ready, second.ready, third.ready, outside.ready])
+    await expect.poll(() => third.links().length).toBe(3)
+    a.publish(calculator(a))
+    d.publish(calculator(d))
+    for (const [far, hops] of [
+      [d, 2],
+      [a, 2],
+      [b, 1],
+      [c, 1],
+    ] as const) {
+      await expect
+        .poll(() => far.services({ type: 'test.calc' }).map((found) => found.info.hops ?? 0), {
+          timeout: 5_000,
+        })
+        .toEqual(expect.arrayContaining([hops]))
+      expect(far.services({ type: 'test.calc' })).toHaveLength(2)
+    }
+    // Each bridge on NATS tells the others only the routes it does not
+    // learn over NATS itself: the first its calculator, the third the one
+    // beyond it, the second nothing. The third tells its direct peer the
+    // first's, learnt over NATS.
+    const learnt = (from: Bridge, peer: Bridge) =>
+      from.links().find((link) => link.peer === peer.id)?.routes
+    await expect
+      .poll(() => [
+        [learnt(first, second), learnt(first, third)],
+        [learnt(second, first), learnt(second, third)],
+        [learnt(third, first), learnt(third, second)],
+        learnt(outside, third),
+      ])
+      .toEqual([[0, 1], [1, 1], [1, 0], 1])
+  })
+
   it('waits for a NATS server that does not answer yet, and closes at once meanwhile', async () => {
     const a = await bus()
     const lonely = createBridge({ bus: a, nats: { servers: ['nats://127.0.0.1:1'] } })
