@@ -367,8 +367,11 @@ try {
     ['hostile', hostile],
     ['metrics', metrics],
     ['discovery', discovery],
-    ['bridge', bridges],
+    // Bridges over NATS first: after the direct bridge scenario, this
+    // process fails to load the NATS client ("Cannot find module
+    // 'nkeys.js'"), a fault not yet explained; a fresh process loads it.
     ['nats-bridge', natsBridges],
+    ['bridge', bridges],
     ['security', security],
   ]
   for (const [name, run] of scenarios) if (!options.only || options.only.includes(name)) await run()
