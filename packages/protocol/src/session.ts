@@ -315,6 +315,7 @@ const FIRED_HEAD = `{"_type":${MessageType.Notification},"_command":"fired","nam
 const ARGS_KEY = '","args":'
 const BACKSLASH = 0x5c
 const CLOSE_OBJECT = 0x7d
+const CLOSE_ARRAY = 0x5d
 
 /**
  * Events are most of what a subscriber reads, and they come as a service
@@ -331,7 +332,14 @@ function decodePlainFired(line: string, maxDepth: number): RequestMessage | unde
   const nameStart = FIRED_HEAD.length
   const nameEnd = line.indexOf('"', nameStart)
   if (nameEnd <= nameStart || nameEnd - nameStart > MAX_NAME_LENGTH) return undefined
-  if (!line.startsWith(ARGS_KEY, nameEnd) || line.charCodeAt(line.length - 1) !== CLOSE_OBJECT)
+  // The arguments must end the frame: a frame with a key after them (a
+  // bridge link's `_size`, for one) is not tried, since a failed parse
+  // costs more than the full path.
+  if (
+    !line.startsWith(ARGS_KEY, nameEnd) ||
+    line.charCodeAt(line.length - 1) !== CLOSE_OBJECT ||
+    line.charCodeAt(line.length - 2) !== CLOSE_ARRAY
+  )
     return undefined
   for (let i = nameStart; i < nameEnd; i++) {
     const code = line.charCodeAt(i)

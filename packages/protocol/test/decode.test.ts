@@ -180,6 +180,7 @@ describe('decodeFrame of events as services encode them', () => {
   it('gives the full parse the last word on anything else', () => {
     const lines = [
       `${head}"tick","args":[1],"x":2}`,
+      `${head}"frame","args":[7],"_size":120}`,
       `${head}"tick","args":[1],"args":[2]}`,
       `${head}"tick","args":[1]}}`,
       `${head}"tick","args":[1] }`,
