@@ -370,9 +370,10 @@ try {
     // Before the bridges, whose thousands of services leave a large heap
     // behind that would slow the in-process seal measurement.
     ['security', security],
-    // Bridges over NATS first: after the direct bridge scenario, this
-    // process fails to load the NATS client ("Cannot find module
-    // 'nkeys.js'"), a fault not yet explained; a fresh process loads it.
+    // Bridges over NATS first: the direct bridge scenario removes its Unix
+    // socket files with a synchronous stat, after which Node 20's module
+    // loader stops resolving pnpm's symlinks early and the NATS client,
+    // loaded late, cannot find its own dependencies.
     ['nats-bridge', natsBridges],
     ['bridge', bridges],
   ]

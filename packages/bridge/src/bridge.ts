@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { EventEmitter, setMaxListeners } from 'node:events'
-import { lstatSync, rmSync } from 'node:fs'
+import { lstatSync, unlinkSync } from 'node:fs'
 import type { Bus, Publication } from '@autobus/bus'
 import type { DiscoveredService } from '@autobus/discovery'
 import {
@@ -852,7 +852,12 @@ function aborted(signal: AbortSignal): Promise<void> {
 // only a socket is removed, never another kind of file.
 function removeStaleSocket(path: string): void {
   try {
-    if (lstatSync(path).isSocket()) rmSync(path)
+    // A plain `lstatSync` of a socket leaves Node's shared stat buffer
+    // saying "socket", and Node 20's module loader then stops resolving
+    // symlinks early: with pnpm's layout, a module loaded later (the NATS
+    // client) fails to find its own dependencies. The bigint form and
+    // `unlinkSync` leave that buffer alone.
+    if (lstatSync(path, { bigint: true }).isSocket()) unlinkSync(path)
   } catch {
     // Nothing there.
   }
