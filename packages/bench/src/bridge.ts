@@ -42,7 +42,7 @@ function bus(port: number): Promise<Bus> {
   })
 }
 
-async function sequentialP50(connection: Connection, count: number, warmUp: number) {
+export async function sequentialP50(connection: Connection, count: number, warmUp: number) {
   for (let i = 0; i < warmUp; i++) await connection.call('echo', [i])
   const times: number[] = []
   for (let i = 0; i < count; i++) {
@@ -53,7 +53,7 @@ async function sequentialP50(connection: Connection, count: number, warmUp: numb
   return median(times)
 }
 
-async function pipelined(connection: Connection, count: number, inFlight: number) {
+export async function pipelined(connection: Connection, count: number, inFlight: number) {
   const start = now()
   let sent = 0
   const worker = async () => {
@@ -82,7 +82,7 @@ async function streamRate(connection: Connection) {
   return received / 1e6 / ((now() - start) / 1000)
 }
 
-function waitUntil(check: () => boolean, timeout: number): Promise<boolean> {
+export function waitUntil(check: () => boolean, timeout: number): Promise<boolean> {
   return new Promise((resolve) => {
     const started = Date.now()
     const tick = () => {

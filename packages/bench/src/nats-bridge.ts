@@ -7,7 +7,7 @@ import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { createBridge } from '@autobus/bridge'
 import { type Bus, createBus } from '@autobus/bus'
-import type { Connection } from '@autobus/rpc'
+import { pipelined, sequentialP50, waitUntil } from './bridge.js'
 import { median, now, startNats } from './harness.js'
 
 const nodeScript = fileURLToPath(new URL('./nats-bridge-node.js', import.meta.url))
@@ -50,42 +50,6 @@ function bus(port: number): Promise<Bus> {
     holdOff: 0,
     host: '127.0.0.1',
     maxConnectionsPerAddress: 16_384,
-  })
-}
-
-async function sequentialP50(connection: Connection, count: number, warmUp: number) {
-  for (let i = 0; i < warmUp; i++) await connection.call('echo', [i])
-  const times: number[] = []
-  for (let i = 0; i < count; i++) {
-    const start = now()
-    await connection.call('echo', [i])
-    times.push(now() - start)
-  }
-  return median(times)
-}
-
-async function pipelined(connection: Connection, count: number, inFlight: number) {
-  const start = now()
-  let sent = 0
-  const worker = async () => {
-    while (sent < count) {
-      sent++
-      await connection.call('echo', [sent])
-    }
-  }
-  await Promise.all(Array.from({ length: inFlight }, worker))
-  return count / ((now() - start) / 1000)
-}
-
-function waitUntil(check: () => boolean, timeout: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const started = Date.now()
-    const tick = () => {
-      if (check()) resolve(true)
-      else if (Date.now() - started > timeout) resolve(false)
-      else setTimeout(tick, 5)
-    }
-    tick()
   })
 }
 
