@@ -313,14 +313,16 @@ export function decodeFrame(
 /** How a service encodes every event it fires, up to the event's name. */
 const FIRED_HEAD = `{"_type":${MessageType.Notification},"_command":"fired","name":"`
 const ARGS_KEY = '","args":'
+const SIZE_KEY = ',"_size":'
 const BACKSLASH = 0x5c
 const CLOSE_OBJECT = 0x7d
 const CLOSE_ARRAY = 0x5d
 
 /**
  * Events are most of what a subscriber reads, and they come as a service
- * encodes them: the fixed head, a plain name, the arguments, `}`. For such
- * a frame only the arguments go to `JSON.parse`: the envelope, whose keys
+ * encodes them: the fixed head, a plain name, the arguments, `}` (or an
+ * attachment's `_size` and `}`, as a bridge link sends each circuit
+ * frame). For such a frame only the arguments go to `JSON.parse`: the envelope, whose keys
  * every kind of message shares, is the costly part of parsing it (in a
  * client that has parsed responses too, about half of the time per event).
  * The result is the same value `parseJsonObject` would give, and a frame
@@ -332,15 +334,19 @@ function decodePlainFired(line: string, maxDepth: number): RequestMessage | unde
   const nameStart = FIRED_HEAD.length
   const nameEnd = line.indexOf('"', nameStart)
   if (nameEnd <= nameStart || nameEnd - nameStart > MAX_NAME_LENGTH) return undefined
-  // The arguments must end the frame: a frame with a key after them (a
-  // bridge link's `_size`, for one) is not tried, since a failed parse
-  // costs more than the full path.
-  if (
-    !line.startsWith(ARGS_KEY, nameEnd) ||
-    line.charCodeAt(line.length - 1) !== CLOSE_OBJECT ||
-    line.charCodeAt(line.length - 2) !== CLOSE_ARRAY
-  )
+  if (!line.startsWith(ARGS_KEY, nameEnd) || line.charCodeAt(line.length - 1) !== CLOSE_OBJECT)
     return undefined
+  // The arguments end the frame, or only an attachment's `_size` follows
+  // them (a bridge link's circuit frames are all of that shape).
+  let argsEnd = line.length - 1
+  let size: number | undefined
+  if (line.charCodeAt(argsEnd - 1) !== CLOSE_ARRAY) {
+    const at = line.lastIndexOf(SIZE_KEY)
+    if (at === -1 || line.charCodeAt(at - 1) !== CLOSE_ARRAY) return undefined
+    size = plainCount(line, at + SIZE_KEY.length, argsEnd)
+    if (size === undefined) return undefined
+    argsEnd = at
+  }
   for (let i = nameStart; i < nameEnd; i++) {
     const code = line.charCodeAt(i)
     if (code < 0x20 || code === BACKSLASH) return undefined
@@ -350,19 +356,35 @@ function decodePlainFired(line: string, maxDepth: number): RequestMessage | unde
   if (line.charCodeAt(argsStart) !== 0x5b) return undefined
   let args: unknown
   try {
-    // Whatever follows the arguments (another key, a second `}`) makes
-    // this slice invalid JSON, so the frame goes the full way.
-    args = JSON.parse(line.slice(argsStart, -1))
+    // Whatever else is between the arguments and the end (another key, a
+    // second `}`) makes this slice invalid JSON, so the frame goes the
+    // full way.
+    args = JSON.parse(line.slice(argsStart, argsEnd))
   } catch {
     return undefined
   }
   if (!Array.isArray(args)) return undefined
-  return {
+  const fired = {
     _type: MessageType.Notification,
     _command: 'fired',
     name: line.slice(nameStart, nameEnd),
     args,
-  } as RequestMessage
+  } as RequestMessage & { _size?: number }
+  if (size !== undefined) fired._size = size
+  return fired
+}
+
+/** The decimal digits from `start` to `end` as a count: none, a sign, a leading zero or too many are undefined. */
+function plainCount(line: string, start: number, end: number): number | undefined {
+  if (end <= start || end - start > 15 || (line.charCodeAt(start) === 0x30 && end - start > 1))
+    return undefined
+  let value = 0
+  for (let i = start; i < end; i++) {
+    const digit = line.charCodeAt(i) - 0x30
+    if (digit < 0 || digit > 9) return undefined
+    value = value * 10 + digit
+  }
+  return value
 }
 
 /**

@@ -177,10 +177,36 @@ describe('decodeFrame of events as services encode them', () => {
     )
   })
 
+  it('decodes any attachment header exactly as the full parse does', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1, maxLength: 20, unit: 'binary' }),
+        fc.array(fc.jsonValue({ maxDepth: 4 }), { maxLength: 4 }),
+        fc.nat(),
+        (name, args, size) => {
+          same(encodeFrame({ _type: 3, _command: 'fired', name, args, _size: size }).slice(0, -1))
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+
   it('gives the full parse the last word on anything else', () => {
     const lines = [
       `${head}"tick","args":[1],"x":2}`,
       `${head}"frame","args":[7],"_size":120}`,
+      `${head}"frame","args":[7],"_size":0}`,
+      `${head}"frame","args":[7],"_size":007}`,
+      `${head}"frame","args":[7],"_size":-1}`,
+      `${head}"frame","args":[7],"_size":1.5}`,
+      `${head}"frame","args":[7],"_size":1e3}`,
+      `${head}"frame","args":[7],"_size":}`,
+      `${head}"frame","args":[7],"_size":${'9'.repeat(20)}}`,
+      `${head}"frame","args":[7],"x":1,"_size":3}`,
+      `${head}"frame","args":[7],"_size":3,"_size":4}`,
+      `${head}"frame","args":["],\"_size\":3}"],"_size":4}`,
+      `${head}"frame","args":[7] ,"_size":3}`,
+      `${head}"frame","args":{"a":1},"_size":3}`,
       `${head}"tick","args":[1],"args":[2]}`,
       `${head}"tick","args":[1]}}`,
       `${head}"tick","args":[1] }`,
