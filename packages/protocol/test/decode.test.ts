@@ -204,7 +204,7 @@ describe('decodeFrame of events as services encode them', () => {
       `${head}"frame","args":[7],"_size":${'9'.repeat(20)}}`,
       `${head}"frame","args":[7],"x":1,"_size":3}`,
       `${head}"frame","args":[7],"_size":3,"_size":4}`,
-      `${head}"frame","args":["],\"_size\":3}"],"_size":4}`,
+      `${head}"frame","args":["],\\"_size\\":3}"],"_size":4}`,
       `${head}"frame","args":[7] ,"_size":3}`,
       `${head}"frame","args":{"a":1},"_size":3}`,
       `${head}"tick","args":[1],"args":[2]}`,
