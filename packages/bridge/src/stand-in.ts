@@ -8,6 +8,8 @@ import {
   type ServiceObject,
   type Subscription,
 } from '@autobus/rpc'
+import type { Circuit } from './link.js'
+import { type RelayedSession, relaySession } from './session-relay.js'
 
 /** A service published on this bus that does the work of one on another. */
 export interface StandIn {
@@ -29,7 +31,20 @@ export interface StandIn {
 export async function createStandIn(
   up: Connection,
   info: Record<string, unknown>,
-  options: { signal?: AbortSignal; callTimeout?: number } = {},
+  options: {
+    signal?: AbortSignal
+    callTimeout?: number
+    /**
+     * Opens a circuit to the origin: given, sessions that bind to the
+     * stand-in are passed on through one of their own instead of being
+     * served by it (see `relaySession`), up to `maxRelayed` at once.
+     */
+    relay?: () => Circuit
+    /** Sessions passed on at once (default 16); the stand-in serves the rest itself. */
+    maxRelayed?: number
+    /** Counts each session passed on. */
+    onRelayed?: () => void
+  } = {},
 ): Promise<StandIn> {
   const description = await up.describe({ signal: options.signal })
   const service = createService({
@@ -89,11 +104,31 @@ export async function createStandIn(
   // Introspection shows the origin's description (its schemas), not the
   // schema-less one the stand-in was defined with.
   Object.defineProperty(service, 'describe', { value: () => structuredClone(described) })
+  // Each session passed on costs a circuit and a connection to the origin,
+  // and each of its listeners an event crossing the links: a few callers
+  // get that (the far bridge then only passes bytes on), every further
+  // caller shares the stand-in's one session.
+  const relayed = new Set<RelayedSession>()
+  let lost = false
+  const open = options.relay
+  const maxRelayed = options.maxRelayed ?? 16
+  if (open && maxRelayed > 0) {
+    service.relay = (connection, bind) => {
+      if (lost || relayed.size >= maxRelayed) return false
+      const session = relaySession(connection, bind, open(), () => service.describe())
+      relayed.add(session)
+      session.closed.then(() => relayed.delete(session))
+      options.onRelayed?.()
+      return true
+    }
+  }
   return {
     service,
     up,
     lose: () => {
+      lost = true
       for (const object of objects) object.set(null)
+      for (const session of relayed) session.lose('route lost')
     },
     release,
   }

@@ -104,6 +104,7 @@ export {
   type ServiceEvent,
   type ServiceObject,
   type ServiceOptions,
+  type SessionRelay,
   type StreamSpec,
 } from './service.js'
 export type { CallContext, RequestOptions, SessionCounters, SessionLimits } from './session.js'

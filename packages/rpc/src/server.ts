@@ -149,7 +149,18 @@ class ServerSession extends Session implements Subscriber {
 
   protected handle(message: RequestMessage, context: HandlerContext): unknown {
     const service = this.#service
-    if (message._command === 'bind') return this.#bind(message.service, message.features)
+    if (message._command === 'bind') {
+      const relay =
+        this.#service || this.#options.access
+          ? undefined
+          : this.#registry.get(message.service)?.relay
+      if (relay?.(this.connection, message)) {
+        this.clock.clearTimeout(this.#bindTimer)
+        this.detach()
+        return undefined
+      }
+      return this.#bind(message.service, message.features)
+    }
     if (message._command === 'ping') return {}
     if (!service) {
       if (message._command === 'changed' || message._command === 'fired') return {}

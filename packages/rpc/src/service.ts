@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { RequestMessage } from '@autobus/protocol'
 import {
   encodeFrame,
   InvalidArgumentsError,
@@ -7,6 +8,7 @@ import {
   type ServiceDescription,
   UnknownNameError,
 } from '@autobus/protocol'
+import type { MessageConnection } from '@autobus/transport'
 import type { Static, TSchema } from 'typebox'
 import { Compile, type Validator } from 'typebox/compile'
 import { type Channel, type MessageCheck, messageCheck } from './channel.js'
@@ -212,6 +214,18 @@ function checkingResults(
 }
 
 /**
+ * May take over a session that binds to a service, instead of the server
+ * serving it. Returning true takes it: the server neither answers the
+ * `bind` nor reads the connection's messages from then on, and the relay
+ * owns the connection (it answers the bind, and closes the connection when
+ * done); the server still closes it when it closes. Returning false leaves
+ * the session to the server, which serves it as usual. Called
+ * synchronously as the `bind` is read, so the relay sees every frame after
+ * it.
+ */
+export type SessionRelay = (connection: MessageConnection, bind: RequestMessage<'bind'>) => boolean
+
+/**
  * A service: functions, events, objects, channels and byte streams under one
  * id, with an info object. Serve it with a Bus, or with `serve()` alone.
  * Created from a contract, its {@link Service.event} and
@@ -232,6 +246,13 @@ export class Service<C extends Contract = Contract> {
   /** @internal */ readonly channels = new Map<string, ChannelEntry>()
   /** @internal */ readonly streams = new Map<string, StreamEntry>()
   /** @internal Read with `serviceStats(service)`. */ readonly metrics = new ServiceMetrics()
+  /**
+   * When set, sessions that bind to this service are handed to it rather
+   * than served (a bridge passes them on to the service it stands in for).
+   * Ignored by a server with access rules, whose every command must be
+   * checked: such a server serves the session itself.
+   */
+  relay: SessionRelay | undefined
 
   /** @internal Use {@link createService}. */
   constructor(options: ServiceOptions = {}, contract?: C) {

@@ -213,6 +213,16 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
     connection.on('close', (info) => this.#closed(info))
   }
 
+  #detached = false
+
+  /**
+   * Stops reading and answering the connection's messages for good: another
+   * owner has taken it over (a {@link SessionRelay}). Closing still cleans up.
+   */
+  protected detach(): void {
+    this.#detached = true
+  }
+
   /** Handles a command or notification from the peer; the result is the response body. */
   protected abstract handle(
     message: RequestMessage,
@@ -341,6 +351,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   }
 
   #receive(message: SessionMessage): void {
+    if (this.#detached) return
     if (message._type === MessageType.Response) {
       this.#response(message)
       return
@@ -429,7 +440,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
 
   #answer(call: HandlerContext, body: unknown, error: unknown): void {
     const id = call.id
-    if (id === undefined) return
+    if (id === undefined || this.#detached) return
     if (error !== undefined) {
       this.connection.send({
         _type: MessageType.Response,
@@ -473,6 +484,7 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
   // A command gets its error as its response; a frame whose id could not be
   // read gets an error report (a response with a null id).
   #invalid(error: ProtocolError): void {
+    if (this.#detached) return
     const { messageId: id, messageType: type } = error
     if (type === MessageType.Command && id !== undefined) {
       this.connection.send({ _type: MessageType.Response, _id: id, _error: errorToWire(error) })

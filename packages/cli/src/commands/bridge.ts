@@ -22,6 +22,7 @@ interface BridgeCommandOptions {
   connect: string[]
   json?: boolean
   hopLimit?: number
+  relayedSessions?: number
   nats: string[]
   subjectPrefix?: string
   natsUser?: string
@@ -102,6 +103,13 @@ const hopLimit = (value: string) => {
   return parsed
 }
 
+const relayedSessions = (value: string) => {
+  const parsed = Number(value)
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 4_096)
+    throw new InvalidArgumentError('must be an integer from 0 to 4096')
+  return parsed
+}
+
 function line(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value)}\n`)
 }
@@ -151,6 +159,11 @@ export function addBridgeCommand(program: Command, host: BridgeCommandHost): voi
     .option('--nats-key <file>', 'key of the client certificate (PEM)')
     .option('--hop-limit <n>', 'longest path of links a route may take (default 8)', hopLimit)
     .option(
+      '--relayed-sessions <n>',
+      'sessions per stand-in passed on to the origin unread (default 16; 0 for none)',
+      relayedSessions,
+    )
+    .option(
       '--json',
       'print {"ready": true, id, listen} and then one line per link going up or down',
     )
@@ -168,6 +181,9 @@ export function addBridgeCommand(program: Command, host: BridgeCommandHost): voi
         connect: options.connect,
         ...(nats ? { nats } : {}),
         ...(options.hopLimit ? { hopLimit: options.hopLimit } : {}),
+        ...(options.relayedSessions !== undefined
+          ? { relayedSessions: options.relayedSessions }
+          : {}),
       })
       const report = (change: LinkChange) => {
         if (options.json) line({ link: change.up ? 'up' : 'down', ...change })
