@@ -97,7 +97,6 @@ export function relaySession(
     writer.flush()
     circuit.send(circuitFrame(message))
   })
-  caller.on('invalid', () => lose('invalid frame'))
   circuit.send(JSON.stringify(bind))
   circuit.closed.then((info) => lose(info.reason))
   caller.closed.then((info) => circuit.close(info.reason))

@@ -218,7 +218,9 @@ function checkingResults(
  * serving it. Returning true takes it: the server neither answers the
  * `bind` nor reads the connection's messages from then on, and the relay
  * owns the connection (it answers the bind, and closes the connection when
- * done); the server still closes it when it closes. Returning false leaves
+ * done); the server still answers frames that cannot be read at all (with
+ * the same errors as in any session), and closes the connection when it
+ * closes. Returning false leaves
  * the session to the server, which serves it as usual. Called
  * synchronously as the `bind` is read, so the relay sees every frame after
  * it.

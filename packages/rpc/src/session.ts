@@ -483,13 +483,14 @@ export abstract class Session implements ChannelLink, StreamLink, Closable {
 
   // A command gets its error as its response; a frame whose id could not be
   // read gets an error report (a response with a null id).
+  // A detached session still answers frames nobody can read: its relay
+  // could not pass them on either.
   #invalid(error: ProtocolError): void {
-    if (this.#detached) return
     const { messageId: id, messageType: type } = error
     if (type === MessageType.Command && id !== undefined) {
       this.connection.send({ _type: MessageType.Response, _id: id, _error: errorToWire(error) })
     } else if (type === MessageType.Response && id !== undefined) {
-      this.#settle(id)?.reject(error)
+      if (!this.#detached) this.#settle(id)?.reject(error)
     } else if (type !== MessageType.Notification) {
       this.connection.send({ _type: MessageType.Response, _id: null, _error: errorToWire(error) })
     }

@@ -69,11 +69,22 @@ describe('sessions handed to a relay', () => {
         `${JSON.stringify({ _type: 1, _id: 2, _command: 'call', name: 'who', args: [] })}\n`,
     )
     while (lines.length < 2) await once(socket, 'data')
-    socket.destroy()
     expect(lines.map((line) => JSON.parse(line))).toEqual([
       { _type: 2, _id: 1 },
       { _type: 2, _id: 2, result: 'relayed' },
     ])
+    // A frame nobody can read is answered as in any session, and the
+    // relay goes on with the next.
+    const deep = `${'['.repeat(100)}${']'.repeat(100)}`
+    socket.write(
+      `{"_type":1,"_id":3,"_command":"call","name":"who","args":${deep}}\n` +
+        `${JSON.stringify({ _type: 1, _id: 4, _command: 'call', name: 'who', args: [] })}\n`,
+    )
+    while (lines.length < 4) await once(socket, 'data')
+    socket.destroy()
+    const [refused, next] = lines.slice(2).map((line) => JSON.parse(line))
+    expect(refused).toMatchObject({ _type: 2, _id: 3, _error: { code: 'too_deep' } })
+    expect(next).toEqual({ _type: 2, _id: 4, result: 'relayed' })
   })
 
   it('serves the session itself when the relay declines it', async () => {
