@@ -32,6 +32,7 @@ import {
   circuitFrame,
   Link,
   type LinkTimings,
+  pacer,
   readCircuitFrame,
   TurnWriter,
 } from './link.js'
@@ -789,8 +790,15 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
         connection.enableAttachments()
         // The service's frames go on as the text it wrote: the far end
         // decodes and checks them, so the relay need not.
-        connection.readRaw?.((frame) => circuit.send(frame))
-        connection.on('message', (message) => circuit.send(circuitFrame(message)))
+        const paced = pacer(circuit.link, connection)
+        connection.readRaw?.((frame) => {
+          circuit.send(frame)
+          paced()
+        })
+        connection.on('message', (message) => {
+          circuit.send(circuitFrame(message))
+          paced()
+        })
         connection.closed.then((info) => circuit.close(info.reason))
         circuit.closed.then((info) => {
           writer?.flush()

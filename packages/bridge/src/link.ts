@@ -368,6 +368,27 @@ export class Link extends EventEmitter<LinkEvents> {
   }
 }
 
+/**
+ * Paces a relay that feeds a link from one connection: once the link is
+ * behind (its socket wants a drain), `source` stops being read until the
+ * link has caught up, so the bytes wait in the kernel and the sender slows
+ * down. A link is shared by every circuit on it: without this, one fast
+ * sender could queue past the link's limit and close it for all. Call the
+ * result after each frame passed on.
+ */
+export function pacer(link: Link, source: MessageConnection): () => void {
+  let held = false
+  return () => {
+    if (held || !link.connection.needsDrain) return
+    held = true
+    source.pauseReading?.()
+    void link.connection.drained().then(() => {
+      held = false
+      source.resumeReading?.()
+    })
+  }
+}
+
 const NEWLINE = 0x0a
 const NEWLINE_BYTES = Buffer.from([NEWLINE])
 

@@ -6,7 +6,7 @@ import {
   type RequestMessage,
 } from '@autobus/protocol'
 import type { MessageConnection } from '@autobus/transport'
-import { type Circuit, circuitFrame, readCircuitFrame, TurnWriter } from './link.js'
+import { type Circuit, circuitFrame, pacer, readCircuitFrame, TurnWriter } from './link.js'
 
 /** A caller's session passed on to the origin through a circuit of its own. */
 export interface RelayedSession {
@@ -43,6 +43,7 @@ export function relaySession(
     circuit.close(reason)
     caller.close(reason)
   }
+  const paced = pacer(circuit.link, caller)
   const fromCaller = (frame: string) => {
     // Most frames are calls and answers: a substring test keeps them unparsed.
     if (frame.includes('watch"') || frame.includes('"describe"')) {
@@ -64,6 +65,7 @@ export function relaySession(
       }
     }
     circuit.send(frame)
+    paced()
   }
   circuit.on('frame', (bytes) => {
     if (bytes.indexOf(0x0a) === -1) {
@@ -96,6 +98,7 @@ export function relaySession(
     }
     writer.flush()
     circuit.send(circuitFrame(message))
+    paced()
   })
   circuit.send(JSON.stringify(bind))
   circuit.closed.then((info) => lose(info.reason))

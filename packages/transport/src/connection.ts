@@ -126,6 +126,14 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
    * goes back to emitting every frame.
    */
   readRaw?(handler: ((frame: string) => void) | undefined): void
+  /**
+   * Stops reading the peer's bytes until {@link resumeReading}: they wait
+   * in the kernel, and TCP slows the peer down. For a relay whose onward
+   * path is behind; idempotent.
+   */
+  pauseReading?(): void
+  /** Reads the peer's bytes again after {@link pauseReading}; idempotent. */
+  resumeReading?(): void
   /** Resolves when the peer has caught up (at once if it has). */
   drained(signal?: AbortSignal): Promise<void>
   /** Starts application heartbeats on this connection. */
@@ -341,7 +349,21 @@ export abstract class FramedConnection
 
   #drainedForReading = (): void => {
     this.#awaitingDrain = false
-    if (!this.#readPause && !this.#closeInfo) this.setReading(true)
+    if (!this.#readPause && !this.#paused && !this.#closeInfo) this.setReading(true)
+  }
+
+  #paused = false
+
+  pauseReading(): void {
+    if (this.#paused || this.#closeInfo) return
+    this.#paused = true
+    this.setReading(false)
+  }
+
+  resumeReading(): void {
+    if (!this.#paused) return
+    this.#paused = false
+    if (!this.#readPause && !this.#awaitingDrain && !this.#closeInfo) this.setReading(true)
   }
 
   drained(signal?: AbortSignal): Promise<void> {
@@ -496,7 +518,7 @@ export abstract class FramedConnection
     this.setReading(false)
     this.#readPause = setTimeout(() => {
       this.#readPause = undefined
-      if (!this.#awaitingDrain && !this.#closeInfo) this.setReading(true)
+      if (!this.#awaitingDrain && !this.#paused && !this.#closeInfo) this.setReading(true)
     }, wait)
   }
 

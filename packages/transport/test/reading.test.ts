@@ -136,3 +136,32 @@ describe('text of every kind reads the same', () => {
     connection.close()
   })
 })
+
+describe('reading paused by its owner', () => {
+  it('stays paused through the end of a refused-frame pause until resumed, and resumes once', () => {
+    vi.useFakeTimers({ now: 0 })
+    const connection = new FedConnection({ refusedBytesPerSecond: MiB })
+    connection.pauseReading()
+    connection.pauseReading()
+    expect(connection.reading).toEqual([[false, 0]])
+    // Refused frames pause reading for their own reason; when that pause
+    // ends, the owner's still holds.
+    for (let i = 0; i < 3; i++) connection.feed(deep)
+    vi.advanceTimersByTime(10_000)
+    expect(connection.reading.filter(([reading]) => reading)).toEqual([])
+    connection.resumeReading()
+    connection.resumeReading()
+    expect(connection.reading.filter(([reading]) => reading)).toEqual([[true, 10_000]])
+  })
+
+  it('is not resumed by its owner while a refused-frame pause runs', () => {
+    vi.useFakeTimers({ now: 0 })
+    const connection = new FedConnection({ refusedBytesPerSecond: MiB })
+    for (let i = 0; i < 3; i++) connection.feed(deep)
+    connection.pauseReading()
+    connection.resumeReading()
+    expect(connection.reading.filter(([reading]) => reading)).toEqual([])
+    vi.advanceTimersByTime(10_000)
+    expect(connection.reading.filter(([reading]) => reading)).toEqual([[true, expect.any(Number)]])
+  })
+})
