@@ -1,79 +1,9 @@
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import {
-  type Bus,
-  type BusOptions,
-  createBus,
-  generateKey,
-  InvalidArgumentsError,
-  RemoteError,
-  Type,
-  UnknownNameError,
-} from '@autobus/bus'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
+import { generateKey, InvalidArgumentsError, RemoteError, UnknownNameError } from '@autobus/bus'
+import { describe, expect, it } from 'vitest'
+import { calculator, inProcess, nextChange } from './buses.js'
 
-// Two buses in this process, each on a discovery port of its own on
-// loopback: two broadcast domains that only a bridge joins.
-const base = 21_000 + ((process.pid * 7) % 15_000)
-let nextPort = 0
-const closing: Array<{ close(): Promise<unknown> }> = []
-afterEach(async () => {
-  for (const thing of closing.splice(0).reverse()) await thing.close()
-})
-
-async function bus(options: BusOptions = {}): Promise<Bus> {
-  const created = await createBus({
-    discoveryPort: base + nextPort++,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    ...options,
-  })
-  closing.push(created)
-  return created
-}
-
-function bridge(options: Parameters<typeof createBridge>[0]): Bridge {
-  const created = createBridge({ retryInitial: 20, retryMax: 200, ...options })
-  closing.push(created)
-  return created
-}
-
-function socketPath(): string {
-  return join(tmpdir(), `autobus-bridge-${process.pid}-${nextPort++}.sock`)
-}
-
-function calculator(target: Bus) {
-  const service = target.createService({ info: { type: 'test.calc', room: 'lab' }, doc: 'Adds' })
-  const added = service.addEvent('added', { args: [Type.Number()] })
-  const total = service.addObject('total', { value: Type.Number() }, 0)
-  service.addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()] }, (a, b) => {
-    total.set(total.value + a + b)
-    added.fire(a + b)
-    return a + b
-  })
-  service.addFunction('boom', {}, () => {
-    throw new RangeError('kaboom')
-  })
-  service.addChannel('echo', {}, (channel) => {
-    channel.send('hello')
-    channel.on('message', (message) => channel.send(message))
-  })
-  service.addStream('echo', {}, (stream) => stream.pipe(stream))
-  return { service, total }
-}
-
-function nextChange(target: Bridge, up: boolean): Promise<LinkChange> {
-  return new Promise((resolve) => {
-    const on = (change: LinkChange) => {
-      if (change.up !== up) return
-      target.off('link', on)
-      resolve(change)
-    }
-    target.on('link', on)
-  })
-}
+// Two buses in this process: two broadcast domains that only a bridge joins.
+const { bus, bridge, socketPath } = inProcess(7)
 
 describe('a pair of bridges', () => {
   it('carries every capability of a service, and withdraws it on goodbye', async () => {
@@ -83,7 +13,7 @@ describe('a pair of bridges', () => {
     const left = bridge({ bus: a, listen: [`unix:${path}`] })
     await left.ready
     const right = bridge({ bus: b, connect: [`unix:${path}`] })
-    const { service } = calculator(a)
+    const service = calculator(a)
     const publication = a.publish(service)
     await publication.announced
     const seenOnA = Date.now()
@@ -156,7 +86,7 @@ describe('a pair of bridges', () => {
     const b = await bus()
     const path = socketPath()
     const right = bridge({ bus: b, connect: [`unix:${path}`] })
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     await new Promise((resolve) => setTimeout(resolve, 100))
     const left = bridge({ bus: a, listen: [`unix:${path}`] })
@@ -196,7 +126,7 @@ describe('a pair of bridges', () => {
     const path = socketPath()
     const first = bridge({ bus: a, listen: [`unix:${path}`] })
     await first.ready
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     // Give the first bridge's marker time to be seen on the bus.
     await expect.poll(() => a.services({ 'autobus.bridge': first.id }).length).toBe(1)
@@ -264,7 +194,7 @@ describe('a pair of bridges', () => {
     // to A through B is refused, since A's bridges know each other.
     const b1 = bridge({ bus: b, connect: [`unix:${first}`, `unix:${second}`] })
     await expect.poll(() => b1.links().length).toBe(2)
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     await expect.poll(() => b.services({ type: 'test.calc' }).length).toBe(1)
     const remote = b.createService({ info: { type: 'test.remote' } })
@@ -294,7 +224,7 @@ describe('a pair of bridges', () => {
     bridge({ bus: a, listen: [`unix:${ab}`], hopLimit: 1 })
     bridge({ bus: b, connect: [`unix:${ab}`], listen: [`unix:${bc}`], hopLimit: 1 })
     bridge({ bus: c, connect: [`unix:${bc}`], hopLimit: 1 })
-    a.publish(calculator(a).service)
+    a.publish(calculator(a))
     const local = b.createService({ info: { type: 'test.local' } })
     b.publish(local)
     await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
@@ -320,7 +250,7 @@ describe('a pair of bridges', () => {
     const left = bridge({ bus: a, listen: [`unix:${path}`], socket: { logger } })
     await left.ready
     const right = bridge({ bus: b, connect: [`unix:${path}`] })
-    const { service } = calculator(a)
+    const service = calculator(a)
     await a.publish(service).announced
     const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
     expect(found.service).toBe(service.id)
