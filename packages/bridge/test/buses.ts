@@ -1,7 +1,17 @@
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { type Bus, type BusOptions, createBus, Type } from '@autobus/bus'
-import { afterEach } from 'vitest'
+import {
+  type Bus,
+  type BusOptions,
+  createBus,
+  type DiscoveredService,
+  InvalidArgumentsError,
+  type Publication,
+  RemoteError,
+  Type,
+  UnknownNameError,
+} from '@autobus/bus'
+import { afterEach, expect } from 'vitest'
 import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
 
 /**
@@ -82,4 +92,68 @@ export function calculator(target: Bus) {
   })
   service.addStream('echo', {}, (stream) => stream.pipe(stream))
   return service
+}
+
+/**
+ * Uses every capability of the {@link calculator} published as
+ * `publication`, through its stand-in `found` on the far bus `far`, and
+ * checks each; then unpublishes it and checks that `far` hears the goodbye
+ * within 1 s and the watch ends.
+ */
+export async function expectCarriedThenWithdrawn(
+  far: Bus,
+  found: DiscoveredService,
+  publication: Publication,
+): Promise<void> {
+  const connection = await far.connect(found)
+  expect(await connection.call('add', [1, 2])).toBe(3)
+  await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
+  await expect(connection.call('nothing')).rejects.toBeInstanceOf(UnknownNameError)
+  const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
+  expect(boom).toBeInstanceOf(RemoteError)
+  expect(boom.code).toBe('remote_error')
+  expect(boom.remoteName).toBe('RangeError')
+  const description = await connection.describe()
+  expect(description.functions.add?.args).toHaveLength(2)
+  expect(description.doc).toBe('Adds')
+
+  const events: unknown[] = []
+  await connection.listen('added', (sum) => events.push(sum))
+  const values: unknown[] = []
+  await connection.watch('total', (value) => values.push(value))
+  expect(values).toEqual([3])
+  connection.notify('add', [2, 2])
+  const result = await new Promise((resolve, reject) =>
+    connection.callback('add', [5, 5], resolve, reject),
+  )
+  expect(result).toBe(10)
+  await expect.poll(() => values).toEqual([3, 7, 17])
+  expect(events).toEqual([4, 10])
+
+  const channel = await connection.openChannel('echo')
+  const iterator = channel[Symbol.asyncIterator]()
+  expect((await iterator.next()).value).toBe('hello')
+  channel.send({ n: 1 })
+  expect((await iterator.next()).value).toEqual({ n: 1 })
+  channel.close()
+
+  // Bytes that differ along the way, so that a piece out of place shows.
+  const stream = await connection.openStream('echo')
+  const payload = Buffer.alloc(3 * 1024 * 1024)
+  for (let i = 0; i < payload.length; i++) payload[i] = i % 251
+  const received: Buffer[] = []
+  stream.on('data', (chunk: Buffer) => received.push(chunk))
+  stream.end(payload)
+  await new Promise((resolve) => stream.on('end', resolve))
+  expect(Buffer.concat(received).equals(payload)).toBe(true)
+
+  const gone = new Promise<number>((resolve) =>
+    far.on('disappeared', (service) => {
+      if (service.info.type === 'test.calc') resolve(Date.now())
+    }),
+  )
+  const goodbye = Date.now()
+  await publication.unpublish()
+  expect((await gone) - goodbye).toBeLessThan(1_000)
+  await expect.poll(() => values.at(-1)).toBe(null)
 }

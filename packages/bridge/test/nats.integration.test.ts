@@ -1,4 +1,3 @@
-import { InvalidArgumentsError, type RemoteError } from '@autobus/bus'
 import {
   collectingLogger,
   hasNatsServer,
@@ -7,7 +6,7 @@ import {
 } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
 import { type Bridge, createBridge } from '../src/index.js'
-import { calculator, inProcess, nextChange } from './buses.js'
+import { calculator, expectCarriedThenWithdrawn, inProcess, nextChange } from './buses.js'
 
 // Buses in this process, and a cluster of nats-server processes on
 // loopback between their bridges.
@@ -34,47 +33,7 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
     const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
     expect(Date.now() - seenOnA).toBeLessThan(1_000)
     expect(found.info).toMatchObject({ bridged: true, hops: 1, via: [right.id, left.id] })
-
-    const connection = await b.connect(found)
-    expect(await connection.call('add', [1, 2])).toBe(3)
-    await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
-    const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
-    expect(boom.remoteName).toBe('RangeError')
-    expect((await connection.describe()).doc).toBe('Adds')
-    const events: unknown[] = []
-    await connection.listen('added', (sum) => events.push(sum))
-    const values: unknown[] = []
-    await connection.watch('total', (value) => values.push(value))
-    expect(values).toEqual([3])
-    expect(await connection.call('add', [2, 2])).toBe(4)
-    await expect.poll(() => events).toEqual([4])
-    await expect.poll(() => values).toEqual([3, 7])
-
-    const channel = await connection.openChannel('echo')
-    const iterator = channel[Symbol.asyncIterator]()
-    expect((await iterator.next()).value).toBe('hello')
-    channel.send({ n: 1 })
-    expect((await iterator.next()).value).toEqual({ n: 1 })
-    channel.close()
-
-    const stream = await connection.openStream('echo')
-    const payload = Buffer.alloc(2 * 1024 * 1024)
-    for (let i = 0; i < payload.length; i++) payload[i] = i % 251
-    const received: Buffer[] = []
-    stream.on('data', (chunk: Buffer) => received.push(chunk))
-    stream.end(payload)
-    await new Promise((resolve) => stream.on('end', resolve))
-    expect(Buffer.concat(received).equals(payload)).toBe(true)
-
-    const gone = new Promise<number>((resolve) =>
-      b.on('disappeared', (service) => {
-        if (service.info.type === 'test.calc') resolve(Date.now())
-      }),
-    )
-    const goodbye = Date.now()
-    await publication.unpublish()
-    expect((await gone) - goodbye).toBeLessThan(1_000)
-    await expect.poll(() => values.at(-1)).toBe(null)
+    await expectCarriedThenWithdrawn(b, found, publication)
   })
 
   it('a bridge that closes withdraws its services; bridges on one bus refuse to loop', async () => {

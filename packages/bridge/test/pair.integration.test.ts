@@ -1,6 +1,6 @@
-import { generateKey, InvalidArgumentsError, RemoteError, UnknownNameError } from '@autobus/bus'
+import { generateKey } from '@autobus/bus'
 import { describe, expect, it } from 'vitest'
-import { calculator, inProcess, nextChange } from './buses.js'
+import { calculator, expectCarriedThenWithdrawn, inProcess, nextChange } from './buses.js'
 
 // Two buses in this process: two broadcast domains that only a bridge joins.
 const { bus, bridge, socketPath } = inProcess(7)
@@ -29,56 +29,7 @@ describe('a pair of bridges', () => {
       via: [right.id, left.id],
     })
     expect(found.port).toBe(b.port)
-
-    const connection = await b.connect(found)
-    expect(await connection.call('add', [1, 2])).toBe(3)
-    await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
-    await expect(connection.call('nothing')).rejects.toBeInstanceOf(UnknownNameError)
-    const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
-    expect(boom).toBeInstanceOf(RemoteError)
-    expect(boom.code).toBe('remote_error')
-    expect(boom.remoteName).toBe('RangeError')
-    const description = await connection.describe()
-    expect(description.functions.add?.args).toHaveLength(2)
-    expect(description.doc).toBe('Adds')
-
-    const events: unknown[] = []
-    await connection.listen('added', (sum) => events.push(sum))
-    const values: unknown[] = []
-    await connection.watch('total', (value) => values.push(value))
-    expect(values).toEqual([3])
-    connection.notify('add', [2, 2])
-    const result = await new Promise((resolve, reject) =>
-      connection.callback('add', [5, 5], resolve, reject),
-    )
-    expect(result).toBe(10)
-    await expect.poll(() => values).toEqual([3, 7, 17])
-    expect(events).toEqual([4, 10])
-
-    const channel = await connection.openChannel('echo')
-    const iterator = channel[Symbol.asyncIterator]()
-    expect((await iterator.next()).value).toBe('hello')
-    channel.send({ n: 1 })
-    expect((await iterator.next()).value).toEqual({ n: 1 })
-    channel.close()
-
-    const stream = await connection.openStream('echo')
-    const payload = Buffer.alloc(3 * 1024 * 1024, 7)
-    const received: Buffer[] = []
-    stream.on('data', (chunk: Buffer) => received.push(chunk))
-    stream.end(payload)
-    await new Promise((resolve) => stream.on('end', resolve))
-    expect(Buffer.concat(received).equals(payload)).toBe(true)
-
-    const gone = new Promise<number>((resolve) =>
-      b.on('disappeared', (service) => {
-        if (service.info.type === 'test.calc') resolve(Date.now())
-      }),
-    )
-    const goodbye = Date.now()
-    await publication.unpublish()
-    expect((await gone) - goodbye).toBeLessThan(1_000)
-    await expect.poll(() => values.at(-1)).toBe(null)
+    await expectCarriedThenWithdrawn(b, found, publication)
   })
 
   it('links whichever side starts first, and withdraws all it learnt when the link goes', async () => {
