@@ -14,7 +14,7 @@ import { agent, onHosts, until } from './lans.js'
 // (and so discovery) stays on each LAN. Needs root, iproute2, nats-server
 // (CI has all three) and a build (it runs dist/).
 const steady = fileURLToPath(new URL('./fixtures/nats-steady.mjs', import.meta.url))
-const { run, bridge } = onHosts()
+const { run, bridge, use } = onHosts()
 
 describe.runIf(canUseNamespaces && hasNatsServer)(
   'bridges over a NATS cluster across LANs (network namespaces; needs root and nats-server)',
@@ -41,16 +41,7 @@ describe.runIf(canUseNamespaces && hasNatsServer)(
       expect(seen.at - ready.at).toBeLessThanOrEqual(1_000)
       expect(seen.info).toMatchObject({ type: 'test.topo', bridged: true, hops: 1 })
 
-      const user = run(b, agent, ['use'])
-      const { used } = await until(user, (line) => line.used)
-      expect(used).toEqual({
-        sum: 5,
-        ticks: [1],
-        values: [0, 1],
-        message: { hello: 'there' },
-        received: 1024 * 1024,
-        hops: 1,
-      })
+      await use(b, 1)
 
       run(b, agent, ['drop'])
       const dropping = await until(service, (line) => line.dropping)
