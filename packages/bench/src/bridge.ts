@@ -18,18 +18,22 @@ function startNode(args: string[]): Promise<ReadyProcess<{ port: number; service
 }
 
 let nextPort = 0
-const discoveryPort = () => 38_000 + ((process.pid * 3) % 5_000) + nextPort++
+/** A discovery port of its own for each bus of the bridge benchmarks, over NATS too. */
+export const discoveryPort = () => 38_000 + ((process.pid * 3) % 5_000) + nextPort++
 
-// The far bridge keeps one session per stand-in to its origin, all from
-// one address: a thousand services in one program need the per-address
-// connection cap raised.
-function bus(port: number): Promise<Bus> {
+/**
+ * A bus on loopback alone with the buses on its discovery port. A far
+ * bridge keeps one session per stand-in to its origin, all from one
+ * address: a thousand services in one program need the per-address
+ * connection cap raised.
+ */
+export function bus(port: number, maxConnectionsPerAddress = 4_096): Promise<Bus> {
   return createBus({
     discoveryPort: port,
     interfaces: ['lo'],
     holdOff: 0,
     host: '127.0.0.1',
-    maxConnectionsPerAddress: 4_096,
+    maxConnectionsPerAddress,
   })
 }
 

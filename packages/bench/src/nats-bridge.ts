@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createBridge } from '@autobus/bridge'
-import { type Bus, createBus } from '@autobus/bus'
-import { pipelined, sequentialP50, waitUntil } from './bridge.js'
+import { bus as bridgeBus, discoveryPort, pipelined, sequentialP50, waitUntil } from './bridge.js'
 import { median, now, type ReadyProcess, startNats, startReady } from './harness.js'
 
 const nodeScript = fileURLToPath(new URL('./nats-bridge-node.js', import.meta.url))
@@ -22,18 +21,7 @@ async function stopNodes(nodes: Node[]): Promise<void> {
   for (const node of nodes) await node.stop()
 }
 
-let nextPort = 0
-const discoveryPort = () => 44_000 + ((process.pid * 3) % 4_000) + nextPort++
-
-function bus(port: number): Promise<Bus> {
-  return createBus({
-    discoveryPort: port,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    maxConnectionsPerAddress: 16_384,
-  })
-}
+const bus = (port: number) => bridgeBus(port, 16_384)
 
 /**
  * Bridges that meet over NATS (docs/bridges.md, "Over NATS"), against a
