@@ -6,10 +6,12 @@ const root = fileURLToPath(new URL('.', import.meta.url))
 const packages = readdirSync(`${root}packages`)
 
 // Tests import sibling packages by name; point those names at their sources
-// so the suite needs no build.
-const alias = Object.fromEntries(
-  packages.map((name) => [`@autobus/${name}`, `${root}packages/${name}/src/index.ts`]),
-)
+// so the suite needs no build. A package's `./internal` entry point, where
+// it has one, is its src/internal.ts.
+const alias = [
+  { find: /^@autobus\/([^/]+)\/internal$/, replacement: `${root}packages/$1/src/internal.ts` },
+  { find: /^@autobus\/([^/]+)$/, replacement: `${root}packages/$1/src/index.ts` },
+]
 
 export default defineConfig({
   resolve: { alias },

@@ -1,44 +1,39 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { createBridge } from '@autobus/bridge'
 import { type Bus, createBus } from '@autobus/bus'
 import type { Connection } from '@autobus/rpc'
-import { median, now } from './harness.js'
+import { median, now, type ReadyProcess, startReady } from './harness.js'
 
 const nodeScript = fileURLToPath(new URL('./bridge-node.js', import.meta.url))
 
-/** Starts one end of the bridge benchmark and reads its ready line. */
-async function startNode(args: string[]): Promise<{ ready: any; child: ChildProcess }> {
-  const child = spawn(process.execPath, [nodeScript, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  const lines = createInterface({ input: child.stdout! })
-  const [first] = (await Promise.race([
-    once(lines, 'line'),
-    once(child, 'exit').then(() => [undefined]),
-  ])) as [string | undefined]
-  if (!first) throw new Error(`bridge-node ${args[0]} exited before it was ready`)
-  return { ready: JSON.parse(first), child }
+/**
+ * Starts one end of the bridge benchmark (see bridge-node.ts) and reads its
+ * ready line: its port, and the service's id from the end that has it.
+ */
+function startNode(args: string[]): Promise<ReadyProcess<{ port: number; service?: string }>> {
+  return startReady(nodeScript, args, { name: `bridge-node ${args[0]}` })
 }
 
 let nextPort = 0
-const discoveryPort = () => 38_000 + ((process.pid * 3) % 5_000) + nextPort++
+/** A discovery port of its own for each bus of the bridge benchmarks, over NATS too. */
+export const discoveryPort = () => 38_000 + ((process.pid * 3) % 5_000) + nextPort++
 
-// The far bridge keeps one session per stand-in to its origin, all from
-// one address: a thousand services in one program need the per-address
-// connection cap raised.
-function bus(port: number): Promise<Bus> {
+/**
+ * A bus on loopback alone with the buses on its discovery port. A far
+ * bridge keeps one session per stand-in to its origin, all from one
+ * address: a thousand services in one program need the per-address
+ * connection cap raised.
+ */
+export function bus(port: number, maxConnectionsPerAddress = 4_096): Promise<Bus> {
   return createBus({
     discoveryPort: port,
     interfaces: ['lo'],
     holdOff: 0,
     host: '127.0.0.1',
-    maxConnectionsPerAddress: 4_096,
+    maxConnectionsPerAddress,
   })
 }
 
@@ -128,7 +123,7 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     const direct = await client.connect({
       host: '127.0.0.1',
       port: home.ready.port,
-      service: home.ready.service,
+      service: home.ready.service!,
     })
     const bridged = await client.connect(stand)
     // The same service through two byte-for-byte relays where the bridges
@@ -136,7 +131,7 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     const relayed = await client.connect({
       host: '127.0.0.1',
       port: floor.ready.port,
-      service: home.ready.service,
+      service: home.ready.service!,
     })
     const seq = options.smoke ? 200 : 3_000
     const pipe = options.smoke ? 1_000 : 20_000
@@ -175,11 +170,7 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     }
   } finally {
     await client.close()
-    for (const node of [floor, far, home]) {
-      const exited = once(node.child, 'exit')
-      node.child.kill('SIGKILL')
-      await exited
-    }
+    for (const node of [floor, far, home]) await node.stop()
     rmSync(socket, { force: true })
     rmSync(`${socket}.floor`, { force: true })
   }

@@ -1,7 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
-import { createInterface } from 'node:readline'
+import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { Ready } from './payload.js'
 
@@ -14,34 +14,63 @@ export interface Server {
   stop(): Promise<void>
 }
 
+/** A process of the benchmark's own, started and ready. */
+export interface ReadyProcess<R> {
+  /** The first line it printed, parsed. */
+  ready: R
+  child: ChildProcess
+  /** The lines it prints after that one. */
+  lines: Interface
+  /** Kills it with `signal` (default SIGKILL) and waits until it has exited; at once if it has. */
+  stop(signal?: NodeJS.Signals): Promise<void>
+}
+
+/**
+ * Runs `script` with `args` in a Node process of its own and waits for the
+ * first line it prints: the JSON that says it is ready. `name` says which
+ * one in the error if it exits before that.
+ */
+export async function startReady<R>(
+  script: string,
+  args: readonly string[],
+  options: { name: string; nodeOptions?: readonly string[] },
+): Promise<ReadyProcess<R>> {
+  const child = spawn(process.execPath, [...(options.nodeOptions ?? []), script, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout! })
+  const [first] = (await Promise.race([
+    once(lines, 'line'),
+    once(child, 'exit').then(() => [undefined]),
+  ])) as [string | undefined]
+  if (!first) throw new Error(`${options.name} exited before it was ready`)
+  return {
+    ready: JSON.parse(first) as R,
+    child,
+    lines,
+    stop: async (signal = 'SIGKILL') => {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      const exited = once(child, 'exit')
+      child.kill(signal)
+      await exited
+    },
+  }
+}
+
 /** Starts `server.js <system> …args` in its own process and waits until it is ready. */
 export async function startServer(
   system: string,
   args: string[] = [],
   nodeOptions: string[] = [],
 ): Promise<Server> {
-  const child = spawn(
-    process.execPath,
-    ['--expose-gc', ...nodeOptions, serverScript, system, ...args],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-  const lines = createInterface({ input: child.stdout! })
-  const [first] = (await Promise.race([
-    once(lines, 'line'),
-    once(child, 'exit').then(() => [undefined]),
-  ])) as [string | undefined]
-  if (!first) throw new Error(`${system} server exited before it was ready`)
+  const server = await startReady<Ready>(serverScript, [system, ...args], {
+    name: `${system} server`,
+    nodeOptions: ['--expose-gc', ...nodeOptions],
+  })
   return {
-    ready: JSON.parse(first) as Ready,
-    child,
-    stop: async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      const exited = once(child, 'exit')
-      child.kill(nodeOptions.length > 0 ? 'SIGTERM' : 'SIGKILL')
-      await exited
-    },
+    ready: server.ready,
+    child: server.child,
+    stop: () => server.stop(nodeOptions.length > 0 ? 'SIGTERM' : 'SIGKILL'),
   }
 }
 

@@ -1,57 +1,27 @@
-import { type ChildProcess, spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface, type Interface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { createBridge } from '@autobus/bridge'
-import { type Bus, createBus } from '@autobus/bus'
-import { pipelined, sequentialP50, waitUntil } from './bridge.js'
-import { median, now, startNats } from './harness.js'
+import { bus as bridgeBus, discoveryPort, pipelined, sequentialP50, waitUntil } from './bridge.js'
+import { median, now, type ReadyProcess, startNats, startReady } from './harness.js'
 
 const nodeScript = fileURLToPath(new URL('./nats-bridge-node.js', import.meta.url))
 
-interface Node {
-  ready: { port: number; service?: string; id: string }
-  child: ChildProcess
-  lines: Interface
-}
+type Node = ReadyProcess<{ port: number; service?: string; id: string }>
 
 /** Starts one end (see nats-bridge-node.ts) and reads its ready line. */
-async function startNode(role: string, port: number, options: object): Promise<Node> {
-  const child = spawn(process.execPath, [nodeScript, role, String(port), JSON.stringify(options)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+function startNode(role: string, port: number, options: object): Promise<Node> {
+  return startReady(nodeScript, [role, String(port), JSON.stringify(options)], {
+    name: `nats-bridge-node ${role}`,
   })
-  const lines = createInterface({ input: child.stdout! })
-  const [first] = (await Promise.race([
-    once(lines, 'line'),
-    once(child, 'exit').then(() => [undefined]),
-  ])) as [string | undefined]
-  if (!first) throw new Error(`nats-bridge-node ${role} exited before it was ready`)
-  return { ready: JSON.parse(first), child, lines }
 }
 
 async function stopNodes(nodes: Node[]): Promise<void> {
-  for (const node of nodes) {
-    const exited = once(node.child, 'exit')
-    node.child.kill('SIGKILL')
-    await exited
-  }
+  for (const node of nodes) await node.stop()
 }
 
-let nextPort = 0
-const discoveryPort = () => 44_000 + ((process.pid * 3) % 4_000) + nextPort++
-
-function bus(port: number): Promise<Bus> {
-  return createBus({
-    discoveryPort: port,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    maxConnectionsPerAddress: 16_384,
-  })
-}
+const bus = (port: number) => bridgeBus(port, 16_384)
 
 /**
  * Bridges that meet over NATS (docs/bridges.md, "Over NATS"), against a

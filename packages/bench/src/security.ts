@@ -1,14 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import net from 'node:net'
-import { createInterface } from 'node:readline'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { type BusKey, generateKey, KeyRing } from '@autobus/bus'
 import { type DiscoveryNetwork, sealedNetwork } from '@autobus/discovery'
 import { type Connection, connectService } from '@autobus/rpc'
-import { median, now, percentile } from './harness.js'
+import { median, now, percentile, type ReadyProcess, startReady } from './harness.js'
 import { PAYLOAD, type Ready } from './payload.js'
 import { recordPair } from './security-records.js'
 
@@ -69,19 +67,10 @@ export interface SecurityFigures {
 
 const serverScript = fileURLToPath(new URL('./security-server.js', import.meta.url))
 
-async function startServer(
-  key?: string,
-  kind?: 'bare' | 'records',
-): Promise<{ ready: Ready; child: ChildProcess }> {
-  const child = spawn(
-    process.execPath,
-    [serverScript, ...(kind ? [kind] : []), ...(key ? [key] : [])],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-  const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string]
-  return { ready: JSON.parse(line) as Ready, child }
+function startServer(key?: string, kind?: 'bare' | 'records'): Promise<ReadyProcess<Ready>> {
+  return startReady(serverScript, [...(kind ? [kind] : []), ...(key ? [key] : [])], {
+    name: 'security server',
+  })
 }
 
 /**

@@ -7,10 +7,11 @@ import {
   ProtocolError,
   SlowConsumerError,
 } from '@autobus/protocol'
-import type {
-  HeartbeatOptions,
-  MessageConnection,
-  MessageConnectionEvents,
+import {
+  type HeartbeatOptions,
+  type MessageConnection,
+  type MessageConnectionEvents,
+  waitForDrain,
 } from '@autobus/transport'
 import { circuitFrame, readCircuitFrame } from './link.js'
 
@@ -187,24 +188,7 @@ export class NatsLinkConnection
   enableAttachments(): void {}
 
   drained(signal?: AbortSignal): Promise<void> {
-    if (!this.needsDrain || this.#info) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        this.off('drain', done)
-        this.off('close', done)
-        signal?.removeEventListener('abort', abort)
-        resolve()
-      }
-      const abort = () => {
-        this.off('drain', done)
-        this.off('close', done)
-        reject(signal!.reason)
-      }
-      if (signal?.aborted) return abort()
-      this.once('drain', done)
-      this.once('close', done)
-      signal?.addEventListener('abort', abort, { once: true })
-    })
+    return waitForDrain(this, { signal })
   }
 
   startHeartbeat(options: HeartbeatOptions): void {

@@ -4,37 +4,17 @@ import {
   createRoutedLans,
   type Host,
   hasNatsServer,
-  type LineProcess,
   startNatsCluster,
 } from '@autobus/testkit'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
+import { agent, onHosts, until } from './lans.js'
 
 // Two LANs, each with a bridge, joined only through a cluster of three
 // nats-server processes on a third LAN behind the same router: broadcast
 // (and so discovery) stays on each LAN. Needs root, iproute2, nats-server
 // (CI has all three) and a build (it runs dist/).
-const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url))
-const agent = fileURLToPath(new URL('./fixtures/agent.mjs', import.meta.url))
 const steady = fileURLToPath(new URL('./fixtures/nats-steady.mjs', import.meta.url))
-const env = { ...process.env, NO_COLOR: '1', AUTOBUS_DISCOVERY_PORT: '', AUTOBUS_INTERFACES: '' }
-const spawned: LineProcess[] = []
-afterEach(() => {
-  for (const process of spawned.splice(0)) process.kill()
-})
-
-function run(host: Host, script: string, args: string[]): LineProcess {
-  const process = host.node(script, args, { env })
-  spawned.push(process)
-  return process
-}
-
-/** Reads lines until one matches; the lines before it are dropped. */
-async function until(process: LineProcess, match: (line: any) => boolean): Promise<any> {
-  for (;;) {
-    const line = await process.json()
-    if (match(line)) return line
-  }
-}
+const { run, bridge, use } = onHosts()
 
 describe.runIf(canUseNamespaces && hasNatsServer)(
   'bridges over a NATS cluster across LANs (network namespaces; needs root and nats-server)',
@@ -47,12 +27,10 @@ describe.runIf(canUseNamespaces && hasNatsServer)(
       await using nats = await startNatsCluster({ hosts: members })
       const [n1, n2, n3] = nats.urls as [string, string, string]
       // A is on n1 first, B on n3: killing n1 fails A over to n2.
-      const [bridgeA, bridgeB] = [
-        run(a, cli, ['bridge', '--json', '--nats', `${n1},${n2}`]),
-        run(b, cli, ['bridge', '--json', '--nats', n3, '--nats', n2]),
-      ]
-      await until(bridgeA, (line) => line.ready)
-      await until(bridgeB, (line) => line.ready)
+      const [bridgeA, bridgeB] = await Promise.all([
+        bridge(a, ['--nats', `${n1},${n2}`]),
+        bridge(b, ['--nats', n3, '--nats', n2]),
+      ])
       await until(bridgeB, (line) => line.link === 'up')
       const onB = run(b, agent, ['client'])
       // The client's bus is up once it has sent its first query.
@@ -63,16 +41,7 @@ describe.runIf(canUseNamespaces && hasNatsServer)(
       expect(seen.at - ready.at).toBeLessThanOrEqual(1_000)
       expect(seen.info).toMatchObject({ type: 'test.topo', bridged: true, hops: 1 })
 
-      const user = run(b, agent, ['use'])
-      const { used } = await until(user, (line) => line.used)
-      expect(used).toEqual({
-        sum: 5,
-        ticks: [1],
-        values: [0, 1],
-        message: { hello: 'there' },
-        received: 1024 * 1024,
-        hops: 1,
-      })
+      await use(b, 1)
 
       run(b, agent, ['drop'])
       const dropping = await until(service, (line) => line.dropping)

@@ -1,84 +1,19 @@
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import {
-  type Bus,
-  type BusOptions,
-  createBus,
-  InvalidArgumentsError,
-  type RemoteError,
-  Type,
-} from '@autobus/bus'
 import {
   collectingLogger,
   hasNatsServer,
   type NatsCluster,
   startNatsCluster,
 } from '@autobus/testkit'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { type Bridge, createBridge } from '../src/index.js'
+import { calculator, expectCarriedThenWithdrawn, inProcess, nextChange } from './buses.js'
 
-// Buses in this process, each on a discovery port of its own on loopback
-// (broadcast domains that only bridges join), and a cluster of
-// nats-server processes on loopback between their bridges.
-const base = 21_000 + ((process.pid * 11) % 15_000)
-let nextPort = 0
-const closing: Array<{ close(): Promise<unknown> }> = []
-afterEach(async () => {
-  for (const thing of closing.splice(0).reverse()) await thing.close()
-})
-
-async function bus(options: BusOptions = {}): Promise<Bus> {
-  const created = await createBus({
-    discoveryPort: base + nextPort++,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    ...options,
-  })
-  closing.push(created)
-  return created
-}
+// Buses in this process, and a cluster of nats-server processes on
+// loopback between their bridges.
+const { bus, bridge, closeAfter, socketPath } = inProcess(11)
 
 async function cluster(options: Parameters<typeof startNatsCluster>[0] = {}): Promise<NatsCluster> {
-  const started = await startNatsCluster(options)
-  closing.push(started)
-  return started
-}
-
-function bridge(options: Parameters<typeof createBridge>[0]): Bridge {
-  const created = createBridge({ retryInitial: 20, retryMax: 200, ...options })
-  closing.push(created)
-  return created
-}
-
-function nextChange(target: Bridge, up: boolean): Promise<LinkChange> {
-  return new Promise((resolve) => {
-    const on = (change: LinkChange) => {
-      if (change.up !== up) return
-      target.off('link', on)
-      resolve(change)
-    }
-    target.on('link', on)
-  })
-}
-
-function calculator(target: Bus) {
-  const service = target.createService({ info: { type: 'test.calc' }, doc: 'Adds' })
-  const added = service.addEvent('added', { args: [Type.Number()] })
-  const total = service.addObject('total', { value: Type.Number() }, 0)
-  service.addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()] }, (a, b) => {
-    total.set(total.value + a + b)
-    added.fire(a + b)
-    return a + b
-  })
-  service.addFunction('boom', {}, () => {
-    throw new RangeError('kaboom')
-  })
-  service.addChannel('echo', {}, (channel) => {
-    channel.on('message', (message) => channel.send(message))
-  })
-  service.addStream('echo', {}, (stream) => stream.pipe(stream))
-  return service
+  return closeAfter(await startNatsCluster(options))
 }
 
 describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () => {
@@ -98,46 +33,7 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
     const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
     expect(Date.now() - seenOnA).toBeLessThan(1_000)
     expect(found.info).toMatchObject({ bridged: true, hops: 1, via: [right.id, left.id] })
-
-    const connection = await b.connect(found)
-    expect(await connection.call('add', [1, 2])).toBe(3)
-    await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
-    const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
-    expect(boom.remoteName).toBe('RangeError')
-    expect((await connection.describe()).doc).toBe('Adds')
-    const events: unknown[] = []
-    await connection.listen('added', (sum) => events.push(sum))
-    const values: unknown[] = []
-    await connection.watch('total', (value) => values.push(value))
-    expect(values).toEqual([3])
-    expect(await connection.call('add', [2, 2])).toBe(4)
-    await expect.poll(() => events).toEqual([4])
-    await expect.poll(() => values).toEqual([3, 7])
-
-    const channel = await connection.openChannel('echo')
-    const iterator = channel[Symbol.asyncIterator]()
-    channel.send({ n: 1 })
-    expect((await iterator.next()).value).toEqual({ n: 1 })
-    channel.close()
-
-    const stream = await connection.openStream('echo')
-    const payload = Buffer.alloc(2 * 1024 * 1024)
-    for (let i = 0; i < payload.length; i++) payload[i] = i % 251
-    const received: Buffer[] = []
-    stream.on('data', (chunk: Buffer) => received.push(chunk))
-    stream.end(payload)
-    await new Promise((resolve) => stream.on('end', resolve))
-    expect(Buffer.concat(received).equals(payload)).toBe(true)
-
-    const gone = new Promise<number>((resolve) =>
-      b.on('disappeared', (service) => {
-        if (service.info.type === 'test.calc') resolve(Date.now())
-      }),
-    )
-    const goodbye = Date.now()
-    await publication.unpublish()
-    expect((await gone) - goodbye).toBeLessThan(1_000)
-    await expect.poll(() => values.at(-1)).toBe(null)
+    await expectCarriedThenWithdrawn(b, found, publication)
   })
 
   it('a bridge that closes withdraws its services; bridges on one bus refuse to loop', async () => {
@@ -212,7 +108,7 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
   it('mixes NATS and direct links: one link per pair, every service once, an event once', async () => {
     const nats = await cluster({ count: 1 })
     const [a, b, c] = [await bus(), await bus(), await bus()]
-    const path = join(tmpdir(), `autobus-nats-${process.pid}-${nextPort++}.sock`)
+    const path = socketPath()
     const servers = nats.urls
     const left = bridge({ bus: a, listen: [`unix:${path}`], nats: { servers } })
     const middle = bridge({ bus: b, connect: [`unix:${path}`], nats: { servers } })
@@ -247,7 +143,7 @@ describe.runIf(hasNatsServer)('bridges over NATS (nats-server on loopback)', () 
   it('does not pass routes learnt over NATS on to NATS peers, but on to direct links', async () => {
     const nats = await cluster({ count: 1 })
     const [a, b, c, d] = [await bus(), await bus(), await bus(), await bus()]
-    const path = join(tmpdir(), `autobus-nats-${process.pid}-${nextPort++}.sock`)
+    const path = socketPath()
     const servers = nats.urls
     const [first, second] = [
       bridge({ bus: a, nats: { servers } }),

@@ -1,79 +1,9 @@
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import {
-  type Bus,
-  type BusOptions,
-  createBus,
-  generateKey,
-  InvalidArgumentsError,
-  RemoteError,
-  Type,
-  UnknownNameError,
-} from '@autobus/bus'
-import { afterEach, describe, expect, it } from 'vitest'
-import { type Bridge, createBridge, type LinkChange } from '../src/index.js'
+import { generateKey } from '@autobus/bus'
+import { describe, expect, it } from 'vitest'
+import { calculator, expectCarriedThenWithdrawn, inProcess, nextChange } from './buses.js'
 
-// Two buses in this process, each on a discovery port of its own on
-// loopback: two broadcast domains that only a bridge joins.
-const base = 21_000 + ((process.pid * 7) % 15_000)
-let nextPort = 0
-const closing: Array<{ close(): Promise<unknown> }> = []
-afterEach(async () => {
-  for (const thing of closing.splice(0).reverse()) await thing.close()
-})
-
-async function bus(options: BusOptions = {}): Promise<Bus> {
-  const created = await createBus({
-    discoveryPort: base + nextPort++,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    ...options,
-  })
-  closing.push(created)
-  return created
-}
-
-function bridge(options: Parameters<typeof createBridge>[0]): Bridge {
-  const created = createBridge({ retryInitial: 20, retryMax: 200, ...options })
-  closing.push(created)
-  return created
-}
-
-function socketPath(): string {
-  return join(tmpdir(), `autobus-bridge-${process.pid}-${nextPort++}.sock`)
-}
-
-function calculator(target: Bus) {
-  const service = target.createService({ info: { type: 'test.calc', room: 'lab' }, doc: 'Adds' })
-  const added = service.addEvent('added', { args: [Type.Number()] })
-  const total = service.addObject('total', { value: Type.Number() }, 0)
-  service.addFunction('add', { doc: 'Adds', args: [Type.Number(), Type.Number()] }, (a, b) => {
-    total.set(total.value + a + b)
-    added.fire(a + b)
-    return a + b
-  })
-  service.addFunction('boom', {}, () => {
-    throw new RangeError('kaboom')
-  })
-  service.addChannel('echo', {}, (channel) => {
-    channel.send('hello')
-    channel.on('message', (message) => channel.send(message))
-  })
-  service.addStream('echo', {}, (stream) => stream.pipe(stream))
-  return { service, total }
-}
-
-function nextChange(target: Bridge, up: boolean): Promise<LinkChange> {
-  return new Promise((resolve) => {
-    const on = (change: LinkChange) => {
-      if (change.up !== up) return
-      target.off('link', on)
-      resolve(change)
-    }
-    target.on('link', on)
-  })
-}
+// Two buses in this process: two broadcast domains that only a bridge joins.
+const { bus, bridge, socketPath } = inProcess(7)
 
 describe('a pair of bridges', () => {
   // A caller's session is passed on to the origin unread, or (beyond
@@ -91,7 +21,7 @@ describe('a pair of bridges', () => {
       const left = bridge({ bus: a, listen: [`unix:${path}`] })
       await left.ready
       const right = bridge({ bus: b, connect: [`unix:${path}`], relayedSessions })
-      const { service } = calculator(a)
+      const service = calculator(a)
       const publication = a.publish(service)
       await publication.announced
       const seenOnA = Date.now()
@@ -107,57 +37,8 @@ describe('a pair of bridges', () => {
         via: [right.id, left.id],
       })
       expect(found.port).toBe(b.port)
-
-      const connection = await b.connect(found)
-      expect(await connection.call('add', [1, 2])).toBe(3)
+      await expectCarriedThenWithdrawn(b, found, publication)
       expect(right.stats.relayedSessions).toBe(relayedSessions > 0 ? 1 : 0)
-      await expect(connection.call('add', ['x'])).rejects.toBeInstanceOf(InvalidArgumentsError)
-      await expect(connection.call('nothing')).rejects.toBeInstanceOf(UnknownNameError)
-      const boom = (await connection.call('boom').catch((error) => error)) as RemoteError
-      expect(boom).toBeInstanceOf(RemoteError)
-      expect(boom.code).toBe('remote_error')
-      expect(boom.remoteName).toBe('RangeError')
-      const description = await connection.describe()
-      expect(description.functions.add?.args).toHaveLength(2)
-      expect(description.doc).toBe('Adds')
-
-      const events: unknown[] = []
-      await connection.listen('added', (sum) => events.push(sum))
-      const values: unknown[] = []
-      await connection.watch('total', (value) => values.push(value))
-      expect(values).toEqual([3])
-      connection.notify('add', [2, 2])
-      const result = await new Promise((resolve, reject) =>
-        connection.callback('add', [5, 5], resolve, reject),
-      )
-      expect(result).toBe(10)
-      await expect.poll(() => values).toEqual([3, 7, 17])
-      expect(events).toEqual([4, 10])
-
-      const channel = await connection.openChannel('echo')
-      const iterator = channel[Symbol.asyncIterator]()
-      expect((await iterator.next()).value).toBe('hello')
-      channel.send({ n: 1 })
-      expect((await iterator.next()).value).toEqual({ n: 1 })
-      channel.close()
-
-      const stream = await connection.openStream('echo')
-      const payload = Buffer.alloc(3 * 1024 * 1024, 7)
-      const received: Buffer[] = []
-      stream.on('data', (chunk: Buffer) => received.push(chunk))
-      stream.end(payload)
-      await new Promise((resolve) => stream.on('end', resolve))
-      expect(Buffer.concat(received).equals(payload)).toBe(true)
-
-      const gone = new Promise<number>((resolve) =>
-        b.on('disappeared', (service) => {
-          if (service.info.type === 'test.calc') resolve(Date.now())
-        }),
-      )
-      const goodbye = Date.now()
-      await publication.unpublish()
-      expect((await gone) - goodbye).toBeLessThan(1_000)
-      await expect.poll(() => values.at(-1)).toBe(null)
     },
   )
 
@@ -168,8 +49,7 @@ describe('a pair of bridges', () => {
     const left = bridge({ bus: a, listen: [`unix:${path}`] })
     await left.ready
     const right = bridge({ bus: b, connect: [`unix:${path}`], relayedSessions: 2 })
-    const { service, total } = calculator(a)
-    a.publish(service)
+    a.publish(calculator(a))
     const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
     const callers = await Promise.all([1, 2, 3, 4].map(() => b.connect(found)))
     const watched = callers.map(() => [] as unknown[])
@@ -181,7 +61,7 @@ describe('a pair of bridges', () => {
     // Each passed-on session is a circuit of its own; the stand-in's one
     // session serves the other two.
     expect(right.links()[0]!.circuits).toBe(3)
-    total.set(100)
+    expect(await callers[3]!.call('add', [50, 44])).toBe(94)
     for (const values of watched) await expect.poll(() => values.at(-1)).toBe(100)
     // A session passed on and closed makes room for the next caller.
     await callers[0]!.close()
@@ -199,7 +79,7 @@ describe('a pair of bridges', () => {
     const b = await bus()
     const path = socketPath()
     const right = bridge({ bus: b, connect: [`unix:${path}`] })
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     await new Promise((resolve) => setTimeout(resolve, 100))
     const left = bridge({ bus: a, listen: [`unix:${path}`] })
@@ -239,7 +119,7 @@ describe('a pair of bridges', () => {
     const path = socketPath()
     const first = bridge({ bus: a, listen: [`unix:${path}`] })
     await first.ready
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     // Give the first bridge's marker time to be seen on the bus.
     await expect.poll(() => a.services({ 'autobus.bridge': first.id }).length).toBe(1)
@@ -307,7 +187,7 @@ describe('a pair of bridges', () => {
     // to A through B is refused, since A's bridges know each other.
     const b1 = bridge({ bus: b, connect: [`unix:${first}`, `unix:${second}`] })
     await expect.poll(() => b1.links().length).toBe(2)
-    const { service } = calculator(a)
+    const service = calculator(a)
     a.publish(service)
     await expect.poll(() => b.services({ type: 'test.calc' }).length).toBe(1)
     const remote = b.createService({ info: { type: 'test.remote' } })
@@ -337,7 +217,7 @@ describe('a pair of bridges', () => {
     bridge({ bus: a, listen: [`unix:${ab}`], hopLimit: 1 })
     bridge({ bus: b, connect: [`unix:${ab}`], listen: [`unix:${bc}`], hopLimit: 1 })
     bridge({ bus: c, connect: [`unix:${bc}`], hopLimit: 1 })
-    a.publish(calculator(a).service)
+    a.publish(calculator(a))
     const local = b.createService({ info: { type: 'test.local' } })
     b.publish(local)
     await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
@@ -363,7 +243,7 @@ describe('a pair of bridges', () => {
     const left = bridge({ bus: a, listen: [`unix:${path}`], socket: { logger } })
     await left.ready
     const right = bridge({ bus: b, connect: [`unix:${path}`] })
-    const { service } = calculator(a)
+    const service = calculator(a)
     await a.publish(service).announced
     const found = await b.waitForService({ type: 'test.calc' }, { timeout: 5_000 })
     expect(found.service).toBe(service.id)

@@ -1,37 +1,11 @@
-import { fileURLToPath } from 'node:url'
-import { canUseNamespaces, createRoutedLans, type Host, type LineProcess } from '@autobus/testkit'
-import { afterEach, describe, expect, it } from 'vitest'
+import { canUseNamespaces, createRoutedLans, type Host } from '@autobus/testkit'
+import { describe, expect, it } from 'vitest'
+import { agent, onHosts, until } from './lans.js'
 
 // LANs joined by a router that forwards unicast only: broadcast (and so
 // discovery) stays on each LAN, and only bridges join the buses. Needs
 // root and iproute2 (CI runs as root), and a build (it runs dist/).
-const cli = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url))
-const agent = fileURLToPath(new URL('./fixtures/agent.mjs', import.meta.url))
-const env = { ...process.env, NO_COLOR: '1', AUTOBUS_DISCOVERY_PORT: '', AUTOBUS_INTERFACES: '' }
-const spawned: LineProcess[] = []
-afterEach(() => {
-  for (const process of spawned.splice(0)) process.kill()
-})
-
-function run(host: Host, script: string, args: string[]): LineProcess {
-  const process = host.node(script, args, { env })
-  spawned.push(process)
-  return process
-}
-
-/** Reads lines until one matches; the lines before it are dropped. */
-async function until(process: LineProcess, match: (line: any) => boolean): Promise<any> {
-  for (;;) {
-    const line = await process.json()
-    if (match(line)) return line
-  }
-}
-
-async function bridge(host: Host, args: string[]): Promise<LineProcess> {
-  const process = run(host, cli, ['bridge', '--json', ...args])
-  await until(process, (line) => line.ready)
-  return process
-}
+const { run, bridge, use } = onHosts()
 
 describe.runIf(canUseNamespaces)('bridges across LANs (network namespaces; needs root)', () => {
   it('a chain of three LANs: everything crosses two hops, goodbye and kill -9 withdraw', async () => {
@@ -57,16 +31,7 @@ describe.runIf(canUseNamespaces)('bridges across LANs (network namespaces; needs
     expect(seenB.info).toMatchObject({ type: 'test.topo', bridged: true, hops: 1 })
     expect(seenC.info).toMatchObject({ type: 'test.topo', bridged: true, hops: 2 })
 
-    const user = run(c, agent, ['use'])
-    const { used } = await until(user, (line) => line.used)
-    expect(used).toEqual({
-      sum: 5,
-      ticks: [1],
-      values: [0, 1],
-      message: { hello: 'there' },
-      received: 1024 * 1024,
-      hops: 2,
-    })
+    const user = await use(c, 2)
 
     run(c, agent, ['drop'])
     const dropping = await until(service, (line) => line.dropping)

@@ -45,7 +45,9 @@ import {
   createMultiServiceProxy,
   createSingleServiceProxy,
   type MultiServiceProxy,
+  type MultiServiceProxyOptions,
   type SingleServiceProxy,
+  type SingleServiceProxyOptions,
 } from '@autobus/proxy'
 import {
   type AccessControl,
@@ -509,14 +511,7 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
     options: { contract?: C } = {},
   ): SingleServiceProxy<C> {
     this.#ensureOpen()
-    const proxy = createSingleServiceProxy<C>({
-      directory: this.#table,
-      connect: (s, o) => this.connect(s, o),
-      filter,
-      ...(options.contract ? { contract: options.contract } : {}),
-    })
-    this.#keep(proxy)
-    return proxy
+    return this.#keep(createSingleServiceProxy<C>(this.#proxyOptions(filter, options.contract)))
   }
 
   /**
@@ -529,20 +524,27 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
     options: { contract?: C } = {},
   ): MultiServiceProxy<C> {
     this.#ensureOpen()
-    const proxy = createMultiServiceProxy<C>({
+    return this.#keep(createMultiServiceProxy<C>(this.#proxyOptions(filter, options.contract)))
+  }
+
+  /** What either kind of proxy needs: this bus's services, and its way to connect. */
+  #proxyOptions<C extends Contract>(
+    filter: ServiceFilter,
+    contract: C | undefined,
+  ): SingleServiceProxyOptions<C> & MultiServiceProxyOptions<C> {
+    return {
       directory: this.#table,
-      connect: (s, o) => this.connect(s, o),
+      connect: (service, options) => this.connect(service, options),
       filter,
-      ...(options.contract ? { contract: options.contract } : {}),
-    })
-    this.#keep(proxy)
-    return proxy
+      ...(contract ? { contract } : {}),
+    }
   }
 
   /** Closes the proxy with the bus, and forgets it once closed either way. */
-  #keep(proxy: SingleServiceProxy<Contract> | MultiServiceProxy<Contract>): void {
+  #keep<P extends SingleServiceProxy<Contract> | MultiServiceProxy<Contract>>(proxy: P): P {
     this.#proxies.add(proxy)
     proxy.closed.then(() => this.#proxies.delete(proxy))
+    return proxy
   }
 
   /**

@@ -1,7 +1,5 @@
-import { EventEmitter, on } from 'node:events'
+import { EventEmitter } from 'node:events'
 import {
-  type AppearCause,
-  type DisappearCause,
   type DiscoveredService,
   type Discoverer,
   type DiscovererEvents,
@@ -10,6 +8,7 @@ import {
   type ServiceChangesOptions,
   type ServiceFilter,
 } from '@autobus/discovery'
+import { serviceChanges } from '@autobus/discovery/internal'
 
 /**
  * The services a bus knows: its own, at once, and those discovered on the
@@ -75,41 +74,8 @@ export class ServiceTable extends EventEmitter<DiscovererEvents> {
    * marked `restart`; with `replay`, the services known when it starts come
    * first and nothing that happens meanwhile is missed.
    */
-  async *changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
-    const closed = this.#closed.signal
-    const signal = options.signal ? AbortSignal.any([options.signal, closed]) : closed
-    const filter = options.filter
-    const keep = (service: DiscoveredService) => !filter || matchesFilter(service.info, filter)
-    const relay = new EventEmitter<{ change: [ServiceChange] }>()
-    const up = (service: DiscoveredService, cause: AppearCause) => {
-      if (!keep(service)) return
-      relay.emit(
-        'change',
-        cause === 'changed' ? { type: 'up', service, restart: true } : { type: 'up', service },
-      )
-    }
-    const down = (service: DiscoveredService, cause: DisappearCause) => {
-      if (!keep(service)) return
-      relay.emit(
-        'change',
-        cause === 'changed' ? { type: 'down', service, restart: true } : { type: 'down', service },
-      )
-    }
-    this.on('appeared', up)
-    this.on('disappeared', down)
-    // Listening before the snapshot is read: a change during the replay is
-    // queued behind it, not lost.
-    const events = on(relay, 'change', { signal })
-    try {
-      if (options.replay && !signal.aborted)
-        for (const service of this.snapshot(filter)) yield { type: 'up', service }
-      for await (const [change] of events) yield change as ServiceChange
-    } catch (error) {
-      if (!signal.aborted) throw error
-    } finally {
-      this.off('appeared', up)
-      this.off('disappeared', down)
-    }
+  changes(options: ServiceChangesOptions = {}): AsyncIterable<ServiceChange> {
+    return serviceChanges(this, this.#closed.signal, options)
   }
 
   close(): void {

@@ -3,28 +3,18 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { makeCertificates } from '@autobus/testkit'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   type AccessPolicy,
   type Bus,
-  type BusOptions,
   createAccessControl,
-  createBus,
   ForbiddenError,
   generateKey,
   META_SERVICE_ID,
 } from '../src/index.js'
+import { closedAfterEach } from './buses.js'
 
-const buses: Bus[] = []
-afterEach(async () => {
-  await Promise.all(buses.splice(0).map((bus) => bus.close()))
-})
-
-async function bus(options: BusOptions = {}) {
-  const created = await createBus({ discovery: false, host: '127.0.0.1', ...options })
-  buses.push(created)
-  return created
-}
+const bus = closedAfterEach({ discovery: false, host: '127.0.0.1' })
 
 const admin = generateKey('admin')
 const guest = generateKey('guest')

@@ -1,33 +1,17 @@
 import { once } from 'node:events'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   type Bus,
-  type BusOptions,
   createBus,
   META_SERVICE_ID,
   RemoteError,
   Type,
   UnknownServiceError,
 } from '../src/index.js'
+import { closedAfterEach, onLoopback } from './buses.js'
 
-// A discovery port of this suite's own, on loopback only.
-const discoveryPort = 20_000 + ((process.pid + 7) % 20_000)
-const buses: Bus[] = []
-afterEach(async () => {
-  await Promise.all(buses.splice(0).map((bus) => bus.close()))
-})
-
-async function bus(options: BusOptions = {}) {
-  const created = await createBus({
-    discoveryPort,
-    interfaces: ['lo'],
-    holdOff: 0,
-    host: '127.0.0.1',
-    ...options,
-  })
-  buses.push(created)
-  return created
-}
+// Buses on loopback only, on a discovery port of this suite's own.
+const bus = closedAfterEach(onLoopback(7))
 
 function greeter(target: Bus, name = 'greeter') {
   const service = target.createService({ info: { type: 'test.greeter', name }, doc: 'Greets' })

@@ -2,7 +2,24 @@ import { once } from 'node:events'
 import { connect } from 'node:net'
 import { META_SERVICE_ID } from '@autobus/protocol'
 import { describe, expect, it } from 'vitest'
-import { type BusMetrics, createBus, renderPrometheus, serveMetrics, Type } from '../src/index.js'
+import {
+  type Bus,
+  type BusMetrics,
+  createBus,
+  renderPrometheus,
+  serveMetrics,
+  Type,
+} from '../src/index.js'
+
+/**
+ * A bus of its own (no discovery) with a connection over loopback to
+ * `service` on `bus`; disposing it closes that bus.
+ */
+async function connectedClient(bus: Bus, service: string) {
+  const client = await createBus({ discovery: false })
+  const connection = await client.connect({ host: '127.0.0.1', port: bus.port, service })
+  return { bus: client, connection, [Symbol.asyncDispose]: () => client[Symbol.asyncDispose]() }
+}
 
 describe('metrics', () => {
   it('counts calls, errors by code, latency, fires and changes; peers read them over the wire', async () => {
@@ -19,9 +36,8 @@ describe('metrics', () => {
         throw new Error('later')
       })
     bus.publish(service)
-    const target = { host: '127.0.0.1', port: bus.port, service: service.id }
-    await using client = await createBus({ discovery: false })
-    const connection = await client.connect(target)
+    await using client = await connectedClient(bus, service.id)
+    const { connection } = client
     await connection.listen('ticked', () => {})
     await connection.call('add', [2, 3])
     await connection.call('add', [4, 5])
@@ -41,7 +57,11 @@ describe('metrics', () => {
     expect(stats.events.ticked).toEqual({ fires: 1, deliveries: 1, listeners: 1 })
     expect(stats.objects.counter).toEqual({ changes: 2, watchers: 0 })
 
-    const meta = await client.connect({ ...target, service: META_SERVICE_ID })
+    const meta = await client.bus.connect({
+      host: '127.0.0.1',
+      port: bus.port,
+      service: META_SERVICE_ID,
+    })
     const remote = (await meta.call('stats', [])) as BusMetrics
     expect(remote.services.map((entry) => entry.service)).toEqual([service.id])
     expect(remote.services[0]!.functions.add!.calls).toBe(2)
@@ -67,12 +87,8 @@ describe('metrics', () => {
     const service = bus.createService()
     service.addFunction('ok', { args: [] }, () => 1)
     bus.publish(service)
-    await using client = await createBus({ discovery: false })
-    const connection = await client.connect({
-      host: '127.0.0.1',
-      port: bus.port,
-      service: service.id,
-    })
+    await using client = await connectedClient(bus, service.id)
+    const { connection } = client
     await expect(connection.call('nope', [])).rejects.toThrow()
     expect(Object.keys(bus.metrics().services[0]!.functions)).toEqual(['ok'])
   })
@@ -84,12 +100,8 @@ describe('metrics off', () => {
     const service = bus.createService({ metrics: false })
     service.addFunction('ok', { args: [] }, () => 1)
     bus.publish(service)
-    await using client = await createBus({ discovery: false })
-    const connection = await client.connect({
-      host: '127.0.0.1',
-      port: bus.port,
-      service: service.id,
-    })
+    await using client = await connectedClient(bus, service.id)
+    const { connection } = client
     await connection.call('ok', [])
     expect(bus.metrics().services[0]!.functions.ok!.calls).toBe(0)
   })
@@ -127,12 +139,8 @@ describe('metrics of refusals, channels and streams', () => {
       .addFunction('add', { args: [Type.Number(), Type.Number()] }, (a, b) => a + b)
       .addFunction('secret', { args: [] }, () => 'hidden')
     bus.publish(service)
-    await using client = await createBus({ discovery: false })
-    const connection = await client.connect({
-      host: '127.0.0.1',
-      port: bus.port,
-      service: service.id,
-    })
+    await using client = await connectedClient(bus, service.id)
+    const { connection } = client
     await expect(connection.call('add', ['two', 3])).rejects.toThrow()
     await expect(connection.call('secret', [])).rejects.toThrow()
     await expect(connection.call('nope', [])).rejects.toThrow()
@@ -189,12 +197,8 @@ describe('metrics of refusals, channels and streams', () => {
       )
     })
     bus.publish(service)
-    await using client = await createBus({ discovery: false })
-    const connection = await client.connect({
-      host: '127.0.0.1',
-      port: bus.port,
-      service: service.id,
-    })
+    await using client = await connectedClient(bus, service.id)
+    const { connection } = client
     const channel = await connection.openChannel('chat')
     const replies: unknown[] = []
     channel.on('message', (message) => replies.push(message))

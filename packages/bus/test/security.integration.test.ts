@@ -1,33 +1,10 @@
 import { keyedProbe, probeService } from '@autobus/discovery'
-import { afterEach, describe, expect, it } from 'vitest'
-import {
-  type Bus,
-  type BusOptions,
-  createBus,
-  generateKey,
-  KeyRing,
-  Type,
-  UnreachableError,
-} from '../src/index.js'
+import { describe, expect, it } from 'vitest'
+import { type Bus, generateKey, KeyRing, Type, UnreachableError } from '../src/index.js'
+import { closedAfterEach, onLoopback } from './buses.js'
 
 // Keyed buses on loopback, on a discovery port of this suite's own.
-const discoveryPort = 20_000 + ((process.pid + 47) % 20_000)
-const buses: Bus[] = []
-afterEach(async () => {
-  await Promise.all(buses.splice(0).map((bus) => bus.close()))
-})
-
-async function bus(options: BusOptions = {}) {
-  const created = await createBus({
-    discoveryPort,
-    interfaces: ['lo'],
-    host: '127.0.0.1',
-    holdOff: 0,
-    ...options,
-  })
-  buses.push(created)
-  return created
-}
+const bus = closedAfterEach(onLoopback(47))
 
 function publishAdder(on: Bus, type: string) {
   const service = on.createService({ info: { type } })

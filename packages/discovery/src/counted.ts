@@ -1,4 +1,4 @@
-import type { DiscoveryNetwork } from './network.js'
+import { type DiscoveryNetwork, delegateLink } from './network.js'
 
 /** Datagrams through a discovery network, counted since it was made. */
 export interface DatagramTraffic {
@@ -39,19 +39,7 @@ export function countedNetwork(network: DiscoveryNetwork): CountedNetwork {
         traffic.bytesReceived += bytes.length
         onDatagram(bytes, from)
       })
-      return {
-        get privatePort() {
-          return link.privatePort
-        },
-        get discoveryPort() {
-          return link.discoveryPort
-        },
-        get sendFailures() {
-          return link.sendFailures
-        },
-        get faults() {
-          return link.faults
-        },
+      return delegateLink(link, {
         broadcast: (bytes) => {
           traffic.sent++
           traffic.bytesSent += bytes.length
@@ -62,8 +50,7 @@ export function countedNetwork(network: DiscoveryNetwork): CountedNetwork {
           traffic.bytesSent += bytes.length
           link.unicast(bytes, address, port)
         },
-        close: () => link.close(),
-      }
+      })
     },
   }
 }

@@ -56,6 +56,32 @@ export interface DiscoveryNetwork {
   open(onDatagram: DatagramHandler): Promise<DiscoveryLink>
 }
 
+/**
+ * A link that is `link` except for what `own` defines (its getters and
+ * methods are kept as they are, so counters stay live): how a network
+ * wrapped around another changes only what it is about.
+ */
+export function delegateLink(link: DiscoveryLink, own: Partial<DiscoveryLink>): DiscoveryLink {
+  const base: DiscoveryLink = {
+    get privatePort() {
+      return link.privatePort
+    },
+    get discoveryPort() {
+      return link.discoveryPort
+    },
+    get sendFailures() {
+      return link.sendFailures
+    },
+    get faults() {
+      return link.faults
+    },
+    broadcast: (bytes) => link.broadcast(bytes),
+    unicast: (bytes, address, port) => link.unicast(bytes, address, port),
+    close: () => link.close(),
+  }
+  return Object.defineProperties(base, Object.getOwnPropertyDescriptors(own))
+}
+
 /** Options of the UDP discovery network. */
 export interface UdpNetworkOptions {
   /** The discovery port (default 52722). */

@@ -2,7 +2,12 @@ import dns from 'node:dns'
 import net from 'node:net'
 import { DISCOVERY_PORT } from '@autobus/protocol'
 import { type Clock, systemClock } from './clock.js'
-import type { DatagramHandler, DiscoveryLink, DiscoveryNetwork } from './network.js'
+import {
+  type DatagramHandler,
+  type DiscoveryLink,
+  type DiscoveryNetwork,
+  delegateLink,
+} from './network.js'
 
 /** Resolves a host name to its IPv4 addresses. */
 export type PeerResolver = (host: string) => Promise<readonly string[]>
@@ -136,7 +141,7 @@ export function withPeers(
     for (const [entry, found] of addresses)
       for (const address of found) link.unicast(bytes, address, entry.port ?? defaultPort)
   }
-  return delegate(link, {
+  return delegateLink(link, {
     get faults() {
       return { ...link.faults, resolve: { ...(link.faults.resolve ?? {}), ...resolveFaults } }
     },
@@ -184,7 +189,7 @@ export function sharedNetwork(network: DiscoveryNetwork): DiscoveryNetwork {
         throw error
       }
       let closing: Promise<void> | undefined
-      return delegate(link, {
+      return delegateLink(link, {
         close() {
           closing ??= (async () => {
             handlers.delete(onDatagram)
@@ -199,29 +204,4 @@ export function sharedNetwork(network: DiscoveryNetwork): DiscoveryNetwork {
       })
     },
   }
-}
-
-/**
- * A link that is `link` except for what `own` defines (its getters and
- * methods are kept as they are, so counters stay live).
- */
-function delegate(link: DiscoveryLink, own: Partial<DiscoveryLink>): DiscoveryLink {
-  const base: DiscoveryLink = {
-    get privatePort() {
-      return link.privatePort
-    },
-    get discoveryPort() {
-      return link.discoveryPort
-    },
-    get sendFailures() {
-      return link.sendFailures
-    },
-    get faults() {
-      return link.faults
-    },
-    broadcast: (bytes) => link.broadcast(bytes),
-    unicast: (bytes, address, port) => link.unicast(bytes, address, port),
-    close: () => link.close(),
-  }
-  return Object.defineProperties(base, Object.getOwnPropertyDescriptors(own))
 }

@@ -8,7 +8,7 @@ import {
   verifySealed,
 } from '@autobus/protocol'
 import { type Clock, systemClock } from './clock.js'
-import type { DiscoveryNetwork } from './network.js'
+import { type DiscoveryNetwork, delegateLink } from './network.js'
 
 /** Options of {@link sealedNetwork}. */
 export interface SealOptions {
@@ -137,23 +137,10 @@ export function sealedNetwork(network: DiscoveryNetwork, options: SealOptions): 
         accepted.sealed++
         onDatagram(parts.payload, from)
       })
-      return {
-        get privatePort() {
-          return link.privatePort
-        },
-        get discoveryPort() {
-          return link.discoveryPort
-        },
-        get sendFailures() {
-          return link.sendFailures
-        },
-        get faults() {
-          return link.faults
-        },
+      return delegateLink(link, {
         broadcast: (bytes) => link.broadcast(seal(bytes)),
         unicast: (bytes, address, port) => link.unicast(seal(bytes), address, port),
-        close: () => link.close(),
-      }
+      })
     },
   }
 }

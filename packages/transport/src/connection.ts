@@ -146,6 +146,49 @@ export interface MessageConnection extends EventEmitter<MessageConnectionEvents>
   close(reason?: string, error?: Error): Promise<CloseInfo>
 }
 
+/**
+ * Resolves when `connection` has caught up: at once if it is not behind or
+ * has closed, else at its next `drain` or `close`; rejects with the
+ * signal's reason if `signal` aborts first. What a
+ * {@link MessageConnection.drained} of one's own needs, given `needsDrain`,
+ * `isClosed` and the two events.
+ *
+ * @example
+ * ```ts
+ * class MyConnection extends EventEmitter<MessageConnectionEvents> implements MessageConnection {
+ *   // …
+ *   drained(signal?: AbortSignal): Promise<void> {
+ *     return waitForDrain(this, { signal })
+ *   }
+ * }
+ * ```
+ */
+export function waitForDrain(
+  connection: EventEmitter<MessageConnectionEvents> &
+    Pick<MessageConnection, 'needsDrain' | 'isClosed'>,
+  options: { signal?: AbortSignal | undefined } = {},
+): Promise<void> {
+  const { signal } = options
+  if (!connection.needsDrain || connection.isClosed) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      connection.off('drain', done)
+      connection.off('close', done)
+      signal?.removeEventListener('abort', abort)
+      resolve()
+    }
+    const abort = () => {
+      connection.off('drain', done)
+      connection.off('close', done)
+      reject(signal!.reason)
+    }
+    if (signal?.aborted) return abort()
+    connection.once('drain', done)
+    connection.once('close', done)
+    signal?.addEventListener('abort', abort, { once: true })
+  })
+}
+
 const NEWLINE = 0x0a
 /** Refused bytes read at full speed before {@link ConnectionOptions.refusedBytesPerSecond} applies. */
 const REFUSED_BURST = 4 * 1024 * 1024
@@ -367,24 +410,7 @@ export abstract class FramedConnection
   }
 
   drained(signal?: AbortSignal): Promise<void> {
-    if (!this.needsDrain || this.#closeInfo) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const done = () => {
-        this.off('drain', done)
-        this.off('close', done)
-        signal?.removeEventListener('abort', abort)
-        resolve()
-      }
-      const abort = () => {
-        this.off('drain', done)
-        this.off('close', done)
-        reject(signal!.reason)
-      }
-      if (signal?.aborted) return abort()
-      this.on('drain', done)
-      this.on('close', done)
-      signal?.addEventListener('abort', abort, { once: true })
-    })
+    return waitForDrain(this, { signal })
   }
 
   /** Feeds received bytes; splits them into frames and decodes each. */

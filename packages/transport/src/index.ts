@@ -17,12 +17,13 @@
  *
  * @packageDocumentation
  */
-export type {
-  CloseInfo,
-  ConnectionOptions,
-  HeartbeatOptions,
-  MessageConnection,
-  MessageConnectionEvents,
+export {
+  type CloseInfo,
+  type ConnectionOptions,
+  type HeartbeatOptions,
+  type MessageConnection,
+  type MessageConnectionEvents,
+  waitForDrain,
 } from './connection.js'
 export { createMemoryPair } from './memory.js'
 export {
