@@ -777,7 +777,13 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       else circuit.close('too many frames before the service answered')
     }
     circuit.on('frame', toService)
-    connect(best.target, { ...this.#options.socket, signal: this.#abort.signal }).then(
+    // A service of this bus's own server (listed at 127.0.0.1 on its port)
+    // is reached within the process: no socket, no system call, no wake-up.
+    const own = best.target.port === this.#bus.port && best.target.host === '127.0.0.1'
+    const opened = own
+      ? Promise.resolve(this.#bus.connectInProcess())
+      : connect(best.target, { ...this.#options.socket, signal: this.#abort.signal })
+    opened.then(
       (connection) => {
         if (circuit.isClosed) {
           connection.close('circuit closed')

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import os from 'node:os'
 import {
@@ -65,6 +66,7 @@ import {
   type ServiceOptions,
   serve,
 } from '@autobus/rpc'
+import { createInProcessPair, type MessageConnection } from '@autobus/transport'
 import { withEnvironment } from './environment.js'
 import { createMetaService } from './meta.js'
 import { type BusMetrics, collectMetrics } from './metrics.js'
@@ -232,6 +234,27 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
   /** The TCP port this bus serves on. */
   get port(): number {
     return this.#server.port
+  }
+
+  /**
+   * A connection to this bus's own server within this program, with no
+   * socket on the way: for code in the same process that speaks the
+   * protocol to the bus's services (a bridge relaying to them). The server
+   * sees it as a peer at 127.0.0.1 holding this bus's current key, or its
+   * certificate's subject, so access rules and limits apply as to a
+   * connection from this host. Closed with the bus.
+   */
+  connectInProcess(): MessageConnection {
+    const subject = this.#certificate
+      ? /(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(this.#certificate.cert).subject)?.[1]
+      : undefined
+    const [near, far] = createInProcessPair({
+      remoteAddress: '127.0.0.1',
+      ...(this.#keys ? { peerKeyId: this.#keys.current.id } : {}),
+      ...(subject !== undefined ? { peerSubject: subject } : {}),
+    })
+    this.#server.accept(far)
+    return near
   }
 
   /**

@@ -2,6 +2,7 @@ import { once } from 'node:events'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { bindService } from '@autobus/rpc'
 import { makeCertificates } from '@autobus/testkit'
 import { describe, expect, it } from 'vitest'
 import {
@@ -51,6 +52,27 @@ describe('access rules', () => {
     expect(await asAdmin.call('shutdown', [])).toBe('bye')
     expect(ran).toEqual(['status', 'shutdown'])
     expect(server.securityStats?.forbidden).toBe(1)
+  })
+
+  it('judge a connection within the program as this host holding the bus key', async () => {
+    // The current key is the first: a guest-only rule then does not apply.
+    const server = await bus({ key: [guest, admin], access: denyShutdownToGuest })
+    const { service, ran } = await machine(server)
+    const connection = await bindService(server.connectInProcess(), service.id)
+    await expect(connection.call('shutdown', [])).rejects.toThrow(ForbiddenError)
+    const local = await bus({
+      key: [admin, guest],
+      access: {
+        default: 'deny',
+        rules: [{ effect: 'allow', addresses: ['127.0.0.0/8'], keys: ['admin'] }],
+      },
+    })
+    const other = await machine(local)
+    const allowed = await bindService(local.connectInProcess(), other.service.id)
+    expect(await allowed.call('shutdown', [])).toBe('bye')
+    expect([...ran, ...other.ran]).toEqual(['shutdown'])
+    await connection.close()
+    await allowed.close()
   })
 
   it('match addresses, info and service ids; deny wins; a deny default needs an allow', async () => {

@@ -413,6 +413,34 @@ export abstract class FramedConnection
     return waitForDrain(this, { signal })
   }
 
+  /**
+   * Feeds received text that holds whole frames only (each with its
+   * newline), as a peer in the same process wrote it: each line is read
+   * as {@link receive} would read it, without the round trip through bytes.
+   * Text after a frame that announces an attachment goes to {@link receive}.
+   */
+  protected receiveText(text: string): void {
+    if (this.#pending || this.#partialLength > 0) {
+      this.receive(Buffer.from(text))
+      return
+    }
+    this.#lastReceived = this.#clock.now()
+    this.#bytesReceived += Buffer.byteLength(text)
+    let start = 0
+    while (start < text.length && !this.#closeInfo) {
+      const end = this.#pending ? -1 : text.indexOf('\n', start)
+      if (end === -1 || end - start > this.maxFrame) {
+        // An attachment, or not whole frames: read as bytes, limits and all.
+        const rest = Buffer.from(text.slice(start))
+        this.#bytesReceived -= rest.byteLength
+        this.receive(rest)
+        return
+      }
+      this.receiveLine(text.slice(start, end))
+      start = end + 1
+    }
+  }
+
   /** Feeds received bytes; splits them into frames and decodes each. */
   protected receive(chunk: Buffer): void {
     this.#lastReceived = this.#clock.now()

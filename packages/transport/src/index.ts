@@ -25,6 +25,7 @@ export {
   type MessageConnectionEvents,
   waitForDrain,
 } from './connection.js'
+export { createInProcessPair, type InProcessPeer } from './in-process.js'
 export { createMemoryPair } from './memory.js'
 export {
   type ConnectOptions,

@@ -1,0 +1,105 @@
+import { type ConnectionOptions, FramedConnection, type MessageConnection } from './connection.js'
+
+/** Who the other end of an in-process connection is, for access rules and logs. */
+export interface InProcessPeer {
+  /** Shown as the peer's address (default "in-process"). */
+  remoteAddress?: string
+  /** The bus key id the peer holds, as a keyed connection would have proved it. */
+  peerKeyId?: string
+  /** The certificate subject the peer holds, as mutual TLS would have proved it. */
+  peerSubject?: string
+}
+
+type Delivery = string | Buffer
+
+class InProcessConnection extends FramedConnection {
+  readonly remoteAddress: string
+  readonly remotePort = 0
+  readonly peerKeyId: string | undefined
+  readonly peerSubject: string | undefined
+  peer: InProcessConnection | undefined
+  #bytesSent = 0
+  #inbox: Delivery[] = []
+  #scheduled = false
+  #reading = true
+
+  constructor(options: ConnectionOptions, peer: InProcessPeer) {
+    super(options)
+    this.remoteAddress = peer.remoteAddress ?? 'in-process'
+    this.peerKeyId = peer.peerKeyId
+    this.peerSubject = peer.peerSubject
+  }
+
+  get needsDrain(): boolean {
+    return false
+  }
+
+  get bytesSent(): number {
+    return this.#bytesSent
+  }
+
+  protected get queuedBytes(): number {
+    return 0
+  }
+
+  protected write(data: string | Uint8Array): void {
+    const peer = this.peer
+    if (!peer) return
+    // Bytes are copied: the writer may reuse its buffer once write returns.
+    const delivery = typeof data === 'string' ? data : Buffer.from(data)
+    this.#bytesSent += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
+    peer.#deliver(delivery)
+  }
+
+  // Delivered when the writer's turn of the event loop has run its course,
+  // in order, as text where it was written as text.
+  #deliver(delivery: Delivery): void {
+    this.#inbox.push(delivery)
+    if (this.#scheduled || !this.#reading) return
+    this.#scheduled = true
+    queueMicrotask(this.#drainInbox)
+  }
+
+  #drainInbox = (): void => {
+    this.#scheduled = false
+    while (this.#inbox.length > 0 && this.#reading && !this.isClosed) {
+      const next = this.#inbox.shift()!
+      if (typeof next === 'string') this.receiveText(next)
+      else this.receive(next)
+    }
+  }
+
+  protected override setReading(reading: boolean): void {
+    this.#reading = reading
+    if (reading && this.#inbox.length > 0 && !this.#scheduled) {
+      this.#scheduled = true
+      queueMicrotask(this.#drainInbox)
+    }
+  }
+
+  protected destroy(): void {
+    const peer = this.peer
+    this.peer = undefined
+    if (peer) queueMicrotask(() => peer.close('closed by peer'))
+  }
+}
+
+/**
+ * Two connected message connections within one process, for a program
+ * that talks to its own server (a bridge reaching a service of its own
+ * bus): what one sends, the other receives once the sender's turn of the
+ * event loop has run, as text, through the same framing, limits and
+ * decoding as a socket, with no socket, system call or copy to bytes on
+ * the way. `peer` is who the second connection says the first one is
+ * (the first sees "in-process").
+ */
+export function createInProcessPair(
+  peer: InProcessPeer = {},
+  options: ConnectionOptions = {},
+): [MessageConnection, MessageConnection] {
+  const a = new InProcessConnection(options, {})
+  const b = new InProcessConnection(options, peer)
+  a.peer = b
+  b.peer = a
+  return [a, b]
+}
