@@ -24,6 +24,9 @@ export default defineConfig({
         include: [`packages/${name}/test/**/*.test.ts`],
         testTimeout: 30_000,
         hookTimeout: 30_000,
+        // A poll ends as soon as what it waits for holds; its timeout only
+        // bounds how late that may be, and a loaded machine can be late.
+        expect: { poll: { timeout: 10_000 } },
       },
     })),
   },

@@ -15,28 +15,36 @@ beforeAll(() => {
 afterAll(() => clearInterval(collector))
 
 describe('bus deadlines under forced garbage collection', () => {
-  it('waitForService and a proxy call time out within 10 % of their timeout', async () => {
+  it('waitForService and a proxy call time out on time: not early, and by the time a plain timer of the same length fires', async () => {
     await using bus = await createBus({ discovery: false, host: '127.0.0.1' })
     const proxy = bus.singleServiceProxy({ type: 'nothing' })
-    const timed = async (wait: () => Promise<unknown>) => {
+    // Node fires timers of the same length in the order they were started,
+    // and runs what a timer's callback resolved before the next timer's. So a
+    // plain timer started just after a deadline finds it fired if it is on
+    // time, however late a loaded machine runs both; a deadline that was
+    // collected, or that waits for anything more, has not.
+    const timed = (wait: () => Promise<unknown>, timeout: number) => {
       const started = performance.now()
-      const error = await wait().then(
-        () => undefined,
-        (error: unknown) => error,
+      let outcome: { error: unknown; elapsed: number } | undefined
+      wait().then(
+        () => {
+          outcome = { error: undefined, elapsed: performance.now() - started }
+        },
+        (error: unknown) => {
+          outcome = { error, elapsed: performance.now() - started }
+        },
       )
-      return { error, elapsed: performance.now() - started }
+      return new Promise<typeof outcome>((resolve) => setTimeout(() => resolve(outcome), timeout))
     }
     const [service, call] = await Promise.all([
-      timed(() => bus.waitForService({ type: 'nothing' }, { timeout: 3_000 })),
-      timed(() => proxy.call('add', [1, 2], { timeout: 3_500 })),
+      timed(() => bus.waitForService({ type: 'nothing' }, { timeout: 3_000 }), 3_000),
+      timed(() => proxy.call('add', [1, 2], { timeout: 3_500 }), 3_500),
     ])
-    expect(service.error).toBeInstanceOf(UnreachableError)
-    expect(service.elapsed).toBeGreaterThanOrEqual(2_999)
-    expect(service.elapsed).toBeLessThanOrEqual(3_300)
-    expect(call.error).toBeInstanceOf(UnreachableError)
-    expect(call.elapsed).toBeGreaterThanOrEqual(3_499)
-    expect(call.elapsed).toBeLessThanOrEqual(3_850)
-  }, 10_000)
+    expect(service?.error).toBeInstanceOf(UnreachableError)
+    expect(service?.elapsed).toBeGreaterThanOrEqual(2_999)
+    expect(call?.error).toBeInstanceOf(UnreachableError)
+    expect(call?.elapsed).toBeGreaterThanOrEqual(3_499)
+  })
 
   it('waitForService honours an abort and an already-known service', async () => {
     await using bus = await createBus({ discovery: false, host: '127.0.0.1' })

@@ -170,7 +170,7 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
   it('shows the example service live: calls, errors, the counter, the call rate, its goodbye', async () => {
     const example = await startExample()
     const item = page.locator(`#services li[data-id="${example.id}"]`)
-    await item.waitFor({ timeout: 2_000 })
+    await item.waitFor({ timeout: 10_000 })
     // Heard by its announcement; no probe has had a reason to reach it.
     await expect.poll(() => item.locator('.heard').textContent()).toMatch(/^heard \d+ s ago$/)
     expect(await item.getAttribute('data-verified')).toBe('false')
@@ -224,7 +224,8 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
     // Goodbye: the example says it on SIGTERM.
     example.child.kill('SIGTERM')
     await once(example.child, 'exit')
-    await item.waitFor({ state: 'detached', timeout: 1_000 })
+    // Well before it would expire unheard (2.5 × its 10 s interval).
+    await item.waitFor({ state: 'detached', timeout: 10_000 })
   })
 
   it('lists a thousand services, filters them and shows one', async () => {
@@ -326,7 +327,7 @@ describe.runIf(chromiumPath)('dashboard in a browser', () => {
     const example = await startExample()
     try {
       const item = page.locator(`#services li[data-id="${example.id}"]`)
-      await item.waitFor({ timeout: 2_000 })
+      await item.waitFor({ timeout: 10_000 })
       await page.locator('#filter').fill('no-such-service')
       await expect.poll(() => item.isHidden()).toBe(true)
       await page.locator('#filter').fill('dash')

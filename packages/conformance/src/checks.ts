@@ -964,6 +964,9 @@ function attachmentChecks(): Check[] {
   ]
 }
 
+/** The longest `sleep(ms)` of the conformance service (docs/conformance.md). */
+const SLEEP_MAX = 60_000
+
 function limitChecks(): Check[] {
   return [
     check(
@@ -992,15 +995,46 @@ function limitChecks(): Check[] {
     check('4', 'beyond the in-flight limit: busy, without running', async (context) => {
       const session = await context.bound()
       const limit = context.options.maxPendingCalls ?? Limits.maxPendingCalls
+      // Every call sleeps as long as the contract allows, far longer than
+      // the check lasts, so the first `limit` are all still running when the
+      // rest arrive however long the peer takes to start them. An echo after
+      // each batch shows the peer has read that far: each wait is for one
+      // answer, and a loaded peer is judged as an idle one is.
+      const sleep = (id: number) =>
+        `{"_type":1,"_id":${id},"_command":"call","name":"sleep","args":[${SLEEP_MAX}]}`
+      const echo = (id: string) =>
+        `{"_type":1,"_id":"${id}","_command":"call","name":"echo","args":[1]}`
+      const sleepAnswered = (frame: Frame) => frame._type === 2 && typeof frame._id === 'number'
+      let sent = 0
+      while (sent < limit - 1) {
+        const lines: string[] = []
+        for (const end = Math.min(sent + 250, limit - 1); sent < end; sent++)
+          lines.push(sleep(sent))
+        lines.push(echo(`read-${sent}`))
+        session.sendText(lines.join('\n'))
+        const read = await session.response(`read-${sent}`, context.timeout)
+        if ((read?._error as { code?: unknown } | undefined)?.code === 'busy')
+          fail(`an echo after ${sent} calls was answered busy; the limit given is ${limit}`)
+        ok(read, `an echo after ${sent} calls to sleep(${SLEEP_MAX})`)
+        const early = session.peek(sleepAnswered)[0]
+        if (early) fail(`sleep(${SLEEP_MAX}) answered while it should still run: ${brief(early)}`)
+      }
+      // One more call fills the limit; the 50 after it, and an echo, are beyond it.
       const lines: string[] = []
-      for (let i = 0; i < limit + 50; i++)
-        lines.push(`{"_type":1,"_id":${i},"_command":"call","name":"sleep","args":[1000]}`)
+      for (; sent < limit + 50; sent++) lines.push(sleep(sent))
+      lines.push(echo('beyond'))
       session.sendText(lines.join('\n'))
-      const busy = await session.next(
-        (frame) => (frame._error as { code?: unknown } | undefined)?.code === 'busy',
-        context.timeout * 2,
+      for (let id = limit; id < limit + 50; id++)
+        failed(
+          await session.response(id, context.timeout),
+          'busy',
+          `call ${id + 1} with ${limit} in flight`,
+        )
+      failed(
+        await session.response('beyond', context.timeout),
+        'busy',
+        `an echo with ${limit} in flight`,
       )
-      if (!busy) fail(`no busy answer to ${limit + 50} calls in flight`)
       session.close()
     }),
   ]

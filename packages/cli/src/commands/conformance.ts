@@ -39,7 +39,21 @@ export function createConformanceService(bus: Bus) {
         doc: 'Waits ms milliseconds, then returns ms.',
         args: [Type.Integer({ minimum: 0, maximum: 60_000 })],
       },
-      (ms) => new Promise<number>((resolve) => setTimeout(() => resolve(ms), ms)),
+      // Stops waiting when the caller is gone or the service shuts down: the
+      // kit leaves thousands of these running when it checks the in-flight
+      // limit, and closes their session when done.
+      (ms, { signal }) =>
+        new Promise<number>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            signal.removeEventListener('abort', abort)
+            resolve(ms)
+          }, ms)
+          const abort = () => {
+            clearTimeout(timer)
+            reject(signal.reason)
+          }
+          signal.addEventListener('abort', abort, { once: true })
+        }),
     )
     .addFunction('set', { doc: 'Sets the object "value".', args: [Type.Unknown()] }, (next) => {
       value.set(next)
