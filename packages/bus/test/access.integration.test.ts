@@ -146,21 +146,13 @@ describe('access rules', () => {
         }
         access.on('reloadFailed', failed)
       })
-    // The watcher takes its first look at the file a moment after the rules
-    // were read, on the thread pool, and a change made before that look goes
-    // unseen; a loaded machine can put it off past any number of steps here.
-    // So a broken file is written once per poll until the watcher has shown
-    // it sees the file: from then on, each single change must be noticed.
-    // Reloads may overlap, and a file written in place can be read empty:
-    // each wait below is for an outcome only its own change can cause.
-    let seen = false
-    const watching = failedWith(/not valid JSON/).then(() => {
-      seen = true
-    })
-    while (!seen) {
-      writeFileSync(file, '{"default": "maybe"')
-      await Promise.race([watching, new Promise((resolve) => setTimeout(resolve, 20))])
-    }
+    // Every single change is noticed, the first one too, however soon
+    // after the rules were read. A file written in place can be read
+    // half-written: each wait below is for an outcome only its own change
+    // can cause.
+    const broken = failedWith(/not valid JSON/)
+    writeFileSync(file, '{"default": "maybe"')
+    await broken
     // A broken file leaves the rules in force.
     expect(await asGuest.call('shutdown', [])).toBe('bye')
     const reloaded = once(access, 'reloaded')

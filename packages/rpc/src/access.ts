@@ -1,6 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { unwatchFile, watchFile } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import net from 'node:net'
 import {
   activeLogger,
@@ -196,21 +195,45 @@ export class AccessControl extends EventEmitter<AccessControlEvents> {
   #reloadFailures = 0
   readonly #file: string | undefined
   readonly #log: Logger | undefined
-  #watching = false
+  #timer: NodeJS.Timeout | undefined
+  /** The file as it was (see `fileVersion`) before the read of the rules in force. */
+  #version: string | undefined
+  #checking = false
+  /** Reloads run one at a time, so an older read never finishes last. */
+  #reloads: Promise<void> = Promise.resolve()
 
   /** @internal Use {@link createAccessControl}. */
-  constructor(policy: AccessPolicy, options: AccessControlOptions = {}) {
+  constructor(
+    policy: AccessPolicy,
+    options: AccessControlOptions = {},
+    /** @internal The file's version before `policy` was read from it. */
+    version?: string,
+  ) {
     super()
     this.#policy = policy
     this.#rules = policy.rules.map(compileRule)
     this.#file = options.file
     this.#log = activeLogger(options.logger)
+    this.#version = version
+    // Polled with a timer of its own against the version the rules in
+    // force were read from: `fs.watchFile` takes its first look a moment
+    // after it starts, and misses a change made before that.
     if (this.#file) {
-      this.#watching = true
-      const watcher = watchFile(this.#file, { interval: options.reloadInterval ?? 1_000 }, () => {
-        void this.reload()
-      })
-      watcher.unref()
+      this.#timer = setInterval(() => void this.#check(), options.reloadInterval ?? 1_000)
+      this.#timer.unref()
+    }
+  }
+
+  async #check(): Promise<void> {
+    if (this.#checking || !this.#file) return
+    this.#checking = true
+    try {
+      const version = await fileVersion(this.#file)
+      if (version === this.#version || !this.#timer) return
+      this.#version = version
+      await this.reload()
+    } finally {
+      this.#checking = false
     }
   }
 
@@ -238,7 +261,12 @@ export class AccessControl extends EventEmitter<AccessControlEvents> {
   }
 
   /** Reads the file again now (also done by itself when the file changes). */
-  async reload(): Promise<void> {
+  reload(): Promise<void> {
+    this.#reloads = this.#reloads.then(() => this.#read())
+    return this.#reloads
+  }
+
+  async #read(): Promise<void> {
     if (!this.#file) return
     try {
       this.setPolicy(await readPolicyFile(this.#file))
@@ -295,9 +323,18 @@ export class AccessControl extends EventEmitter<AccessControlEvents> {
 
   /** Stops watching the file; idempotent. */
   close(): void {
-    if (!this.#watching || !this.#file) return
-    this.#watching = false
-    unwatchFile(this.#file)
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}
+
+/** What tells one version of a file from another: its inode, size and times; "missing" if it cannot be read. */
+async function fileVersion(file: string): Promise<string> {
+  try {
+    const info = await stat(file, { bigint: true })
+    return `${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`
+  } catch (error) {
+    return `missing:${(error as NodeJS.ErrnoException).code ?? ''}`
   }
 }
 
@@ -327,7 +364,10 @@ export async function createAccessControl(
   if (typeof (source as { file?: unknown }).file !== 'string')
     return new AccessControl(parseAccessPolicy(source))
   const options = source as AccessControlOptions & { file: string }
-  return new AccessControl(await readPolicyFile(options.file), options)
+  // The version is taken before the read: a change during it is seen at
+  // the next check.
+  const version = await fileVersion(options.file)
+  return new AccessControl(await readPolicyFile(options.file), options, version)
 }
 
 const ACTIONS: Partial<Record<RequestMessage['_command'], AccessAction>> = {
