@@ -14,7 +14,6 @@ import {
   type CloseInfo,
   Feature,
   type Logger,
-  ProtocolError,
 } from '@autobus/protocol'
 import { bindService, createService } from '@autobus/rpc'
 import {
@@ -33,7 +32,7 @@ import {
   Link,
   type LinkTimings,
   pacer,
-  readCircuitFrame,
+  passAttached,
   TurnWriter,
 } from './link.js'
 import type { NatsBridgeOptions, NatsMesh } from './nats.js'
@@ -765,14 +764,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
           return
         }
         writer.flush()
-        const message = readCircuitFrame(bytes)
-        if (message instanceof ProtocolError) {
-          circuit.link.counters.invalid++
-          circuit.close('invalid frame')
-          return
-        }
-        const { _attachment, _size, ...header } = message as typeof message & { _size?: number }
-        real.sendWithAttachment(header, _attachment!)
+        if (!passAttached(bytes, circuit, real)) circuit.close('invalid frame')
       } else if (early && early.length < MAX_EARLY_FRAMES) early.push(bytes)
       else circuit.close('too many frames before the service answered')
     }

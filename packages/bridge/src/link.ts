@@ -414,6 +414,23 @@ export function readCircuitFrame(
 }
 
 /**
+ * Hands a circuit frame that has an attachment (a newline in it) to `to`
+ * as a message and its bytes, once checked. False, counted on the link,
+ * when the bytes after the newline are not the attachment its frame
+ * announces: the caller then closes the circuit.
+ */
+export function passAttached(bytes: Buffer, circuit: Circuit, to: MessageConnection): boolean {
+  const message = readCircuitFrame(bytes)
+  if (message instanceof ProtocolError) {
+    circuit.link.counters.invalid++
+    return false
+  }
+  const { _attachment, _size, ...header } = message as typeof message & { _size?: number }
+  to.sendWithAttachment(header, _attachment!)
+  return true
+}
+
+/**
  * Writes one session message as a circuit frame: its JSON text, and its
  * attachment after a newline if it has one.
  */

@@ -1,12 +1,13 @@
-import {
-  encodeFrame,
-  Feature,
-  MessageType,
-  ProtocolError,
-  type RequestMessage,
-} from '@autobus/protocol'
+import { encodeFrame, Feature, MessageType, type RequestMessage } from '@autobus/protocol'
 import type { MessageConnection } from '@autobus/transport'
-import { type Circuit, circuitFrame, pacer, readCircuitFrame, TurnWriter } from './link.js'
+import {
+  type Circuit,
+  circuitFrame,
+  pacer,
+  passAttached,
+  readCircuitFrame,
+  TurnWriter,
+} from './link.js'
 
 /** A caller's session passed on to the origin through a circuit of its own. */
 export interface RelayedSession {
@@ -79,14 +80,7 @@ export function relaySession(
       return
     }
     writer.flush()
-    const message = readCircuitFrame(bytes)
-    if (message instanceof ProtocolError) {
-      circuit.link.counters.invalid++
-      lose('invalid frame')
-      return
-    }
-    const { _attachment, _size, ...header } = message as typeof message & { _size?: number }
-    caller.sendWithAttachment(header, _attachment!)
+    if (!passAttached(bytes, circuit, caller)) lose('invalid frame')
   })
   caller.readRaw?.(fromCaller)
   // Frames with attachments (stream data) still arrive decoded.

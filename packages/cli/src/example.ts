@@ -53,18 +53,7 @@ export function createExampleService(bus: Bus, extraInfo: Record<string, unknown
       },
       // Stops waiting when the caller is gone or the service shuts down, so
       // a pending sleep never holds the process up.
-      (ms, { signal }) =>
-        new Promise<number>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            signal.removeEventListener('abort', abort)
-            resolve(ms)
-          }, ms)
-          const abort = () => {
-            clearTimeout(timer)
-            reject(signal.reason)
-          }
-          signal.addEventListener('abort', abort, { once: true })
-        }),
+      (ms, { signal }) => sleepUntilAborted(ms, signal),
     )
     .addFunction(
       'tick',
@@ -96,4 +85,19 @@ export function createExampleService(bus: Bus, extraInfo: Record<string, unknown
       stream.pipe(stream)
     })
   return service
+}
+
+/** Resolves with `ms` after `ms` milliseconds, or rejects with the signal's reason as soon as it aborts. */
+export function sleepUntilAborted(ms: number, signal: AbortSignal): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', abort)
+      resolve(ms)
+    }, ms)
+    const abort = () => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', abort, { once: true })
+  })
 }

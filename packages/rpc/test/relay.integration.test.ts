@@ -4,10 +4,13 @@ import type { RequestMessage } from '@autobus/protocol'
 import type { MessageConnection } from '@autobus/transport'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
+  type AccessControl,
+  type Connection,
   connectService,
   createAccessControl,
   createService,
   type RpcServer,
+  type Service,
   serve,
 } from '../src/index.js'
 
@@ -15,6 +18,16 @@ const servers: RpcServer[] = []
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => server.close()))
 })
+
+/** Serves `service` on loopback and connects a client to it. */
+async function servedAndConnected(
+  service: Service,
+  options: { access?: AccessControl } = {},
+): Promise<Connection> {
+  const server = await serve([service], { port: 0, host: '127.0.0.1', ...options })
+  servers.push(server)
+  return connectService({ host: '127.0.0.1', port: server.port, service: service.id })
+}
 
 // A relay that answers the bind and every call itself, as a bridge's
 // stand-in passes them on to the service it stands in for.
@@ -36,13 +49,7 @@ describe('sessions handed to a relay', () => {
     service.addFunction('who', {}, () => 'served')
     const taken: Array<RequestMessage<'bind'>> = []
     service.relay = answering(taken)
-    const server = await serve([service], { port: 0, host: '127.0.0.1' })
-    servers.push(server)
-    await using connection = await connectService({
-      host: '127.0.0.1',
-      port: server.port,
-      service: service.id,
-    })
+    await using connection = await servedAndConnected(service)
     expect(await connection.call('who', [])).toBe('relayed')
     expect(await connection.call('who', [])).toBe('relayed')
     expect(taken.map((bind) => bind.service)).toEqual([service.id])
@@ -95,13 +102,7 @@ describe('sessions handed to a relay', () => {
       offered.push(bind.service)
       return false
     }
-    const server = await serve([service], { port: 0, host: '127.0.0.1' })
-    servers.push(server)
-    await using connection = await connectService({
-      host: '127.0.0.1',
-      port: server.port,
-      service: service.id,
-    })
+    await using connection = await servedAndConnected(service)
     expect(await connection.call('who', [])).toBe('served')
     expect(offered).toEqual([service.id])
   })
@@ -112,13 +113,7 @@ describe('sessions handed to a relay', () => {
     const taken: Array<RequestMessage<'bind'>> = []
     service.relay = answering(taken)
     const access = await createAccessControl({ default: 'allow', rules: [] })
-    const server = await serve([service], { port: 0, host: '127.0.0.1', access })
-    servers.push(server)
-    await using connection = await connectService({
-      host: '127.0.0.1',
-      port: server.port,
-      service: service.id,
-    })
+    await using connection = await servedAndConnected(service, { access })
     expect(await connection.call('who', [])).toBe('served')
     expect(taken).toEqual([])
   })

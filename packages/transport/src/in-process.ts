@@ -12,22 +12,30 @@ export interface InProcessPeer {
 
 type Delivery = string | Buffer
 
-class InProcessConnection extends FramedConnection {
+/** @internal One end of a pair of connections within one process. */
+export class PairedConnection extends FramedConnection {
   readonly remoteAddress: string
   readonly remotePort = 0
   readonly peerKeyId: string | undefined
   readonly peerSubject: string | undefined
-  peer: InProcessConnection | undefined
+  peer: PairedConnection | undefined
+  readonly #schedule: (deliver: () => void) => void
   #bytesSent = 0
   #inbox: Delivery[] = []
   #scheduled = false
   #reading = true
 
-  constructor(options: ConnectionOptions, peer: InProcessPeer) {
+  /** `schedule` runs deliveries and the peer's close: when the sender's turn has run, or on a later tick. */
+  constructor(
+    options: ConnectionOptions,
+    peer: InProcessPeer,
+    schedule: (deliver: () => void) => void,
+  ) {
     super(options)
     this.remoteAddress = peer.remoteAddress ?? 'in-process'
     this.peerKeyId = peer.peerKeyId
     this.peerSubject = peer.peerSubject
+    this.#schedule = schedule
   }
 
   get needsDrain(): boolean {
@@ -57,7 +65,7 @@ class InProcessConnection extends FramedConnection {
     this.#inbox.push(delivery)
     if (this.#scheduled || !this.#reading) return
     this.#scheduled = true
-    queueMicrotask(this.#drainInbox)
+    this.#schedule(this.#drainInbox)
   }
 
   #drainInbox = (): void => {
@@ -73,14 +81,14 @@ class InProcessConnection extends FramedConnection {
     this.#reading = reading
     if (reading && this.#inbox.length > 0 && !this.#scheduled) {
       this.#scheduled = true
-      queueMicrotask(this.#drainInbox)
+      this.#schedule(this.#drainInbox)
     }
   }
 
   protected destroy(): void {
     const peer = this.peer
     this.peer = undefined
-    if (peer) queueMicrotask(() => peer.close('closed by peer'))
+    if (peer) this.#schedule(() => peer.close('closed by peer'))
   }
 }
 
@@ -97,8 +105,17 @@ export function createInProcessPair(
   peer: InProcessPeer = {},
   options: ConnectionOptions = {},
 ): [MessageConnection, MessageConnection] {
-  const a = new InProcessConnection(options, {})
-  const b = new InProcessConnection(options, peer)
+  return pair(options, [{}, peer], queueMicrotask)
+}
+
+/** @internal Two paired connections, each told who the other is. */
+export function pair(
+  options: ConnectionOptions,
+  [first, second]: [InProcessPeer, InProcessPeer],
+  schedule: (deliver: () => void) => void,
+): [MessageConnection, MessageConnection] {
+  const a = new PairedConnection(options, first, schedule)
+  const b = new PairedConnection(options, second, schedule)
   a.peer = b
   b.peer = a
   return [a, b]

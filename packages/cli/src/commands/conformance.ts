@@ -8,6 +8,7 @@ import {
   startReferenceService,
 } from '@autobus/conformance'
 import { type Command, InvalidArgumentError } from 'commander'
+import { sleepUntilAborted } from '../example.js'
 import type { CommandHost } from '../host.js'
 import { parseTarget, UsageError } from '../target.js'
 
@@ -42,18 +43,7 @@ export function createConformanceService(bus: Bus) {
       // Stops waiting when the caller is gone or the service shuts down: the
       // kit leaves thousands of these running when it checks the in-flight
       // limit, and closes their session when done.
-      (ms, { signal }) =>
-        new Promise<number>((resolve, reject) => {
-          const timer = setTimeout(() => {
-            signal.removeEventListener('abort', abort)
-            resolve(ms)
-          }, ms)
-          const abort = () => {
-            clearTimeout(timer)
-            reject(signal.reason)
-          }
-          signal.addEventListener('abort', abort, { once: true })
-        }),
+      (ms, { signal }) => sleepUntilAborted(ms, signal),
     )
     .addFunction('set', { doc: 'Sets the object "value".', args: [Type.Unknown()] }, (next) => {
       value.set(next)
