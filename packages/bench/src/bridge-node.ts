@@ -8,7 +8,10 @@
  * way: `home` also relays byte for byte from `SOCKET.floor` to its own bus
  * port, and `bridge-node.js floor 0 SOCKET` relays byte for byte from a TCP
  * port to `SOCKET.floor`: the same sockets and processes as the bridge
- * pair, doing nothing but passing bytes on.
+ * pair, doing nothing but passing bytes on. `bridge-node.js relay PORT`
+ * relays byte for byte from a TCP port of its own to PORT on loopback: one
+ * process in the way and nothing else, the least any bridge in a process
+ * of its own can cost.
  */
 import { rmSync } from 'node:fs'
 import { createConnection, createServer, type Socket } from 'node:net'
@@ -32,8 +35,12 @@ function relay(to: () => Socket) {
   })
 }
 
-if (role === 'floor') {
-  const server = relay(() => createConnection(`${socket}.floor`))
+if (role === 'floor' || role === 'relay') {
+  const server = relay(() =>
+    role === 'floor'
+      ? createConnection(`${socket}.floor`)
+      : createConnection(Number(port), '127.0.0.1'),
+  )
   server.listen(0, '127.0.0.1', () => {
     const address = server.address() as { port: number }
     process.stdout.write(`${JSON.stringify({ port: address.port })}\n`)

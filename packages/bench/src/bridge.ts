@@ -117,6 +117,7 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
   const home = await startNode(['home', String(discoveryPort()), socket])
   const far = await startNode(['far', String(farPort), socket])
   const floor = await startNode(['floor', '0', socket])
+  const single = await startNode(['relay', String(home.ready.port), socket])
   const client = await bus(farPort)
   try {
     const stand = await client.waitForService({ type: 'bench.bridge' }, { timeout: 10_000 })
@@ -133,6 +134,13 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
       port: floor.ready.port,
       service: home.ready.service!,
     })
+    // And through one relay process alone: the least a bridge in a
+    // process of its own can add (two more socket writes, one more process).
+    const once = await client.connect({
+      host: '127.0.0.1',
+      port: single.ready.port,
+      service: home.ready.service!,
+    })
     const seq = options.smoke ? 200 : 3_000
     const pipe = options.smoke ? 1_000 : 20_000
     const directP50: number[] = []
@@ -143,11 +151,13 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
     const bridgedStream: number[] = []
     const floorP50: number[] = []
     const floorPipe: number[] = []
+    const relayP50: number[] = []
     const warmUp = options.smoke ? 20 : 300
     for (let round = 0; round < options.rounds; round++) {
       directP50.push(await sequentialP50(direct, seq, warmUp))
       bridgedP50.push(await sequentialP50(bridged, seq, warmUp))
       floorP50.push(await sequentialP50(relayed, seq, warmUp))
+      relayP50.push(await sequentialP50(once, seq, warmUp))
       directPipe.push(await pipelined(direct, pipe, 64))
       bridgedPipe.push(await pipelined(bridged, pipe, 64))
       floorPipe.push(await pipelined(relayed, pipe, 64))
@@ -165,12 +175,13 @@ async function hopBench(options: { smoke: boolean; rounds: number }) {
       floor_hop_p50_added_us: Math.round((median(floorP50) - median(directP50)) * 1000),
       floor_pipelined_calls_per_s: Math.round(median(floorPipe)),
       floor_pipelined_vs_direct: Number((median(floorPipe) / median(directPipe)).toFixed(3)),
+      relay_hop_p50_added_us: Math.round((median(relayP50) - median(directP50)) * 1000),
       direct_stream_mb_per_s: Number(median(directStream).toFixed(1)),
       bridged_stream_mb_per_s: Number(median(bridgedStream).toFixed(1)),
     }
   } finally {
     await client.close()
-    for (const node of [floor, far, home]) await node.stop()
+    for (const node of [single, floor, far, home]) await node.stop()
     rmSync(socket, { force: true })
     rmSync(`${socket}.floor`, { force: true })
   }

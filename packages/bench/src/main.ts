@@ -317,6 +317,7 @@ function summary() {
     bridge_floor_hop_p50_added_us: pick('bridge', 'autobus', 'floor_hop_p50_added_us') ?? null,
     bridge_floor_pipelined_vs_direct:
       pick('bridge', 'autobus', 'floor_pipelined_vs_direct') ?? null,
+    bridge_relay_hop_p50_added_us: pick('bridge', 'autobus', 'relay_hop_p50_added_us') ?? null,
     nats_hop_p50_added_us: pick('nats-bridge', 'autobus', 'nats_hop_p50_added_us') ?? null,
     seal_sign_verify_us: rounded(pick('security', 'autobus', 'seal_sign_verify_us')),
     seal_bytes_added: pick('security', 'autobus', 'seal_bytes_added') ?? null,

@@ -117,7 +117,7 @@ ${
     : ''
 }${
   typeof summary.bridge_hop_p50_added_us === 'number' && summary.bridge_hop_p50_added_us > 100
-    ? `\nThrough a bridge a call crosses four more sockets and wakes one more process, and each stand-in re-issues the call on its own session to the origin. Byte-for-byte relays with no Autobus code in the bridges' places added ${fixed(summary.bridge_floor_hop_p50_added_us)} µs in the same run (pipelined: ${fixed(summary.bridge_floor_pipelined_vs_direct, 3)}× direct); docs/bridges.md has the breakdown and what would close the gap.\n`
+    ? `\nThrough a bridge a call crosses two more sockets and wakes one more process (the far bridge's). In the same run, one byte-for-byte relay process with no Autobus code between the client and the service, the least a bridge in a process of its own can cost, added ${fixed(summary.bridge_relay_hop_p50_added_us)} µs; byte-for-byte relays in both bridges' places added ${fixed(summary.bridge_floor_hop_p50_added_us)} µs (pipelined: ${fixed(summary.bridge_floor_pipelined_vs_direct, 3)}× direct). docs/bridges.md has the breakdown.\n`
     : ''
 }${
   typeof summary.rpc_pipelined_vs_raw === 'number' && summary.rpc_pipelined_vs_raw < 0.7
