@@ -56,7 +56,14 @@ export async function autobusEvents(server: Server, subscribers: number, count: 
   const control = await connectService(address)
   const start = now()
   await control.call('fire', [count, PAYLOAD], { timeout: 120_000 })
-  await finished
+  // A subscriber the service drops (one that fell too far behind) would
+  // leave its events undelivered: say so rather than wait for ever.
+  const dropped = connections.map((connection) =>
+    connection.closed.then((info) => {
+      throw new Error(`a subscriber's session closed before all events arrived: ${info.reason}`)
+    }),
+  )
+  await Promise.race([finished, ...dropped])
   const rate = total / ((now() - start) / 1000)
   await Promise.all([...connections, control].map((connection) => connection.close()))
   return { events_per_s: rate }
@@ -78,7 +85,9 @@ export async function rawEvents(server: Server, subscribers: number, count: numb
     }
     client.send('listen')
   }
-  await clients[0]!.request('rss') // the listens have landed
+  // Each client's listen has landed once its next request is answered:
+  // a listen that lands after the first events would wait for ever.
+  await Promise.all(clients.map((client) => client.request('rss')))
   const control = await RawClient.connect(server.ready.port)
   const start = now()
   control.send('fire', { count, payload: PAYLOAD })
@@ -104,11 +113,9 @@ export async function moleculerEvents(server: Server, subscribers: number, count
   }
   // Wait until the server's registry has every subscriber.
   for (let i = 0; i < 100; i++) {
-    const nodes = (await clients[0]!.broker.call(
-      '$node.list',
-      {},
-      { nodeID: 'bench-server' },
-    )) as Array<{ id: string; available: boolean }>
+    const nodes = (await clients[0]!.broker
+      .call('$node.list', {}, { nodeID: 'bench-server', timeout: 5_000 })
+      .catch(() => [])) as Array<{ id: string; available: boolean }>
     if (
       nodes.filter((node) => node.id.startsWith('bench-sub-') && node.available).length ===
       subscribers
