@@ -32,7 +32,7 @@ import {
   Link,
   type LinkTimings,
   pacer,
-  passAttached,
+  passFrame,
   TurnWriter,
 } from './link.js'
 import type { NatsBridgeOptions, NatsMesh } from './nats.js'
@@ -757,14 +757,7 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
     let writer: TurnWriter | undefined
     const toService = (bytes: Buffer) => {
       if (real && writer) {
-        // Without a newline the bytes are one frame, passed on unread; with
-        // one they are a frame and its attachment, which must agree.
-        if (bytes.indexOf(0x0a) === -1) {
-          writer.add(`${bytes.toString()}\n`)
-          return
-        }
-        writer.flush()
-        if (!passAttached(bytes, circuit, real)) circuit.close('invalid frame')
+        if (!passFrame(bytes, circuit, writer, real)) circuit.close('invalid frame')
       } else if (early && early.length < MAX_EARLY_FRAMES) early.push(bytes)
       else circuit.close('too many frames before the service answered')
     }

@@ -414,12 +414,25 @@ export function readCircuitFrame(
 }
 
 /**
- * Hands a circuit frame that has an attachment (a newline in it) to `to`
- * as a message and its bytes, once checked. False, counted on the link,
- * when the bytes after the newline are not the attachment its frame
- * announces: the caller then closes the circuit.
+ * Passes one circuit frame from a circuit on to `to`, the end of a session
+ * that is not a circuit. A frame without a newline is one frame, queued
+ * unread on `writer` (whose frames join the turn's other writes); one with
+ * a newline is a frame and its attachment, checked, sent after what
+ * `writer` holds. False, counted on the link, when the bytes after the
+ * newline are not the attachment its frame announces: the caller then
+ * closes the circuit.
  */
-export function passAttached(bytes: Buffer, circuit: Circuit, to: MessageConnection): boolean {
+export function passFrame(
+  bytes: Buffer,
+  circuit: Circuit,
+  writer: TurnWriter,
+  to: MessageConnection,
+): boolean {
+  if (bytes.indexOf(NEWLINE) === -1) {
+    writer.add(`${bytes.toString()}\n`)
+    return true
+  }
+  writer.flush()
   const message = readCircuitFrame(bytes)
   if (message instanceof ProtocolError) {
     circuit.link.counters.invalid++

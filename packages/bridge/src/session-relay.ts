@@ -4,7 +4,7 @@ import {
   type Circuit,
   circuitFrame,
   pacer,
-  passAttached,
+  passFrame,
   readCircuitFrame,
   TurnWriter,
 } from './link.js'
@@ -69,18 +69,14 @@ export function relaySession(
     paced()
   }
   circuit.on('frame', (bytes) => {
-    if (bytes.indexOf(0x0a) === -1) {
-      if (!answered) {
-        answered = true
-        const answer = readCircuitFrame(bytes) as { features?: unknown }
-        if (Array.isArray(answer.features) && answer.features.includes(Feature.Attachments))
-          caller.enableAttachments()
-      }
-      writer.add(`${bytes.toString()}\n`)
-      return
+    // The origin's first frame answers the bind: whether attachments are on.
+    if (!answered) {
+      answered = true
+      const answer = readCircuitFrame(bytes) as { features?: unknown }
+      if (Array.isArray(answer.features) && answer.features.includes(Feature.Attachments))
+        caller.enableAttachments()
     }
-    writer.flush()
-    if (!passAttached(bytes, circuit, caller)) lose('invalid frame')
+    if (!passFrame(bytes, circuit, writer, caller)) lose('invalid frame')
   })
   caller.readRaw?.(fromCaller)
   // Frames with attachments (stream data) still arrive decoded.
@@ -90,7 +86,7 @@ export function relaySession(
       fromCaller(JSON.stringify(message))
       return
     }
-    writer.flush()
+    // Sending bytes flushes the link's queued frames first, so order holds.
     circuit.send(circuitFrame(message))
     paced()
   })

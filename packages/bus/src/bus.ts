@@ -236,6 +236,9 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
     return this.#server.port
   }
 
+  /** The subject CN of this bus's certificate ('' for none), read once. */
+  #subject: string | undefined
+
   /**
    * A connection to this bus's own server within this program, with no
    * socket on the way: for code in the same process that speaks the
@@ -245,13 +248,14 @@ class LocalBus extends EventEmitter<DiscovererEvents> implements Closable {
    * connection from this host. Closed with the bus.
    */
   connectInProcess(): MessageConnection {
-    const subject = this.#certificate
-      ? /(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(this.#certificate.cert).subject)?.[1]
-      : undefined
+    this.#subject ??= this.#certificate
+      ? (/(?:^|\n)CN=([^\n]*)/.exec(new X509Certificate(this.#certificate.cert).subject)?.[1] ?? '')
+      : ''
+    // The current key is read each time: keys roll while the bus runs.
     const [near, far] = createInProcessPair({
       remoteAddress: '127.0.0.1',
       ...(this.#keys ? { peerKeyId: this.#keys.current.id } : {}),
-      ...(subject !== undefined ? { peerSubject: subject } : {}),
+      ...(this.#subject ? { peerSubject: this.#subject } : {}),
     })
     this.#server.accept(far)
     return near
