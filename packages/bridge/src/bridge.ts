@@ -673,7 +673,9 @@ class BridgeImpl extends EventEmitter<BridgeEvents> implements Bridge {
       const standIn = await createStandIn(up, info, {
         signal: this.#abort.signal,
         relay: () => route.link.open(service),
-        maxRelayed: this.#options.relayedSessions ?? 16,
+        ...(this.#options.relayedSessions === undefined
+          ? {}
+          : { maxRelayed: this.#options.relayedSessions }),
         onRelayed: () => {
           this.stats.relayedSessions++
         },
